@@ -1,0 +1,328 @@
+"""Members: search, filters, the "why this tier?" panel, tag actions and manual adjustment."""
+
+import datetime as dt
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import Exists, OuterRef, Q
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from membership import services
+from membership.admin_views import adjust_tier_view
+from membership.models import (
+    AuditEntry,
+    Cause,
+    GiftIssue,
+    Member,
+    MemberTag,
+    Order,
+    Tag,
+    TierHistory,
+)
+
+from .common import EstimatedCountPaginator, ReadOnlyInline
+
+
+class TagActionForm(ActionForm):
+    tag = forms.ModelChoiceField(Tag.objects.all(), required=False, label=_("Tag"))
+    reason = forms.CharField(required=False, label=_("Reason"))
+
+
+class MemberAdminForm(forms.ModelForm):
+    tag_choices = forms.ModelMultipleChoiceField(
+        Tag.objects.all(),
+        required=False,
+        label=_("tags"),
+        widget=admin.widgets.FilteredSelectMultiple(_("tags"), is_stacked=False),
+    )
+
+    class Meta:
+        model = Member
+        fields = [
+            "name",
+            "external_id",
+            "phone",
+            "email",
+            "birthday",
+            "language",
+            "joined_at",
+            "user",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["tag_choices"].initial = list(
+                self.instance.member_tags.values_list("tag_id", flat=True)
+            )
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = _("tag")
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        return list(Tag.objects.values_list("pk", "name"))
+
+    def queryset(self, request, queryset):
+        if self.value():
+            # EXISTS, not a join: no duplicate rows and no DISTINCT over a million members.
+            return queryset.filter(
+                Exists(MemberTag.objects.filter(member=OuterRef("pk"), tag_id=self.value()))
+            )
+        return queryset
+
+
+class LifecycleFilter(admin.SimpleListFilter):
+    """Lifecycle stage from the join date and the last paid order (both indexed)."""
+
+    title = _("lifecycle")
+    parameter_name = "lifecycle"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("new", _("New (joined in the last 90 days)")),
+            ("active", _("Active (ordered in the last 180 days)")),
+            ("dormant", _("Dormant (last order 180–365 days ago)")),
+            ("churned", _("Churned (no order for 365 days)")),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        days = lambda n: now - dt.timedelta(days=n)  # noqa: E731
+        stage = self.value()
+        if stage == "new":
+            return queryset.filter(joined_at__gte=days(90))
+        if stage == "active":
+            return queryset.filter(last_order_at__gte=days(180))
+        if stage == "dormant":
+            return queryset.filter(last_order_at__lt=days(180), last_order_at__gte=days(365))
+        if stage == "churned":
+            return queryset.filter(
+                Q(last_order_at__lt=days(365)) | Q(last_order_at__isnull=True),
+                joined_at__lt=days(90),
+            )
+        return queryset
+
+
+class TierHistoryInline(ReadOnlyInline):
+    model = TierHistory
+    fk_name = "member"
+    fields = [
+        "created_at",
+        "from_group",
+        "from_tier",
+        "to_group",
+        "to_tier",
+        "cause",
+        "actor",
+        "reason",
+    ]
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = _("tier history")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("from_group", "from_tier__group", "to_group", "to_tier__group", "actor")
+        )
+
+
+class GiftInline(ReadOnlyInline):
+    model = GiftIssue
+    fields = ["issued_at", "tier", "gift"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tier__group")
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    form = MemberAdminForm
+    action_form = TagActionForm
+    list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
+    list_select_related = ["group", "tier"]
+    list_filter = ["group", "tier", TagFilter, LifecycleFilter]
+    search_fields = ["name", "=phone", "email", "=external_id"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    raw_id_fields = ["user"]
+    actions = ["add_tag_action", "remove_tag_action", "reevaluate_action"]
+    inlines = [TierHistoryInline, GiftInline]
+    readonly_fields = [
+        "group",
+        "earned_tier",
+        "tier",
+        "tier_since",
+        "locked_tier",
+        "locked_until",
+        "next_review_on",
+        "last_order_at",
+        "why_this_tier",
+        "recent_orders",
+        "audit_entries",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "external_id", "phone", "email", "birthday", "language"]}),
+        (_("Account"), {"fields": ["joined_at", "user", "tag_choices"]}),
+        (
+            _("Group and tier"),
+            {
+                "fields": [
+                    "group",
+                    "tier",
+                    "earned_tier",
+                    "tier_since",
+                    "locked_tier",
+                    "locked_until",
+                    "next_review_on",
+                    "why_this_tier",
+                ]
+            },
+        ),
+        (_("Orders"), {"fields": ["last_order_at", "recent_orders"]}),
+        (_("Audit log"), {"fields": ["audit_entries"], "classes": ["collapse"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": [*MemberAdminForm.Meta.fields, "tag_choices"]})]
+        return super().get_fieldsets(request, obj)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:member_id>/adjust-tier/",
+                self.admin_site.admin_view(adjust_tier_view),
+                name="membership_member_adjust_tier",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_adjust_tier_permission(self, request) -> bool:
+        return request.user.has_perm("membership.adjust_tier")
+
+    def has_evaluate_permission(self, request) -> bool:
+        return request.user.has_perm("membership.evaluate_member")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_adjust_tier": self.has_adjust_tier_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # -- saving goes through the services ----------------------------------
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+        services.change_member_tags(
+            member_id=form.instance.pk,
+            replace_with=form.cleaned_data.get("tag_choices") or [],
+            actor=request.user,
+            reason=str(_("Edited on the member page")),
+        )
+        if not change:
+            # A new member is placed at once, after their tags are in.
+            services.evaluate_member(member_id=form.instance.pk, cause=Cause.RECOMPUTE)
+
+    def save_model(self, request, obj, form, change):
+        before = (
+            services.snapshot(Member.objects.get(pk=obj.pk), form.changed_data) if change else None
+        )
+        super().save_model(request, obj, form, change)
+        changed = [f for f in form.changed_data if f != "tag_choices"]
+        if change and changed:
+            services.record_audit(
+                actor=request.user,
+                action="member.change",
+                obj=obj,
+                before={k: before[k] for k in changed},
+                after=services.snapshot(obj, changed),
+            )
+        if not change:
+            services.record_audit(
+                actor=request.user, action="member.add", obj=obj, after=services.snapshot(obj)
+            )
+
+    # -- list columns and panels ------------------------------------------
+
+    @admin.display(description=_("tier"), ordering="tier__rank")
+    def tier_badge(self, obj: Member):
+        if obj.tier is None:
+            return "—"
+        return format_html(
+            '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px">{}</span>',
+            obj.tier.badge_colour,
+            obj.tier.name,
+        )
+
+    @admin.display(description=_("Why this tier?"))
+    def why_this_tier(self, obj: Member):
+        if obj.pk is None:
+            return "—"
+        evaluation = services.evaluate(obj)
+        return render_to_string(
+            "admin/membership/member/why_this_tier.html",
+            {"ev": evaluation.explanation(), "member": obj},
+        )
+
+    @admin.display(description=_("Recent orders"))
+    def recent_orders(self, obj: Member):
+        orders = list(Order.objects.filter(member=obj).order_by("-placed_at")[:20])
+        url = reverse("admin:membership_order_changelist") + f"?member__id__exact={obj.pk}"
+        return render_to_string(
+            "admin/membership/member/recent_orders.html", {"orders": orders, "all_url": url}
+        )
+
+    @admin.display(description=_("Audit log"))
+    def audit_entries(self, obj: Member):
+        entries = AuditEntry.objects.filter(
+            object_type="membership.member", object_id=str(obj.pk)
+        ).order_by("-created_at", "-id")[:50]
+        return render_to_string("admin/membership/member/audit_entries.html", {"entries": entries})
+
+    # -- actions ----------------------------------------------------------
+
+    def _tag_action(self, request, queryset, *, add: bool):
+        tag = Tag.objects.filter(pk=request.POST.get("tag")).first()
+        if tag is None:
+            self.message_user(request, _("Choose a tag first."), messages.ERROR)
+            return
+        reason = request.POST.get("reason", "")
+        moved = 0
+        for member_id in queryset.values_list("pk", flat=True):
+            service = services.add_tag if add else services.remove_tag
+            result = service(member_id=member_id, tag=tag, actor=request.user, reason=reason)
+            moved += bool(result and result.history)
+        self.message_user(
+            request,
+            _("Tag %(tag)s updated on %(n)d members; %(moved)d changed group or tier.")
+            % {"tag": tag.name, "n": queryset.count(), "moved": moved},
+        )
+
+    @admin.action(description=_("Add the chosen tag"), permissions=["change"])
+    def add_tag_action(self, request, queryset):
+        self._tag_action(request, queryset, add=True)
+
+    @admin.action(description=_("Remove the chosen tag"), permissions=["change"])
+    def remove_tag_action(self, request, queryset):
+        self._tag_action(request, queryset, add=False)
+
+    @admin.action(description=_("Re-evaluate tiers"), permissions=["evaluate"])
+    def reevaluate_action(self, request, queryset):
+        result = services.recompute_members(
+            member_ids=list(queryset.values_list("pk", flat=True)), actor=request.user
+        )
+        self.message_user(
+            request,
+            _("%(n)d members changed group or tier.") % {"n": result.history_rows},
+        )

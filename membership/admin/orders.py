@@ -1,0 +1,112 @@
+"""Orders and refunds. Recorded through the services, so the member is evaluated at once."""
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.urls import path
+from django.utils.translation import gettext_lazy as _
+
+from membership import services
+from membership.admin_views import refund_view
+from membership.models import Order, Refund
+
+from .common import EstimatedCountPaginator, ReadOnlyInline
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = ["refunded_at", "external_id", "amount"]
+
+
+class OrderAddForm(forms.ModelForm):
+    class Meta:
+        model = Order
+        fields = ["member", "source", "external_id", "channel", "amount", "placed_at"]
+
+    def clean(self):
+        data = super().clean()
+        existing = Order.objects.filter(
+            source=data.get("source"), external_id=data.get("external_id")
+        ).first()
+        if existing and (existing.member_id, existing.amount) != (
+            getattr(data.get("member"), "pk", None),
+            data.get("amount"),
+        ):
+            raise ValidationError(_("This external id is already used by another order."))
+        return data
+
+    def validate_unique(self):
+        # A repeated (source, external id) with the same content is harmless: the
+        # service returns the first order instead of failing.
+        pass
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = [
+        "external_id",
+        "source",
+        "member",
+        "amount",
+        "refunded_amount",
+        "status",
+        "channel",
+        "placed_at",
+    ]
+    list_select_related = ["member"]
+    list_filter = ["status", "source", "channel"]
+    search_fields = ["=external_id", "=member__external_id"]
+    raw_id_fields = ["member"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    inlines = [RefundInline]
+    readonly_fields = ["refunded_amount", "status", "created_at"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = OrderAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return self.readonly_fields
+        return [f.name for f in Order._meta.fields]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change):
+        result = services.record_order(
+            member_id=obj.member_id,
+            source=obj.source,
+            external_id=obj.external_id,
+            channel=obj.channel,
+            amount=obj.amount,
+            placed_at=obj.placed_at,
+            actor=request.user,
+        )
+        obj.pk = result.order.pk
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:order_id>/refund/",
+                self.admin_site.admin_view(refund_view),
+                name="membership_order_refund",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_refund": request.user.has_perm("membership.add_refund"),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -1,0 +1,478 @@
+"""Data of the membership programme: VIP groups, tiers, members, tags, orders.
+
+Rules live in ``membership.services``; this module holds fields, constraints and
+small derived properties only.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+
+class Metric(models.TextChoices):
+    SPEND = "spend", _("Spend (NT$)")
+    ORDER_COUNT = "order_count", _("Order count")
+
+
+class Window(models.TextChoices):
+    ROLLING_12_MONTHS = "rolling_12m", _("Rolling 12 months")
+    CALENDAR_YEAR = "calendar_year", _("Calendar year")
+    LIFETIME = "lifetime", _("Lifetime")
+
+
+class EntryRequires(models.TextChoices):
+    EITHER = "either", _("A tag or the qualifying amount")
+    BOTH = "both", _("A tag and the qualifying amount")
+
+
+class Tag(models.Model):
+    class Kind(models.TextChoices):
+        OPERATOR = "operator", _("Operator tag")
+        SYSTEM = "system", _("System tag")
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind, default=Kind.OPERATOR)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VipGroup(models.Model):
+    """A VIP group. ``priority`` 1 is checked first; the default group is the fallback."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    priority = models.PositiveIntegerField(_("priority"), default=0, db_index=True)
+    is_default = models.BooleanField(
+        _("default group"),
+        default=False,
+        help_text=_("Members who meet no other group's entry condition belong here."),
+    )
+    entry_tags = models.ManyToManyField(
+        Tag, blank=True, related_name="entry_for_groups", verbose_name=_("entry tags")
+    )
+    entry_amount = models.PositiveBigIntegerField(
+        _("qualifying amount"),
+        null=True,
+        blank=True,
+        help_text=_("Spend (NT$) in this group's window that admits a member; blank for none."),
+    )
+    entry_requires = models.CharField(
+        _("entry condition"), max_length=10, choices=EntryRequires, default=EntryRequires.EITHER
+    )
+    metric = models.CharField(_("qualifying metric"), max_length=20, choices=Metric)
+    window = models.CharField(_("window"), max_length=20, choices=Window)
+    review_period_months = models.PositiveSmallIntegerField(_("review period (months)"), default=12)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        verbose_name = _("VIP group")
+        verbose_name_plural = _("VIP groups")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="one_default_vip_group",
+                violation_error_message=_("Exactly one VIP group is the default."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tier(models.Model):
+    """A tier inside a VIP group. Rank 1 is the base tier."""
+
+    group = models.ForeignKey(
+        VipGroup, on_delete=models.PROTECT, related_name="tiers", verbose_name=_("VIP group")
+    )
+    rank = models.PositiveSmallIntegerField(_("rank"))
+    name = models.CharField(_("name"), max_length=50)
+    badge_colour = models.CharField(_("badge colour"), max_length=7, default="#9e9e9e")
+    upgrade_threshold = models.PositiveBigIntegerField(_("upgrade threshold"))
+    retention_threshold = models.PositiveBigIntegerField(_("retention threshold"))
+    discount_percent = models.DecimalField(
+        _("discount (% off)"), max_digits=4, decimal_places=1, default=0
+    )
+    points_per_100 = models.PositiveSmallIntegerField(
+        _("points per NT$100"), default=1, help_text=_("Points earned for every NT$100 spent.")
+    )
+    free_shipping = models.BooleanField(_("free shipping"), default=False)
+    birthday_perk = models.CharField(_("birthday perk"), max_length=200, blank=True)
+    upgrade_gift = models.CharField(
+        _("upgrade gift"),
+        max_length=200,
+        blank=True,
+        help_text=_("Given once when a member reaches this tier; blank for none."),
+    )
+
+    class Meta:
+        ordering = ["group__priority", "rank"]
+        verbose_name = _("tier")
+        verbose_name_plural = _("tiers")
+        constraints = [
+            models.UniqueConstraint(fields=["group", "rank"], name="tier_rank_unique_in_group"),
+            models.UniqueConstraint(fields=["group", "name"], name="tier_name_unique_in_group"),
+            models.CheckConstraint(
+                condition=Q(retention_threshold__lte=F("upgrade_threshold")),
+                name="tier_retention_not_above_upgrade",
+                violation_error_message=_(
+                    "The retention threshold cannot be above the upgrade threshold."
+                ),
+            ),
+            models.CheckConstraint(condition=Q(rank__gte=1), name="tier_rank_from_one"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group.name} · {self.name}"
+
+
+class TierBenefit(models.Model):
+    """One line of a tier's free-text benefits, in the order the operator dragged them."""
+
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="benefits")
+    position = models.PositiveIntegerField(_("position"), default=0, db_index=True)
+    text = models.CharField(_("benefit"), max_length=200)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("benefit")
+        verbose_name_plural = _("benefits")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Member(models.Model):
+    class Language(models.TextChoices):
+        ZH_HANT = "zh-hant", "繁體中文"
+        EN = "en", "English"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="member",
+        verbose_name=_("login user"),
+    )
+    external_id = models.CharField(
+        _("external id"), max_length=64, unique=True, null=True, blank=True
+    )
+    name = models.CharField(_("name"), max_length=100)
+    phone = models.CharField(_("phone"), max_length=20, blank=True, db_index=True)
+    email = models.EmailField(_("e-mail"), blank=True, db_index=True)
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    language = models.CharField(
+        _("language"), max_length=8, choices=Language, default=Language.ZH_HANT
+    )
+    joined_at = models.DateTimeField(_("joined at"), db_index=True)
+    tags = models.ManyToManyField(
+        Tag, through="MemberTag", blank=True, related_name="members", verbose_name=_("tags")
+    )
+
+    # Evaluation state, written only by membership.services.
+    group = models.ForeignKey(
+        VipGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
+        verbose_name=_("VIP group"),
+    )
+    earned_tier = models.ForeignKey(
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("earned tier"),
+        help_text=_("The tier the group's rules give, before grants and locks."),
+    )
+    tier = models.ForeignKey(
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
+        verbose_name=_("tier"),
+        help_text=_("The effective tier: the best of the earned tier, active grants and a lock."),
+    )
+    tier_since = models.DateTimeField(_("tier since"), null=True, blank=True)
+    tier_earned_by_order = models.ForeignKey(
+        "Order",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("tier earned by order"),
+    )
+    next_review_on = models.DateField(_("next review"), null=True, blank=True, db_index=True)
+    locked_tier = models.ForeignKey(
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("locked tier"),
+    )
+    locked_until = models.DateField(_("locked until"), null=True, blank=True)
+    last_order_at = models.DateTimeField(_("last order"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        permissions = [
+            ("adjust_tier", _("Can adjust a member's tier by hand")),
+            ("evaluate_member", _("Can re-evaluate members")),
+        ]
+        indexes = [models.Index(fields=["group", "tier"], name="member_group_tier_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(locked_tier__isnull=True, locked_until__isnull=True)
+                | Q(locked_tier__isnull=False, locked_until__isnull=False),
+                name="member_lock_has_tier_and_date",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MemberTag(models.Model):
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="member_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="member_tags")
+    added_at = models.DateTimeField(_("added at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("member tag")
+        verbose_name_plural = _("member tags")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "tag"], name="member_tag_unique"),
+        ]
+        indexes = [models.Index(fields=["tag", "member"], name="member_tag_by_tag_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}:{self.tag_id}"
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PAID = "paid", _("Paid")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="orders", verbose_name=_("member")
+    )
+    source = models.CharField(
+        _("source"), max_length=30, default="shop", help_text=_("The system that sent the order.")
+    )
+    external_id = models.CharField(_("external id"), max_length=64)
+    channel = models.CharField(_("channel"), max_length=30, blank=True)
+    amount = models.PositiveBigIntegerField(_("amount (NT$)"))
+    refunded_amount = models.PositiveBigIntegerField(_("refunded (NT$)"), default=0)
+    placed_at = models.DateTimeField(_("placed at"))
+    status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.PAID)
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], name="order_unique_per_source"
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__lte=F("amount")), name="order_refund_within_amount"
+            ),
+        ]
+        indexes = [models.Index(fields=["member", "placed_at"], name="order_member_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+    @property
+    def net_amount(self) -> int:
+        """What the order still counts for: nothing once cancelled, less refunds otherwise."""
+        if self.status == self.Status.CANCELLED:
+            return 0
+        return self.amount - self.refunded_amount
+
+
+class Refund(models.Model):
+    """A refund of part or all of an order; the order's ``refunded_amount`` is their sum."""
+
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("order")
+    )
+    external_id = models.CharField(_("external id"), max_length=64)
+    amount = models.PositiveBigIntegerField(_("amount (NT$)"))
+    refunded_at = models.DateTimeField(_("refunded at"))
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-refunded_at"]
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "external_id"], name="refund_unique_per_order"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} (NT${self.amount:,})"
+
+
+class TierGrant(models.Model):
+    """A tier held for a period through a subscription, a points redemption or an operator."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="tier_grants")
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+")
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    source = models.CharField(_("source"), max_length=30)
+    source_ref = models.CharField(_("source reference"), max_length=100)
+
+    class Meta:
+        verbose_name = _("tier grant")
+        verbose_name_plural = _("tier grants")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "source_ref"], name="tier_grant_unique_source"
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="grant_ends_after_start"
+            ),
+        ]
+        indexes = [models.Index(fields=["member", "ends_at"], name="grant_member_end_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.tier} {self.starts_at:%Y-%m-%d}–{self.ends_at:%Y-%m-%d}"
+
+
+class Cause(models.TextChoices):
+    ORDER = "order", _("Paid order")
+    REFUND = "refund", _("Refund or cancellation")
+    TAG = "tag", _("Tag change")
+    REVIEW = "review", _("Review")
+    MANUAL = "manual", _("Manual adjustment")
+    RECOMPUTE = "recompute", _("Recompute")
+    GRANT = "grant", _("Tier grant")
+    CONFIGURATION = "configuration", _("Configuration change")
+
+
+class TierHistory(models.Model):
+    """Every change of group or tier, append-only."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="tier_history")
+    from_group = models.ForeignKey(
+        VipGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("from group"),
+    )
+    from_tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("from tier")
+    )
+    to_group = models.ForeignKey(
+        VipGroup, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("to group")
+    )
+    to_tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("to tier")
+    )
+    cause = models.CharField(_("cause"), max_length=20, choices=Cause)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    explanation = models.JSONField(_("explanation"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("time"), db_index=True)
+    notified_at = models.DateTimeField(_("member notified at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("tier history")
+        verbose_name_plural = _("tier history")
+        indexes = [
+            models.Index(
+                fields=["id"], condition=Q(notified_at__isnull=True), name="history_unnotified_idx"
+            ),
+            models.Index(fields=["member", "created_at"], name="history_member_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.get_cause_display()}"
+
+
+class GiftIssue(models.Model):
+    """A tier's upgrade gift given to a member: once per member and tier, never taken back."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="gifts")
+    tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, related_name="+", verbose_name=_("tier")
+    )
+    gift = models.CharField(_("gift"), max_length=200)
+    issued_at = models.DateTimeField(_("issued at"))
+
+    class Meta:
+        ordering = ["-issued_at"]
+        verbose_name = _("gift issued")
+        verbose_name_plural = _("gifts issued")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "tier"], name="gift_once_per_member_tier"),
+        ]
+
+    def __str__(self) -> str:
+        return self.gift
+
+
+class AuditEntry(models.Model):
+    """One operator action: who, when, what, before, after and why. Never edited.
+
+    On PostgreSQL a trigger refuses UPDATE and DELETE on this table (migration 0002).
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    actor_name = models.CharField(_("actor"), max_length=150, blank=True)
+    action = models.CharField(_("action"), max_length=50, db_index=True)
+    object_type = models.CharField(_("object type"), max_length=50)
+    object_id = models.CharField(_("object id"), max_length=64)
+    object_repr = models.CharField(_("object"), max_length=200)
+    before = models.JSONField(_("before"), null=True, blank=True)
+    after = models.JSONField(_("after"), null=True, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("time"), db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
+        )

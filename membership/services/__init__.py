@@ -1,0 +1,34 @@
+"""The membership rules. Admin, views, tasks and commands call these; none repeat them."""
+
+from .adjustments import adjust_tier
+from .audit import record_audit, snapshot
+from .bulk import BulkResult, recompute_members, review_due_members
+from .evaluation import Evaluation, EvaluationResult, evaluate, evaluate_member
+from .grants import grant_tier
+from .notifications import send_tier_notifications
+from .orders import cancel_order, record_order, record_refund
+from .rules import Mode, load_programme
+from .tags import add_tag, change_member_tags, remove_tag
+
+__all__ = [
+    "BulkResult",
+    "Evaluation",
+    "EvaluationResult",
+    "Mode",
+    "add_tag",
+    "adjust_tier",
+    "cancel_order",
+    "change_member_tags",
+    "evaluate",
+    "evaluate_member",
+    "grant_tier",
+    "load_programme",
+    "recompute_members",
+    "record_audit",
+    "record_order",
+    "record_refund",
+    "remove_tag",
+    "review_due_members",
+    "send_tier_notifications",
+    "snapshot",
+]

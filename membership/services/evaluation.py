@@ -1,0 +1,295 @@
+"""Evaluate one member: find their group and tier, explain why, and apply the change."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+
+from django.db import transaction
+from django.db.models import Count, F, Max, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from membership.models import (
+    Cause,
+    GiftIssue,
+    Member,
+    Metric,
+    Order,
+    TierGrant,
+    TierHistory,
+    Window,
+)
+
+from .rules import (
+    GroupCheck,
+    GroupRule,
+    Metrics,
+    Mode,
+    Programme,
+    TierRule,
+    WindowBounds,
+    add_months,
+    load_programme,
+    next_earned_rank,
+    resolve_group,
+)
+
+
+def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
+    """Every metric in every window for one member, in one query."""
+    net = F("amount") - F("refunded_amount")
+    counted = Q(amount__gt=F("refunded_amount"))
+    aggregates = {"last_order_at": Max("placed_at")}
+    for window in Window:
+        start = bounds.start(window)
+        in_window = Q(placed_at__gte=start) if start else Q(pk__isnull=False)
+        aggregates[f"spend:{window}"] = Coalesce(Sum(net, filter=in_window), 0)
+        aggregates[f"count:{window}"] = Count("pk", filter=in_window & counted)
+    row = Order.objects.filter(member_id=member_id, status=Order.Status.PAID).aggregate(
+        **aggregates
+    )
+    values = {}
+    for window in Window:
+        values[(Metric.SPEND.value, window.value)] = int(row[f"spend:{window}"])
+        values[(Metric.ORDER_COUNT.value, window.value)] = int(row[f"count:{window}"])
+    return Metrics(values=values, last_order_at=row["last_order_at"])
+
+
+@dataclass
+class Evaluation:
+    """What the rules say about one member at one moment, and why."""
+
+    mode: Mode
+    now: dt.datetime
+    group: GroupRule | None
+    group_changed: bool
+    checks: list[GroupCheck]
+    locked_until: dt.date | None
+    value: int
+    window_start: dt.datetime | None
+    earned: TierRule | None
+    previous_earned: TierRule | None
+    effective: TierRule | None
+    grant: TierRule | None
+    locked: TierRule | None
+    inactive: bool
+    thresholds: list[dict] = field(default_factory=list)
+
+    @property
+    def earned_rank(self) -> int:
+        return self.earned.rank if self.earned else 0
+
+    def explanation(self) -> dict:
+        g = self.group
+        return {
+            "mode": str(self.mode),
+            "evaluated_at": self.now.isoformat(),
+            "checks": [asdict(c) for c in self.checks],
+            "locked_until": self.locked_until.isoformat() if self.locked_until else None,
+            "group": g.name if g else None,
+            "group_changed": self.group_changed,
+            "metric": g.metric if g else None,
+            "window": g.window if g else None,
+            "window_start": timezone.localdate(self.window_start).isoformat()
+            if self.window_start
+            else None,
+            "value": self.value,
+            "thresholds": self.thresholds,
+            "previous_earned": self.previous_earned.name if self.previous_earned else None,
+            "earned": self.earned.name if self.earned else None,
+            "grant": self.grant.name if self.grant else None,
+            "locked": self.locked.name if self.locked else None,
+            "effective": self.effective.name if self.effective else None,
+            "inactive": self.inactive,
+        }
+
+
+def evaluate(
+    member: Member,
+    *,
+    mode: Mode = Mode.UPGRADE,
+    programme: Programme | None = None,
+    now: dt.datetime | None = None,
+    metrics: Metrics | None = None,
+) -> Evaluation:
+    """Apply the rules to ``member`` without writing anything."""
+    programme = programme or load_programme()
+    bounds = WindowBounds(now or timezone.now())
+    metrics = metrics or member_metrics(member.pk, bounds)
+    tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))
+
+    lock_active = bool(member.locked_until and member.locked_until >= bounds.today)
+    if lock_active:
+        # A lock pins the member to the locked tier's group; evaluation goes on inside it.
+        group = programme.group_of_tier(member.locked_tier_id)
+        checks: list[GroupCheck] = []
+    else:
+        group, checks = resolve_group(programme, tag_ids, metrics)
+
+    group_changed = group is not None and group.id != member.group_id
+    previous_rank = group.rank_of(member.earned_tier_id) if group and not group_changed else 0
+    value = metrics.of(group.metric, group.window) if group else 0
+    inactive = metrics.last_order_at is None or metrics.last_order_at < bounds.inactivity_cutoff
+    earned_rank = (
+        next_earned_rank(
+            mode=mode,
+            group=group,
+            group_changed=group_changed,
+            current_rank=previous_rank,
+            value=value,
+            inactive=inactive,
+        )
+        if group
+        else 0
+    )
+    grant_rank = best_active_grant_rank(member, group, bounds.now) if group else 0
+    lock_rank = group.rank_of(member.locked_tier_id) if group and lock_active else 0
+    effective_rank = max(earned_rank, grant_rank, lock_rank)
+
+    def at(rank: int) -> TierRule | None:
+        return group.tier_at(rank) if group and rank else None
+
+    return Evaluation(
+        mode=mode,
+        now=bounds.now,
+        group=group,
+        group_changed=group_changed,
+        checks=checks,
+        locked_until=member.locked_until if lock_active else None,
+        value=value,
+        window_start=bounds.start(group.window) if group else None,
+        earned=at(earned_rank),
+        previous_earned=at(previous_rank),
+        effective=at(effective_rank),
+        grant=at(grant_rank),
+        locked=at(lock_rank),
+        inactive=inactive,
+        thresholds=[
+            {
+                "tier": t.name,
+                "rank": t.rank,
+                "upgrade": t.upgrade,
+                "retention": t.retention,
+                "upgrade_met": value >= t.upgrade,
+                "retention_met": value >= t.retention,
+            }
+            for t in (group.tiers if group else ())
+        ],
+    )
+
+
+def best_active_grant_rank(member: Member, group: GroupRule, now: dt.datetime) -> int:
+    tier_ids = list(
+        TierGrant.objects.filter(
+            member=member, starts_at__lte=now, ends_at__gt=now, tier__group_id=group.id
+        ).values_list("tier_id", flat=True)
+    )
+    return max((group.rank_of(tid) for tid in tier_ids), default=0)
+
+
+@dataclass
+class EvaluationResult:
+    evaluation: Evaluation
+    changed: bool
+    history: TierHistory | None = None
+    gift: GiftIssue | None = None
+
+
+def evaluate_member(
+    *,
+    member_id: int,
+    mode: Mode = Mode.UPGRADE,
+    cause: Cause,
+    actor=None,
+    order: Order | None = None,
+    reason: str = "",
+) -> EvaluationResult:
+    """Evaluate one member under a row lock and apply the result.
+
+    Idempotent: a second call with nothing new changes nothing and writes nothing.
+    Writes a history row when the group or the effective tier changes, issues the
+    reached tier's gift at most once, and e-mails the member after commit.
+    """
+    with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member_id)
+        ev = evaluate(member, mode=mode)
+        return apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
+
+
+def apply_evaluation(
+    member: Member,
+    ev: Evaluation,
+    *,
+    cause: Cause,
+    actor=None,
+    order: Order | None = None,
+    reason: str = "",
+) -> EvaluationResult:
+    """Write an evaluation's outcome. The caller holds the member's row lock."""
+    new_group_id = ev.group.id if ev.group else None
+    new_earned_id = ev.earned.id if ev.earned else None
+    new_tier_id = ev.effective.id if ev.effective else None
+    old_group_id, old_tier_id = member.group_id, member.tier_id
+    if (new_group_id, new_earned_id, new_tier_id) == (
+        member.group_id,
+        member.earned_tier_id,
+        member.tier_id,
+    ):
+        return EvaluationResult(evaluation=ev, changed=False)
+
+    previous_rank = ev.previous_earned.rank if ev.previous_earned else 0
+    rose = ev.earned_rank > previous_rank or (ev.group_changed and ev.earned_rank > 0)
+    if new_earned_id != member.earned_tier_id:
+        member.tier_earned_by_order = order if (rose and order is not None) else None
+        member.next_review_on = (
+            _review_date(ev.now, ev.group.review_months) if ev.earned_rank else None
+        )
+    if new_tier_id != member.tier_id:
+        member.tier_since = ev.now
+    member.group_id, member.earned_tier_id, member.tier_id = (
+        new_group_id,
+        new_earned_id,
+        new_tier_id,
+    )
+    member.save(
+        update_fields=[
+            "group",
+            "earned_tier",
+            "tier",
+            "tier_since",
+            "tier_earned_by_order",
+            "next_review_on",
+        ]
+    )
+
+    result = EvaluationResult(evaluation=ev, changed=True)
+    if (new_group_id, new_tier_id) != (old_group_id, old_tier_id):
+        result.history = TierHistory.objects.create(
+            member=member,
+            from_group_id=old_group_id,
+            from_tier_id=old_tier_id,
+            to_group_id=new_group_id,
+            to_tier_id=new_tier_id,
+            cause=cause,
+            actor=actor,
+            reason=reason,
+            explanation=ev.explanation(),
+            created_at=ev.now,
+        )
+        from membership.tasks import send_tier_notifications
+
+        transaction.on_commit(send_tier_notifications.delay)
+    if rose and ev.earned and ev.earned.gift:
+        # Under the member lock; the unique constraint backs it against any other writer.
+        gift, created = GiftIssue.objects.get_or_create(
+            member=member,
+            tier_id=ev.earned.id,
+            defaults={"gift": ev.earned.gift, "issued_at": ev.now},
+        )
+        result.gift = gift if created else None
+    return result
+
+
+def _review_date(now: dt.datetime, months: int) -> dt.date:
+    return add_months(timezone.localdate(now), months)

@@ -1,0 +1,50 @@
+"""Tell members about changes of group or tier, by e-mail, from the history outbox.
+
+Every history row starts unnotified; this drains them in batches. Rows are claimed
+with SELECT … FOR UPDATE SKIP LOCKED so that several workers never send the same
+e-mail; a row is marked before sending (at most once, never twice).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from membership.models import TierHistory
+
+BATCH = 500
+
+
+def _claim_batch() -> list[TierHistory]:
+    with transaction.atomic():
+        rows = list(
+            TierHistory.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(notified_at__isnull=True)
+            .select_related("member", "from_group", "from_tier", "to_group", "to_tier")
+            .order_by("id")[:BATCH]
+        )
+        TierHistory.objects.filter(pk__in=[r.pk for r in rows]).update(notified_at=timezone.now())
+    return rows
+
+
+def send_tier_notifications() -> int:
+    """Send every pending tier-change e-mail. Returns how many rows were handled."""
+    handled = 0
+    while rows := _claim_batch():
+        for row in rows:
+            if row.member.email:
+                send_tier_change_email(row)
+        handled += len(rows)
+    return handled
+
+
+def send_tier_change_email(row: TierHistory) -> None:
+    language = row.member.language or settings.LANGUAGE_CODE
+    with translation.override(language):
+        context = {"member": row.member, "change": row, "cause": row.get_cause_display()}
+        subject = render_to_string(f"membership/email/tier_changed.{language}.subject.txt", context)
+        body = render_to_string(f"membership/email/tier_changed.{language}.txt", context)
+    send_mail(subject.strip(), body, settings.DEFAULT_FROM_EMAIL, [row.member.email])

@@ -1,0 +1,144 @@
+"""Orders and refunds reported by the shop. Re-sending either is harmless."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from membership.models import Cause, Member, Order, Refund
+
+from .audit import record_audit, snapshot
+from .evaluation import EvaluationResult, evaluate_member
+from .rules import Mode
+
+
+@dataclass
+class OrderResult:
+    order: Order
+    created: bool
+    evaluation: EvaluationResult | None = None
+
+
+def record_order(
+    *,
+    member_id: int,
+    external_id: str,
+    amount: int,
+    placed_at: dt.datetime,
+    source: str = "shop",
+    channel: str = "",
+    actor=None,
+) -> OrderResult:
+    """Record a paid order and upgrade the member at once if it lifts them.
+
+    Idempotent on (source, external_id): the same order again returns the first one;
+    the same id with different content is refused.
+    """
+    if not isinstance(amount, int) or amount < 0:
+        raise ValidationError({"amount": _("The amount must be a whole number of NT$, 0 or more.")})
+    if timezone.is_naive(placed_at):
+        raise ValidationError({"placed_at": _("The order time must carry a time zone.")})
+    with transaction.atomic():
+        # The member row lock serialises every write about one member, duplicates included.
+        member = Member.objects.select_for_update().get(pk=member_id)
+        existing = Order.objects.filter(source=source, external_id=external_id).first()
+        if existing is not None:
+            if existing.member_id != member_id or existing.amount != amount:
+                raise ValidationError(
+                    _("Order %(ref)s was already recorded with a different member or amount.")
+                    % {"ref": f"{source}:{external_id}"}
+                )
+            return OrderResult(order=existing, created=False)
+        order = Order.objects.create(
+            member=member,
+            source=source,
+            external_id=external_id,
+            channel=channel,
+            amount=amount,
+            placed_at=placed_at,
+        )
+        if actor is not None:
+            record_audit(actor=actor, action="order.add", obj=order, after=snapshot(order))
+        if member.last_order_at is None or placed_at > member.last_order_at:
+            Member.objects.filter(pk=member.pk).update(last_order_at=placed_at)
+        result = evaluate_member(
+            member_id=member.pk, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order
+        )
+        return OrderResult(order=order, created=True, evaluation=result)
+
+
+def record_refund(
+    *,
+    order_id: int,
+    external_id: str,
+    amount: int,
+    refunded_at: dt.datetime | None = None,
+    actor=None,
+) -> Refund:
+    """Refund part or all of an order. Idempotent on (order, external_id).
+
+    A refund lowers the order's qualifying amount. If the order is the one that
+    earned the member's tier, the member is re-ranked at once; other falls wait
+    for review. Gifts already given stay given.
+    """
+    if not isinstance(amount, int) or amount <= 0:
+        raise ValidationError({"amount": _("A refund is a whole number of NT$ above 0.")})
+    with transaction.atomic():
+        member_id = Order.objects.values_list("member_id", flat=True).get(pk=order_id)
+        member = Member.objects.select_for_update().get(pk=member_id)
+        order = Order.objects.select_for_update().get(pk=order_id)
+        existing = Refund.objects.filter(order=order, external_id=external_id).first()
+        if existing is not None:
+            if existing.amount != amount:
+                raise ValidationError(
+                    _("Refund %(ref)s was already recorded with a different amount.")
+                    % {"ref": external_id}
+                )
+            return existing
+        remaining = order.amount - order.refunded_amount
+        if amount > remaining:
+            raise ValidationError(
+                {
+                    "amount": _("Only NT$%(remaining)s of this order is left to refund.")
+                    % {"remaining": f"{remaining:,}"}
+                }
+            )
+        refund = Refund.objects.create(
+            order=order,
+            external_id=external_id,
+            amount=amount,
+            refunded_at=refunded_at or timezone.now(),
+        )
+        order.refunded_amount += amount
+        order.save(update_fields=["refunded_amount"])
+        if actor is not None:
+            record_audit(
+                actor=actor,
+                action="order.refund",
+                obj=order,
+                before={"refunded_amount": order.refunded_amount - amount},
+                after={"refunded_amount": order.refunded_amount, "refund": external_id},
+            )
+        if member.tier_earned_by_order_id == order.pk:
+            evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        return refund
+
+
+def cancel_order(*, order_id: int) -> Order:
+    """Cancel an order: it no longer counts. Same re-ranking as a full refund."""
+    with transaction.atomic():
+        member_id = Order.objects.values_list("member_id", flat=True).get(pk=order_id)
+        member = Member.objects.select_for_update().get(pk=member_id)
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status == Order.Status.CANCELLED:
+            return order
+        order.status = Order.Status.CANCELLED
+        order.save(update_fields=["status"])
+        if member.tier_earned_by_order_id == order.pk:
+            evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        return order

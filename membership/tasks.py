@@ -1,0 +1,25 @@
+"""Thin Celery tasks: each calls one service. Idempotency lives in the services."""
+
+from celery import shared_task
+
+from membership import services
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def send_tier_notifications() -> int:
+    return services.send_tier_notifications()
+
+
+@shared_task
+def recompute_all_members() -> dict:
+    return vars(services.recompute_members())
+
+
+@shared_task
+def recompute_member_ids(member_ids: list[int]) -> dict:
+    return vars(services.recompute_members(member_ids=member_ids))
+
+
+@shared_task
+def review_due_members() -> dict:
+    return vars(services.review_due_members())
