@@ -1,0 +1,168 @@
+"""The set-based recompute: same answers as the single-member engine, idempotent, chunked."""
+
+import datetime as dt
+import random
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.utils import timezone
+
+from membership import services
+from membership.models import GiftIssue, Member, MemberTag, Order, TierGrant, TierHistory
+from membership.services.rules import Mode
+from tests.factories import MemberFactory, OrderFactory
+
+TAIPEI = dt.timezone(dt.timedelta(hours=8))
+NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=TAIPEI)
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def random_members(programme, n: int, seed: int = 7) -> list[Member]:
+    """Members with random orders (some refunded, some cancelled, some old) and tags."""
+    rng = random.Random(seed)
+    tags = [programme.enterprise_tag, programme.staff_tag, programme.kol_tag]
+    members = []
+    for i in range(n):
+        member = MemberFactory()
+        for j in range(rng.randint(0, 6)):
+            amount = rng.choice([500, 3_000, 8_000, 12_000, 40_000, 120_000, 250_000])
+            OrderFactory(
+                member=member,
+                external_id=f"R{i}-{j}",
+                amount=amount,
+                refunded_amount=rng.choice([0, 0, 0, amount // 2, amount]),
+                status=rng.choice(["paid"] * 5 + ["cancelled"]),
+                placed_at=NOW - dt.timedelta(days=rng.randint(0, 800)),
+            )
+        for tag in tags:
+            if rng.random() < 0.2:
+                MemberTag.objects.create(member=member, tag=tag)
+        members.append(member)
+    return members
+
+
+def scramble(programme, members, seed: int = 11) -> None:
+    """Give members earned tiers, locks and grants the rules alone would not give them now."""
+    rng = random.Random(seed)
+    for member in Member.objects.filter(pk__in=[m.pk for m in members]).select_related("group"):
+        tiers = list(member.group.tiers.all())
+        earned = rng.choice([None, *tiers])
+        member.earned_tier = member.tier = earned
+        if rng.random() < 0.15:
+            member.locked_tier = rng.choice(list(programme.general.tiers.all()))
+            member.locked_until = timezone.localdate() + dt.timedelta(days=rng.choice([-1, 30]))
+        member.save()
+        if rng.random() < 0.15:
+            TierGrant.objects.create(
+                member=member,
+                tier=rng.choice(tiers),
+                starts_at=NOW - dt.timedelta(days=1),
+                ends_at=NOW + dt.timedelta(days=rng.choice([-0.5, 10])),
+                source="test",
+                source_ref=f"g{member.pk}",
+            )
+
+
+def state(members) -> dict[int, tuple]:
+    return {
+        m.pk: (m.group_id, m.earned_tier_id, m.tier_id, m.next_review_on)
+        for m in Member.objects.filter(pk__in=[m.pk for m in members])
+    }
+
+
+@pytest.mark.parametrize("mode", [Mode.UPGRADE, Mode.REVIEW, Mode.RERANK])
+def test_the_bulk_recompute_agrees_with_the_single_member_engine(programme, mode):
+    # given: the same random members placed once, then copied
+    members = random_members(programme, 80)
+    services.recompute_members()
+    scramble(programme, members)
+    Member.objects.update(next_review_on=timezone.localdate())  # every member due
+    start = state(members)
+
+    # when: one path is the set-based SQL, the other the Python rules per member
+    services.recompute_members(mode=mode)
+    bulk = state(members)
+    Member.objects.filter(pk__in=start).update(next_review_on=timezone.localdate())
+    for pk, (group_id, earned_id, tier_id, _review) in start.items():
+        Member.objects.filter(pk=pk).update(
+            group_id=group_id, earned_tier_id=earned_id, tier_id=tier_id
+        )
+    for member in members:
+        services.evaluate_member(member_id=member.pk, mode=mode, cause="recompute")
+    single = state(members)
+
+    # then: the group and tiers agree (the review date is only moved by the bulk review)
+    assert {k: v[:3] for k, v in bulk.items()} == {k: v[:3] for k, v in single.items()}
+
+
+def test_a_cold_recompute_places_every_member_and_issues_gifts(programme):
+    member = MemberFactory()
+    OrderFactory(member=member, amount=35_000)
+    untouched = MemberFactory()
+
+    result = services.recompute_members()
+
+    member.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (member.tier.name, untouched.tier.name) == ("金卡", "一般會員")
+    assert result.history_rows == 2
+    assert list(GiftIssue.objects.filter(member=member).values_list("gift", flat=True)) == [
+        "金卡迎新禮"
+    ]
+
+
+def test_running_the_recompute_twice_changes_nothing_the_second_time(programme):
+    random_members(programme, 40)
+    services.recompute_members()
+    history, gifts = TierHistory.objects.count(), GiftIssue.objects.count()
+
+    second = services.recompute_members()
+
+    assert (second.changed, second.history_rows, second.gifts) == (0, 0, 0)
+    assert (TierHistory.objects.count(), GiftIssue.objects.count()) == (history, gifts)
+
+
+def test_the_recompute_works_in_chunks_of_members(programme):
+    members = random_members(programme, 25)
+
+    services.recompute_members(chunk=4)
+
+    assert Member.objects.filter(pk__in=[m.pk for m in members], group__isnull=True).count() == 0
+
+
+def test_the_recompute_writes_only_members_whose_tier_changed(programme):
+    member = MemberFactory()
+    services.recompute_members()
+    OrderFactory(member=member, amount=12_000)
+
+    result = services.recompute_members()
+
+    assert result.changed == 1
+    member.refresh_from_db()
+    assert member.tier.name == "銀卡"
+
+
+def test_the_recompute_does_not_lower_a_tier_before_review(programme):
+    member = MemberFactory()
+    order = OrderFactory(member=member, amount=12_000)
+    services.recompute_members()
+    Order.objects.filter(pk=order.pk).update(refunded_amount=12_000)
+
+    services.recompute_members()
+
+    member.refresh_from_db()
+    assert member.tier.name == "銀卡"
+
+
+def test_the_recompute_command_reports_what_it_changed(programme, capsys):
+    OrderFactory(member=MemberFactory(), amount=12_000)
+
+    call_command("recompute_tiers")
+
+    assert "1 members changed" in capsys.readouterr().out
