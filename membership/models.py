@@ -180,6 +180,8 @@ class Member(models.Model):
     )
 
     # Evaluation state, written only by membership.services.
+    # Indexes: (group, tier) serves group filters; the rarely-read FKs carry none, so
+    # the set-based recompute maintains fewer indexes per updated row.
     group = models.ForeignKey(
         VipGroup,
         on_delete=models.PROTECT,
@@ -187,6 +189,7 @@ class Member(models.Model):
         blank=True,
         related_name="members",
         verbose_name=_("VIP group"),
+        db_index=False,
     )
     earned_tier = models.ForeignKey(
         Tier,
@@ -194,6 +197,7 @@ class Member(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,
         verbose_name=_("earned tier"),
         help_text=_("The tier the group's rules give, before grants and locks."),
     )
@@ -213,6 +217,7 @@ class Member(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,
         verbose_name=_("tier earned by order"),
     )
     next_review_on = models.DateField(_("next review"), null=True, blank=True, db_index=True)
@@ -222,6 +227,7 @@ class Member(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,
         verbose_name=_("locked tier"),
     )
     locked_until = models.DateField(_("locked until"), null=True, blank=True)
@@ -376,22 +382,41 @@ class Cause(models.TextChoices):
 class TierHistory(models.Model):
     """Every change of group or tier, append-only."""
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="tier_history")
+    # Read by member (the composite index) and by time; the other FKs carry no index.
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="tier_history", db_index=False
+    )
     from_group = models.ForeignKey(
         VipGroup,
         on_delete=models.PROTECT,
         null=True,
         related_name="+",
+        db_index=False,
         verbose_name=_("from group"),
     )
     from_tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("from tier")
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("from tier"),
     )
     to_group = models.ForeignKey(
-        VipGroup, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("to group")
+        VipGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("to group"),
     )
     to_tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("to tier")
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("to tier"),
     )
     cause = models.CharField(_("cause"), max_length=20, choices=Cause)
     actor = models.ForeignKey(
@@ -399,6 +424,7 @@ class TierHistory(models.Model):
         on_delete=models.PROTECT,
         null=True,
         related_name="+",
+        db_index=False,
         verbose_name=_("actor"),
     )
     reason = models.TextField(_("reason"), blank=True)

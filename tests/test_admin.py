@@ -177,7 +177,7 @@ def test_the_group_list_warns_past_four_tiers_in_a_group(programme, admin_client
 
     page = admin_client.get(reverse("admin:membership_vipgroup_changelist"))
 
-    assert "全館 VIP has 5 tiers" in page.content.decode()
+    assert "「全館 VIP」有 5 個等級" in page.content.decode()
 
 
 def test_adding_a_tag_from_the_member_list_moves_the_selected_members(programme, admin_client):

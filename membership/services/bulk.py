@@ -65,13 +65,16 @@ class _Sql:
 
 def _dialect() -> dict[str, str]:
     if connection.vendor == "postgresql":
+        # MATERIALIZED: inlined, each CTE's CASE would be copied into the next one's
+        # several times over, and the plan would grow exponentially with the chain.
         return {
             "max": "GREATEST",
             "min": "LEAST",
             "distinct": "IS DISTINCT FROM",
             "json": "json_build_object",
+            "as": "AS MATERIALIZED",
         }
-    return {"max": "MAX", "min": "MIN", "distinct": "IS NOT", "json": "json_object"}
+    return {"max": "MAX", "min": "MIN", "distinct": "IS NOT", "json": "json_object", "as": "AS"}
 
 
 def _needed_columns(programme: Programme) -> set[str]:
@@ -146,7 +149,7 @@ def _changes_sql(
     rank_of_tier = [(t.id, t.rank) for _, t in tiers]
     ctes = []
 
-    ctes.append(f"agg AS ({_aggregate_sql(q, bounds, cols, member_filter)})")
+    ctes.append(f"agg {d['as']} ({_aggregate_sql(q, bounds, cols, member_filter)})")
 
     lock_active = f"(m.locked_until IS NOT NULL AND m.locked_until >= {q.p(bounds.today)})"
     metric_cols = ", ".join(f"COALESCE(a.{c}, 0) AS {c}" for c in sorted(cols))
@@ -159,7 +162,7 @@ def _changes_sql(
     )
     if mode == Mode.REVIEW:
         base += f" AND m.next_review_on <= {q.p(bounds.today)}"
-    ctes.append(f"base AS ({base})")
+    ctes.append(f"base {d['as']} ({base})")
 
     # A lock pins the member to the locked tier's group; otherwise the first group by
     # priority whose entry condition holds, the default group last.
@@ -175,10 +178,10 @@ def _changes_sql(
         if cond:
             group_whens.append(f"WHEN {cond} THEN {g.id}")
     new_group = f"CASE {' '.join(group_whens)} ELSE {default} END"
-    ctes.append(f"grouped AS (SELECT b.*, {new_group} AS new_group FROM base b)")
+    ctes.append(f"grouped {d['as']} (SELECT b.*, {new_group} AS new_group FROM base b)")
 
     value = _case("v.new_group", [(g.id, f"v.{COLUMN[(g.metric, g.window)]}") for g in groups], "0")
-    ctes.append(f"valued AS (SELECT v.*, {value} AS value FROM grouped v)")
+    ctes.append(f"valued {d['as']} (SELECT v.*, {value} AS value FROM grouped v)")
 
     def rank_by(threshold: str) -> str:
         per_group = []
@@ -205,7 +208,7 @@ def _changes_sql(
         "THEN 1 ELSE 0 END AS inactive "
         "FROM valued v"
     )
-    ctes.append(f"ranked AS ({ranked})")
+    ctes.append(f"ranked {d['as']} ({ranked})")
 
     up, down = d["max"], d["min"]
     if mode == Mode.UPGRADE:
@@ -222,7 +225,7 @@ def _changes_sql(
             "CASE WHEN r.group_changed = 1 THEN r.up_rank "
             f"WHEN r.inactive = 1 AND {kept} > 1 THEN 1 ELSE {kept} END"
         )
-    ctes.append(f"decided AS (SELECT r.*, {new_rank} AS new_rank FROM ranked r)")
+    ctes.append(f"decided {d['as']} (SELECT r.*, {new_rank} AS new_rank FROM ranked r)")
 
     def tier_at(rank_expr: str) -> str:
         return _case(
@@ -231,7 +234,7 @@ def _changes_sql(
         )
 
     ctes.append(
-        "tiered AS (SELECT x.*, "
+        f"tiered {d['as']} (SELECT x.*, "
         f"{tier_at('x.new_rank')} AS new_earned, "
         f"{tier_at(up + '(x.new_rank, x.grant_rank, x.lock_rank)')} AS new_tier "
         "FROM decided x)"
@@ -248,7 +251,7 @@ def _changes_sql(
             f"THEN (CASE WHEN y.new_rank > 0 THEN {review_on} ELSE NULL END) "
             "ELSE y.next_review_on END"
         )
-    ctes.append(f"reviewed AS (SELECT y.*, {next_review} AS new_review FROM tiered y)")
+    ctes.append(f"reviewed {d['as']} (SELECT y.*, {next_review} AS new_review FROM tiered y)")
 
     moved = (
         f"z.new_group {d['distinct']} z.old_group OR z.new_earned {d['distinct']} z.old_earned "
@@ -278,6 +281,10 @@ def _apply_chunk(
     now = connection.ops.adapt_datetimefield_value(bounds.now)
     result = BulkResult()
     with transaction.atomic(), connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            # The long CASE chains make the planner over-cost the statement and turn on
+            # JIT, whose compile time is most of the run (measured: 0.83 s of 1.0 s).
+            cur.execute("SET LOCAL jit = off")
         cur.execute("DROP TABLE IF EXISTS tier_changes")
         cur.execute(f"CREATE TEMPORARY TABLE tier_changes AS {select}", params)
         cur.execute(

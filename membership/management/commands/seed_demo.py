@@ -1,0 +1,338 @@
+"""Demo data: seed 000's four-group programme, a few thousand members, and demo logins.
+
+Safe to run again: it only fills what is missing. Refuses to run with DEBUG off.
+"""
+
+import datetime as dt
+import random
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from membership import services
+from membership.models import (
+    Member,
+    MemberTag,
+    Metric,
+    Order,
+    Tag,
+    Tier,
+    TierBenefit,
+    VipGroup,
+    Window,
+)
+
+# (group, priority, tag, metric, window, tiers)
+# tiers: (name, colour, upgrade, retention, % off, pts per NT$100, free shipping, gift, benefits)
+PROGRAMME = [
+    (
+        "KOL 合作",
+        1,
+        "KOL",
+        Metric.SPEND,
+        Window.ROLLING_12_MONTHS,
+        [
+            ("微型網紅", "#8d6e63", 0, 0, 5, 2, False, "新品試用組", ["新品搶先體驗"]),
+            (
+                "中型網紅",
+                "#5c6bc0",
+                50_000,
+                40_000,
+                10,
+                3,
+                True,
+                "聯名商品禮盒",
+                ["專屬折扣碼", "新品搶先體驗"],
+            ),
+            (
+                "大型網紅",
+                "#d81b60",
+                200_000,
+                150_000,
+                15,
+                5,
+                True,
+                "年度合作禮",
+                ["專屬折扣碼", "專案經理", "活動優先邀請"],
+            ),
+        ],
+    ),
+    (
+        "員工福利",
+        2,
+        "員工",
+        Metric.ORDER_COUNT,
+        Window.LIFETIME,
+        [
+            ("試用期", "#90a4ae", 0, 0, 10, 1, False, "", ["員工價 9 折"]),
+            ("正式員工", "#26a69a", 5, 3, 20, 2, True, "", ["員工價 8 折", "免運費"]),
+            (
+                "資深員工",
+                "#00897b",
+                20,
+                15,
+                30,
+                3,
+                True,
+                "年資紀念禮",
+                ["員工價 7 折", "免運費", "生日禮金"],
+            ),
+        ],
+    ),
+    (
+        "企業 VIP",
+        3,
+        "企業客戶",
+        Metric.SPEND,
+        Window.CALENDAR_YEAR,
+        [
+            ("標準企業", "#78909c", 0, 0, 3, 1, False, "企業迎新禮", ["97 折", "基礎服務"]),
+            (
+                "銀牌企業",
+                "#9e9e9e",
+                100_000,
+                80_000,
+                7,
+                2,
+                True,
+                "銀牌企業禮",
+                ["93 折", "專屬窗口"],
+            ),
+            (
+                "金牌企業",
+                "#f9a825",
+                500_000,
+                400_000,
+                12,
+                3,
+                True,
+                "金牌企業禮",
+                ["88 折", "客製報價"],
+            ),
+            (
+                "鑽石企業",
+                "#4fc3f7",
+                2_000_000,
+                1_600_000,
+                15,
+                5,
+                True,
+                "鑽石企業禮",
+                ["議價", "全方位服務"],
+            ),
+        ],
+    ),
+    (
+        "全館 VIP",
+        4,
+        None,
+        Metric.SPEND,
+        Window.ROLLING_12_MONTHS,
+        [
+            ("一般會員", "#bdbdbd", 0, 0, 0, 1, False, "", ["生日當月購物金 NT$50"]),
+            (
+                "銀卡",
+                "#9e9e9e",
+                10_000,
+                8_000,
+                5,
+                2,
+                False,
+                "銀卡迎新禮：NT$200 購物金",
+                ["全館 95 折", "生日禮 NT$200"],
+            ),
+            (
+                "金卡",
+                "#f9a825",
+                30_000,
+                24_000,
+                10,
+                3,
+                True,
+                "金卡迎新禮：精選禮盒",
+                ["全館 9 折", "免運費", "生日禮 NT$500"],
+            ),
+            (
+                "鑽石",
+                "#4fc3f7",
+                100_000,
+                80_000,
+                15,
+                5,
+                True,
+                "鑽石迎新禮：專屬禮盒",
+                ["全館 85 折", "免運費", "專屬客服", "生日禮 NT$1,000"],
+            ),
+        ],
+    ),
+]
+EXTRA_TAGS = [
+    ("生日月", Tag.Kind.SYSTEM),
+    ("高消費", Tag.Kind.SYSTEM),
+    ("促銷敏感", Tag.Kind.OPERATOR),
+]
+SURNAMES = "陳林黃張李王吳劉蔡楊許鄭謝郭洪曾邱廖賴周"
+GIVEN = [
+    "志明",
+    "春嬌",
+    "雅婷",
+    "家豪",
+    "怡君",
+    "冠宇",
+    "淑芬",
+    "俊傑",
+    "美玲",
+    "宗翰",
+    "佩君",
+    "建宏",
+]
+CHANNELS = ["web", "app", "store", "line"]
+
+
+class Command(BaseCommand):
+    help = "Load demo data: the four VIP groups, members with orders, and demo logins."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--members", type=int, default=3000)
+
+    def handle(self, *args, members: int, **options):
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo only runs with DJANGO_DEBUG=1: it creates known passwords."
+            )
+        # Demo members are fictional: their tier e-mails go nowhere.
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"):
+            with transaction.atomic():
+                self._programme()
+            if not Member.objects.exists():
+                self._members(members)
+                result = services.recompute_members()
+                self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
+            self._logins()
+
+    def _programme(self):
+        tags = {
+            name: Tag.objects.get_or_create(name=name, defaults={"kind": kind})[0]
+            for name, kind in EXTRA_TAGS
+        }
+        for name, priority, tag_name, metric, window, tiers in PROGRAMME:
+            group, created = VipGroup.objects.get_or_create(
+                name=name,
+                defaults={
+                    "priority": priority,
+                    "is_default": tag_name is None,
+                    "metric": metric,
+                    "window": window,
+                    "description": f"{name}（示範資料）",
+                },
+            )
+            if tag_name:
+                tags[tag_name] = Tag.objects.get_or_create(name=tag_name)[0]
+                group.entry_tags.add(tags[tag_name])
+            if not created:
+                continue
+            for rank, (tier_name, colour, up, keep, off, pts, ship, gift, benefits) in enumerate(
+                tiers, start=1
+            ):
+                tier = Tier.objects.create(
+                    group=group,
+                    rank=rank,
+                    name=tier_name,
+                    badge_colour=colour,
+                    upgrade_threshold=up,
+                    retention_threshold=keep,
+                    discount_percent=off,
+                    points_per_100=pts,
+                    free_shipping=ship,
+                    birthday_perk="生日當月點數加倍" if rank > 1 else "",
+                    upgrade_gift=gift,
+                )
+                TierBenefit.objects.bulk_create(
+                    TierBenefit(tier=tier, position=i, text=text) for i, text in enumerate(benefits)
+                )
+
+    def _members(self, count: int):
+        rng = random.Random(2026)
+        now = timezone.now()
+        tag_ids = dict(Tag.objects.values_list("name", "pk"))
+        new_members = [
+            Member(
+                external_id=f"M{i:06d}",
+                name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                phone=f"09{rng.randint(10_000_000, 99_999_999)}",
+                email=f"member{i}@example.com",
+                joined_at=now - dt.timedelta(days=rng.randint(1, 1500)),
+                birthday=dt.date(rng.randint(1960, 2005), rng.randint(1, 12), rng.randint(1, 28)),
+            )
+            for i in range(1, count + 1)
+        ]
+        Member.objects.bulk_create(new_members, batch_size=1000)
+        members = list(Member.objects.values_list("pk", "joined_at"))
+        orders, member_tags, last = [], [], {}
+        for pk, joined in members:
+            roll = rng.random()
+            if roll < 0.03:
+                member_tags.append(MemberTag(member_id=pk, tag_id=tag_ids["企業客戶"]))
+            elif roll < 0.04:
+                member_tags.append(MemberTag(member_id=pk, tag_id=tag_ids["員工"]))
+            elif roll < 0.05:
+                member_tags.append(MemberTag(member_id=pk, tag_id=tag_ids["KOL"]))
+            big = 20 if roll < 0.03 else 1
+            for j in range(rng.choice([0, 1, 2, 3, 4, 6, 8, 12])):
+                placed = max(joined, now - dt.timedelta(days=rng.randint(0, 720)))
+                amount = int(rng.lognormvariate(7.6, 0.9)) * big
+                orders.append(
+                    Order(
+                        member_id=pk,
+                        external_id=f"D{pk}-{j}",
+                        channel=rng.choice(CHANNELS),
+                        amount=amount,
+                        refunded_amount=amount if rng.random() < 0.03 else 0,
+                        placed_at=placed,
+                    )
+                )
+                last[pk] = max(last.get(pk, placed), placed)
+        Order.objects.bulk_create(orders, batch_size=2000)
+        MemberTag.objects.bulk_create(member_tags, batch_size=2000)
+        for pk, when in last.items():
+            Member.objects.filter(pk=pk).update(last_order_at=when)
+
+    def _logins(self):
+        users = get_user_model()
+        if not users.objects.filter(username="admin").exists():
+            users.objects.create_superuser("admin", "admin@example.com", "admin-demo")
+        operators, _ = Group.objects.get_or_create(name="營運人員")
+        operators.permissions.set(
+            Permission.objects.filter(content_type__app_label="membership").exclude(
+                codename__in=["add_auditentry", "change_auditentry", "delete_auditentry"]
+            )
+        )
+        if not users.objects.filter(username="operator").exists():
+            operator = users.objects.create_user(
+                "operator", "operator@example.com", "operator-demo"
+            )
+            operator.is_staff = True
+            operator.save()
+            operator.groups.add(operators)
+        if not users.objects.filter(username="member").exists():
+            user = users.objects.create_user("member", "xiaoming@example.com", "member-demo")
+            member = Member.objects.create(
+                user=user,
+                external_id="DEMO-MEMBER",
+                name="王小明",
+                phone="0912345678",
+                email="xiaoming@example.com",
+                joined_at=timezone.now() - dt.timedelta(days=400),
+            )
+            services.record_order(
+                member_id=member.pk,
+                external_id="DEMO-1",
+                amount=12_000,
+                placed_at=timezone.now() - dt.timedelta(days=40),
+                channel="web",
+            )
