@@ -132,7 +132,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # How many members one recompute statement covers; bounds memory and lock time.
-MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=50_000)
+MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -206,6 +206,7 @@ class Member(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="members",
         verbose_name=_("tier"),
         help_text=_("The effective tier: the best of the earned tier, active grants and a lock."),
@@ -220,7 +221,7 @@ class Member(models.Model):
         db_index=False,
         verbose_name=_("tier earned by order"),
     )
-    next_review_on = models.DateField(_("next review"), null=True, blank=True, db_index=True)
+    next_review_on = models.DateField(_("next review"), null=True, blank=True)
     locked_tier = models.ForeignKey(
         Tier,
         on_delete=models.PROTECT,

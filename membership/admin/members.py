@@ -22,6 +22,7 @@ from membership.models import (
     MemberTag,
     Order,
     Tag,
+    Tier,
     TierHistory,
 )
 
@@ -76,6 +77,22 @@ class TagFilter(admin.SimpleListFilter):
                 Exists(MemberTag.objects.filter(member=OuterRef("pk"), tag_id=self.value()))
             )
         return queryset
+
+
+class TierFilter(admin.SimpleListFilter):
+    """By tier, through the (group, tier) index: a tier's group is known, so both are given."""
+
+    title = _("tier")
+    parameter_name = "tier"
+
+    def lookups(self, request, model_admin):
+        return [(t.pk, str(t)) for t in Tier.objects.select_related("group")]
+
+    def queryset(self, request, queryset):
+        tier = Tier.objects.filter(pk=self.value()).first() if self.value() else None
+        if tier is None:
+            return queryset
+        return queryset.filter(group_id=tier.group_id, tier_id=tier.pk)
 
 
 class LifecycleFilter(admin.SimpleListFilter):
@@ -148,7 +165,7 @@ class MemberAdmin(admin.ModelAdmin):
     action_form = TagActionForm
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
     list_select_related = ["group", "tier"]
-    list_filter = ["group", "tier", TagFilter, LifecycleFilter]
+    list_filter = ["group", TierFilter, TagFilter, LifecycleFilter]
     search_fields = ["name", "=phone", "email", "=external_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -265,7 +282,7 @@ class MemberAdmin(admin.ModelAdmin):
             obj.tier.name,
         )
 
-    @admin.display(description=_("Why this tier?"))
+    @admin.display(description=_("Why this tier"))
     def why_this_tier(self, obj: Member):
         if obj.pk is None:
             return "—"
