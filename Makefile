@@ -23,6 +23,7 @@ messages: $(STAMP)
 run: messages
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo_b2b
 	@echo
 	@echo "  Admin (operators):  http://$(HOST):$(PORT)/admin/   operator / operator-demo   (superuser: admin / admin-demo)"
 	@echo "  Member pages:       http://$(HOST):$(PORT)/          member / member-demo"

@@ -33,7 +33,10 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_filters",
     "membership",
+    "b2b",
 ]
+# The tag that puts a member in the enterprise VIP group; every enterprise master carries it.
+B2B_ENTERPRISE_TAG = env("B2B_ENTERPRISE_TAG", default="企業客戶")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -233,6 +233,18 @@ class Member(models.Model):
     )
     locked_until = models.DateField(_("locked until"), null=True, blank=True)
     last_order_at = models.DateTimeField(_("last order"), null=True, blank=True, db_index=True)
+    tier_holder = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="tier_sharers",
+        verbose_name=_("shares the tier of"),
+        help_text=_(
+            "An enterprise sub-account shares its master's group and tier, and its orders "
+            "count toward the master's."
+        ),
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -244,6 +256,9 @@ class Member(models.Model):
         ]
         indexes = [models.Index(fields=["group", "tier"], name="member_group_tier_idx")]
         constraints = [
+            models.CheckConstraint(
+                condition=~Q(tier_holder=F("pk")), name="member_not_own_tier_holder"
+            ),
             models.CheckConstraint(
                 condition=Q(locked_tier__isnull=True, locked_until__isnull=True)
                 | Q(locked_tier__isnull=False, locked_until__isnull=False),
@@ -378,6 +393,7 @@ class Cause(models.TextChoices):
     RECOMPUTE = "recompute", _("Recompute")
     GRANT = "grant", _("Tier grant")
     CONFIGURATION = "configuration", _("Configuration change")
+    ENTERPRISE = "enterprise", _("Enterprise account change")
 
 
 class TierHistory(models.Model):

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from membership.models import Cause, Member, Tier, TierHistory
 
 from .audit import record_audit, snapshot
-from .evaluation import best_active_grant_rank, member_metrics
+from .evaluation import best_active_grant_rank, lock_member, member_metrics
 from .rules import WindowBounds, add_months, load_programme, resolve_group
 
 AUDITED_FIELDS = ["group", "earned_tier", "tier", "locked_tier", "locked_until"]
@@ -43,7 +43,12 @@ def adjust_tier(
     if locked_until is not None and locked_until < today:
         raise ValidationError({"locked_until": _("The lock must end today or later.")})
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = lock_member(member_id)
+        if member.tier_holder_id:
+            raise ValidationError(
+                _("%(name)s shares the tier of %(holder)s; adjust %(holder)s instead.")
+                % {"name": member.name, "holder": member.tier_holder.name}
+            )
         programme = load_programme()
         if locked_until is None:
             tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))

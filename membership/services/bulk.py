@@ -87,8 +87,9 @@ def _needed_columns(programme: Programme) -> set[str]:
 
 
 def _aggregate_sql(
-    q: _Sql, bounds: WindowBounds, cols: set[str], member_filter: MemberFilter
+    q: _Sql, bounds: WindowBounds, cols: set[str], member_filter: MemberFilter, shared: bool
 ) -> str:
+    """Per member, or per tier holder when some members share a holder's tier."""
     net = "o.amount - o.refunded_amount"
     counted = "o.amount > o.refunded_amount"
     parts = []
@@ -103,10 +104,18 @@ def _aggregate_sql(
             expr = f"CASE WHEN {cond} THEN 1 ELSE 0 END"
         parts.append(f"SUM({expr}) AS {col}")
     parts.append("MAX(o.placed_at) AS last_at")
+    if not shared:
+        return (
+            f"SELECT o.member_id, {', '.join(parts)} FROM membership_order o "
+            f"WHERE o.status = 'paid' AND {member_filter(q, 'o.member_id')} "
+            "GROUP BY o.member_id"
+        )
+    account = "COALESCE(om.tier_holder_id, o.member_id)"
     return (
-        f"SELECT o.member_id, {', '.join(parts)} FROM membership_order o "
-        f"WHERE o.status = 'paid' AND {member_filter(q, 'o.member_id')} "
-        "GROUP BY o.member_id"
+        f"SELECT {account} AS member_id, {', '.join(parts)} FROM membership_order o "
+        "JOIN membership_member om ON om.id = o.member_id "
+        f"WHERE o.status = 'paid' AND {member_filter(q, account)} "
+        f"GROUP BY {account}"
     )
 
 
@@ -135,7 +144,12 @@ def _case(subject: str, mapping: Iterable[tuple[int, str]], default: str = "NULL
 
 
 def _changes_sql(
-    q: _Sql, programme: Programme, bounds: WindowBounds, mode: Mode, member_filter: MemberFilter
+    q: _Sql,
+    programme: Programme,
+    bounds: WindowBounds,
+    mode: Mode,
+    member_filter: MemberFilter,
+    shared: bool = False,
 ) -> str:
     """One SELECT of the members whose state changes, built as a chain of CTEs.
 
@@ -149,7 +163,7 @@ def _changes_sql(
     rank_of_tier = [(t.id, t.rank) for _, t in tiers]
     ctes = []
 
-    ctes.append(f"agg {d['as']} ({_aggregate_sql(q, bounds, cols, member_filter)})")
+    ctes.append(f"agg {d['as']} ({_aggregate_sql(q, bounds, cols, member_filter, shared)})")
 
     lock_active = f"(m.locked_until IS NOT NULL AND m.locked_until >= {q.p(bounds.today)})"
     metric_cols = ", ".join(f"COALESCE(a.{c}, 0) AS {c}" for c in sorted(cols))
@@ -158,7 +172,7 @@ def _changes_sql(
         "m.tier_id AS old_tier, m.locked_tier_id, m.next_review_on, "
         f"{metric_cols}, a.last_at, CASE WHEN {lock_active} THEN 1 ELSE 0 END AS lock_active "
         "FROM membership_member m LEFT JOIN agg a ON a.member_id = m.id "
-        f"WHERE {member_filter(q, 'm.id')}"
+        f"WHERE {member_filter(q, 'm.id')} AND m.tier_holder_id IS NULL"
     )
     if mode == Mode.REVIEW:
         base += f" AND m.next_review_on <= {q.p(bounds.today)}"
@@ -273,10 +287,11 @@ def _apply_chunk(
     cause: Cause,
     member_filter: MemberFilter,
     actor_id: int | None,
+    shared: bool,
 ) -> BulkResult:
     d = _dialect()
     q = _Sql()
-    select = _changes_sql(q, programme, bounds, mode, member_filter)
+    select = _changes_sql(q, programme, bounds, mode, member_filter, shared)
     params = q.params
     now = connection.ops.adapt_datetimefield_value(bounds.now)
     result = BulkResult()
@@ -361,6 +376,15 @@ def recompute_members(
     """
     programme = load_programme()
     bounds = WindowBounds(now or timezone.now())
+    shared = Member.objects.filter(tier_holder__isnull=False).exists()
+    if member_ids is not None and shared:
+        # A sharer is evaluated as its holder.
+        member_ids = set(member_ids)
+        member_ids |= set(
+            Member.objects.filter(pk__in=member_ids, tier_holder__isnull=False).values_list(
+                "tier_holder_id", flat=True
+            )
+        )
     total = BulkResult()
     for member_filter in _chunks(member_ids, chunk or settings.MEMBERSHIP_RECOMPUTE_CHUNK):
         total += _apply_chunk(
@@ -370,8 +394,54 @@ def recompute_members(
             cause=cause,
             member_filter=member_filter,
             actor_id=getattr(actor, "pk", None),
+            shared=shared,
         )
+    if shared:
+        total += _sync_sharers(bounds=bounds, cause=cause, actor_id=getattr(actor, "pk", None))
     return total
+
+
+def _sync_sharers(*, bounds: WindowBounds, cause: Cause, actor_id: int | None) -> BulkResult:
+    """Members who share a holder's tier take the holder's group and tiers, set-based."""
+    d = _dialect()
+    now = connection.ops.adapt_datetimefield_value(bounds.now)
+    result = BulkResult()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS sharer_changes")
+        cur.execute(
+            "CREATE TEMPORARY TABLE sharer_changes AS "
+            "SELECT s.id, s.group_id AS old_group, s.tier_id AS old_tier, "
+            "h.group_id AS new_group, h.earned_tier_id AS new_earned, h.tier_id AS new_tier "
+            "FROM membership_member s JOIN membership_member h ON h.id = s.tier_holder_id "
+            f"WHERE s.group_id {d['distinct']} h.group_id "
+            f"OR s.earned_tier_id {d['distinct']} h.earned_tier_id "
+            f"OR s.tier_id {d['distinct']} h.tier_id"
+        )
+        cur.execute(
+            "UPDATE membership_member SET group_id = c.new_group, "
+            "earned_tier_id = c.new_earned, tier_id = c.new_tier, next_review_on = NULL, "
+            f"tier_since = CASE WHEN c.new_tier {d['distinct']} c.old_tier THEN %s "
+            "ELSE membership_member.tier_since END "
+            "FROM sharer_changes c WHERE membership_member.id = c.id",
+            [now],
+        )
+        result.changed = cur.rowcount
+        cur.execute(
+            "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
+            "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
+            "SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
+            f"{d['json']}('shared', 1), %s FROM sharer_changes c "
+            f"WHERE c.new_group {d['distinct']} c.old_group "
+            f"OR c.new_tier {d['distinct']} c.old_tier",
+            [str(cause), actor_id, now],
+        )
+        result.history_rows = cur.rowcount
+        cur.execute("DROP TABLE sharer_changes")
+        if result.history_rows:
+            from membership.tasks import send_tier_notifications
+
+            transaction.on_commit(send_tier_notifications.delay)
+    return result
 
 
 def review_due_members(*, now: dt.datetime | None = None) -> BulkResult:

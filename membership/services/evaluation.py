@@ -46,9 +46,10 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         in_window = Q(placed_at__gte=start) if start else Q(pk__isnull=False)
         aggregates[f"spend:{window}"] = Coalesce(Sum(net, filter=in_window), 0)
         aggregates[f"count:{window}"] = Count("pk", filter=in_window & counted)
-    row = Order.objects.filter(member_id=member_id, status=Order.Status.PAID).aggregate(
-        **aggregates
-    )
+    # A tier holder's metrics include the orders of the members who share its tier.
+    row = Order.objects.filter(
+        Q(member_id=member_id) | Q(member__tier_holder_id=member_id), status=Order.Status.PAID
+    ).aggregate(**aggregates)
     values = {}
     for window in Window:
         values[(Metric.SPEND.value, window.value)] = int(row[f"spend:{window}"])
@@ -75,6 +76,7 @@ class Evaluation:
     locked: TierRule | None
     inactive: bool
     thresholds: list[dict] = field(default_factory=list)
+    shared_from: str | None = None
 
     @property
     def earned_rank(self) -> int:
@@ -102,6 +104,7 @@ class Evaluation:
             "locked": self.locked.name if self.locked else None,
             "effective": self.effective.name if self.effective else None,
             "inactive": self.inactive,
+            "shared_from": self.shared_from,
         }
 
 
@@ -113,7 +116,16 @@ def evaluate(
     now: dt.datetime | None = None,
     metrics: Metrics | None = None,
 ) -> Evaluation:
-    """Apply the rules to ``member`` without writing anything."""
+    """Apply the rules to ``member`` without writing anything.
+
+    A member who shares another's tier (an enterprise sub-account) is explained
+    through the tier holder, whose orders include theirs.
+    """
+    if member.tier_holder_id:
+        holder = Member.objects.get(pk=member.tier_holder_id)
+        ev = evaluate(holder, mode=mode, programme=programme, now=now)
+        ev.shared_from = holder.name
+        return ev
     programme = programme or load_programme()
     bounds = WindowBounds(now or timezone.now())
     metrics = metrics or member_metrics(member.pk, bounds)
@@ -212,9 +224,64 @@ def evaluate_member(
     reached tier's gift at most once, and e-mails the member after commit.
     """
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = lock_member(member_id)
+        if member.tier_holder_id:
+            # Sharers are evaluated as their holder, and then mirror it.
+            return evaluate_member(
+                member_id=member.tier_holder_id,
+                mode=mode,
+                cause=cause,
+                actor=actor,
+                order=order,
+                reason=reason,
+            )
         ev = evaluate(member, mode=mode)
-        return apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
+        result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
+        sync_sharers(member, cause=cause, actor=actor, now=ev.now)
+        return result
+
+
+def lock_member(member_id: int) -> Member:
+    """Lock a member's row, after its tier holder's: holders are always locked first."""
+    holder_id = Member.objects.values_list("tier_holder_id", flat=True).get(pk=member_id)
+    if holder_id:
+        Member.objects.select_for_update().get(pk=holder_id)
+    return Member.objects.select_for_update().get(pk=member_id)
+
+
+def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
+    """Give every member who shares ``holder``'s tier the holder's group and tiers.
+
+    The caller holds the holder's lock. Gifts go to the holder only. Returns how many
+    sharers changed.
+    """
+    changed = 0
+    for sharer in holder.tier_sharers.select_for_update().order_by("pk"):
+        target = (holder.group_id, holder.earned_tier_id, holder.tier_id)
+        if (sharer.group_id, sharer.earned_tier_id, sharer.tier_id) == target:
+            continue
+        if (sharer.group_id, sharer.tier_id) != (holder.group_id, holder.tier_id):
+            TierHistory.objects.create(
+                member=sharer,
+                from_group_id=sharer.group_id,
+                from_tier_id=sharer.tier_id,
+                to_group_id=holder.group_id,
+                to_tier_id=holder.tier_id,
+                cause=cause,
+                actor=actor,
+                explanation={"shared_from": holder.name},
+                created_at=now,
+            )
+            from membership.tasks import send_tier_notifications
+
+            transaction.on_commit(send_tier_notifications.delay)
+        if sharer.tier_id != holder.tier_id:
+            sharer.tier_since = now
+        sharer.group_id, sharer.earned_tier_id, sharer.tier_id = target
+        sharer.next_review_on = None
+        sharer.save(update_fields=["group", "earned_tier", "tier", "tier_since", "next_review_on"])
+        changed += 1
+    return changed
 
 
 def apply_evaluation(

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from membership.models import Cause, Member, Order, Refund
 
 from .audit import record_audit, snapshot
-from .evaluation import EvaluationResult, evaluate_member
+from .evaluation import EvaluationResult, evaluate_member, lock_member
 from .rules import Mode
 
 
@@ -45,7 +45,7 @@ def record_order(
         raise ValidationError({"placed_at": _("The order time must carry a time zone.")})
     with transaction.atomic():
         # The member row lock serialises every write about one member, duplicates included.
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = lock_member(member_id)
         existing = Order.objects.filter(source=source, external_id=external_id).first()
         if existing is not None:
             if existing.member_id != member_id or existing.amount != amount:
@@ -90,7 +90,7 @@ def record_refund(
         raise ValidationError({"amount": _("A refund is a whole number of NT$ above 0.")})
     with transaction.atomic():
         member_id = Order.objects.values_list("member_id", flat=True).get(pk=order_id)
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = lock_member(member_id)
         order = Order.objects.select_for_update().get(pk=order_id)
         existing = Refund.objects.filter(order=order, external_id=external_id).first()
         if existing is not None:
@@ -124,7 +124,7 @@ def record_refund(
                 before={"refunded_amount": order.refunded_amount - amount},
                 after={"refunded_amount": order.refunded_amount, "refund": external_id},
             )
-        if member.tier_earned_by_order_id == order.pk:
+        if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
         return refund
 
@@ -133,12 +133,19 @@ def cancel_order(*, order_id: int) -> Order:
     """Cancel an order: it no longer counts. Same re-ranking as a full refund."""
     with transaction.atomic():
         member_id = Order.objects.values_list("member_id", flat=True).get(pk=order_id)
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = lock_member(member_id)
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.status == Order.Status.CANCELLED:
             return order
         order.status = Order.Status.CANCELLED
         order.save(update_fields=["status"])
-        if member.tier_earned_by_order_id == order.pk:
+        if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
         return order
+
+
+def _earned_the_tier(member: Member, order: Order) -> bool:
+    """Whether ``order`` lifted the tier this member holds (or shares with a holder)."""
+    if member.tier_holder_id:
+        member = Member.objects.get(pk=member.tier_holder_id)
+    return member.tier_earned_by_order_id == order.pk

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from membership.models import Cause, Member, MemberTag, Tag
+from membership.models import Cause, MemberTag, Tag
 
 from .audit import record_audit
-from .evaluation import EvaluationResult, evaluate_member
+from .evaluation import EvaluationResult, evaluate_member, lock_member
 from .rules import Mode
 
 
@@ -29,7 +29,7 @@ def change_member_tags(
     """
     names = {t.pk: t.name for t in [*add, *remove, *(replace_with or [])]}
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = lock_member(member_id)
         current = dict(member.member_tags.values_list("tag_id", "tag__name"))
         if replace_with is not None:
             wanted = {t.pk for t in replace_with}

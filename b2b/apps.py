@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class B2bConfig(AppConfig):
+    name = "b2b"
+    verbose_name = _("Enterprises")
+    default_auto_field = "django.db.models.BigAutoField"
