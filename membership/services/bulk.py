@@ -71,10 +71,18 @@ def _dialect() -> dict[str, str]:
             "max": "GREATEST",
             "min": "LEAST",
             "distinct": "IS DISTINCT FROM",
+            "same": "IS NOT DISTINCT FROM",
             "json": "json_build_object",
             "as": "AS MATERIALIZED",
         }
-    return {"max": "MAX", "min": "MIN", "distinct": "IS NOT", "json": "json_object", "as": "AS"}
+    return {
+        "max": "MAX",
+        "min": "MIN",
+        "distinct": "IS NOT",
+        "same": "IS",
+        "json": "json_object",
+        "as": "AS",
+    }
 
 
 def _needed_columns(programme: Programme) -> set[str]:
@@ -274,7 +282,8 @@ def _changes_sql(
     return (
         f"WITH {', '.join(ctes)} "
         "SELECT z.id, z.old_group, z.old_earned, z.old_tier, z.new_group, z.new_earned, "
-        "z.new_tier, z.new_review, z.value, z.old_rank, z.new_rank, z.group_changed "
+        "z.new_tier, z.new_review, z.next_review_on AS old_review, z.value, z.old_rank, "
+        "z.new_rank, z.group_changed, 0 AS applied "
         f"FROM reviewed z WHERE {moved}"
     )
 
@@ -302,24 +311,35 @@ def _apply_chunk(
             cur.execute("SET LOCAL jit = off")
         cur.execute("DROP TABLE IF EXISTS tier_changes")
         cur.execute(f"CREATE TEMPORARY TABLE tier_changes AS {select}", params)
-        cur.execute(
-            "UPDATE membership_member SET group_id = c.new_group, earned_tier_id = c.new_earned, "
+        result.changed = _guarded_update(
+            cur,
+            "tier_changes",
+            "group_id = c.new_group, earned_tier_id = c.new_earned, "
             "tier_id = c.new_tier, next_review_on = c.new_review, "
             f"tier_since = CASE WHEN c.new_tier {d['distinct']} c.old_tier THEN %s "
             "ELSE membership_member.tier_since END, "
             f"tier_earned_by_order_id = CASE WHEN c.new_earned {d['distinct']} c.old_earned "
-            "THEN NULL ELSE membership_member.tier_earned_by_order_id END "
-            "FROM tier_changes c WHERE membership_member.id = c.id",
+            "THEN NULL ELSE membership_member.tier_earned_by_order_id END",
             [now],
+            guards={
+                "group_id": "old_group",
+                "earned_tier_id": "old_earned",
+                "tier_id": "old_tier",
+                "next_review_on": "old_review",
+            },
+            results={
+                "group_id": "new_group",
+                "earned_tier_id": "new_earned",
+                "tier_id": "new_tier",
+            },
         )
-        result.changed = cur.rowcount
         cur.execute(
             "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
             "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
             "SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
             f"{d['json']}('mode', %s, 'bulk', 1, 'value', c.value, 'earned_rank', c.new_rank), %s "
-            f"FROM tier_changes c WHERE c.new_group {d['distinct']} c.old_group "
-            f"OR c.new_tier {d['distinct']} c.old_tier",
+            f"FROM tier_changes c WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
+            f"OR c.new_tier {d['distinct']} c.old_tier)",
             [str(cause), actor_id, str(mode), now],
         )
         result.history_rows = cur.rowcount
@@ -327,7 +347,7 @@ def _apply_chunk(
             "INSERT INTO membership_giftissue (member_id, tier_id, gift, issued_at) "
             "SELECT c.id, c.new_earned, t.upgrade_gift, %s FROM tier_changes c "
             "JOIN membership_tier t ON t.id = c.new_earned "
-            "WHERE t.upgrade_gift <> '' AND c.new_rank > 0 "
+            "WHERE c.applied = 1 AND t.upgrade_gift <> '' AND c.new_rank > 0 "
             "AND (c.group_changed = 1 OR c.new_rank > c.old_rank) "
             "ON CONFLICT (member_id, tier_id) DO NOTHING",
             [now],
@@ -339,6 +359,41 @@ def _apply_chunk(
 
             transaction.on_commit(send_tier_notifications.delay)
     return result
+
+
+def _guarded_update(
+    cur, changes: str, set_sql: str, params: list, *, guards: dict, results: dict
+) -> int:
+    """Write ``changes`` to members still in the state they were read in; mark those applied.
+
+    A member changed by someone else since the read (another recompute, an order, an
+    operator) is left alone: the other writer's result stands, and this run writes no
+    history or gift for that member. PostgreSQL re-checks the guard on the newest row
+    version after waiting for a concurrent writer's lock. Returns how many were written.
+    """
+    d = _dialect()
+    guard = " AND ".join(
+        f"membership_member.{col} {d['same']} c.{old}" for col, old in guards.items()
+    )
+    update = (
+        f"UPDATE membership_member SET {set_sql} FROM {changes} c "
+        f"WHERE membership_member.id = c.id AND {guard}"
+    )
+    if connection.vendor == "postgresql":
+        cur.execute(
+            f"WITH written AS ({update} RETURNING membership_member.id) "
+            f"UPDATE {changes} SET applied = 1 FROM written WHERE {changes}.id = written.id",
+            params,
+        )
+        return cur.rowcount
+    # SQLite has one writer at a time: what the UPDATE matched is what holds now.
+    cur.execute(update, params)
+    held = " AND ".join(f"m.{col} {d['same']} {changes}.{new}" for col, new in results.items())
+    cur.execute(
+        f"UPDATE {changes} SET applied = 1 WHERE EXISTS "
+        f"(SELECT 1 FROM membership_member m WHERE m.id = {changes}.id AND {held})"
+    )
+    return cur.rowcount
 
 
 def _chunks(member_ids: Iterable[int] | None, chunk: int) -> Iterator[MemberFilter]:
@@ -411,28 +466,34 @@ def _sync_sharers(*, bounds: WindowBounds, cause: Cause, actor_id: int | None) -
         cur.execute(
             "CREATE TEMPORARY TABLE sharer_changes AS "
             "SELECT s.id, s.group_id AS old_group, s.tier_id AS old_tier, "
-            "h.group_id AS new_group, h.earned_tier_id AS new_earned, h.tier_id AS new_tier "
+            "s.earned_tier_id AS old_earned, h.group_id AS new_group, "
+            "h.earned_tier_id AS new_earned, h.tier_id AS new_tier, 0 AS applied "
             "FROM membership_member s JOIN membership_member h ON h.id = s.tier_holder_id "
             f"WHERE s.group_id {d['distinct']} h.group_id "
             f"OR s.earned_tier_id {d['distinct']} h.earned_tier_id "
             f"OR s.tier_id {d['distinct']} h.tier_id"
         )
-        cur.execute(
-            "UPDATE membership_member SET group_id = c.new_group, "
-            "earned_tier_id = c.new_earned, tier_id = c.new_tier, next_review_on = NULL, "
-            f"tier_since = CASE WHEN c.new_tier {d['distinct']} c.old_tier THEN %s "
-            "ELSE membership_member.tier_since END "
-            "FROM sharer_changes c WHERE membership_member.id = c.id",
+        result.changed = _guarded_update(
+            cur,
+            "sharer_changes",
+            "group_id = c.new_group, earned_tier_id = c.new_earned, tier_id = c.new_tier, "
+            f"next_review_on = NULL, tier_since = CASE WHEN c.new_tier {d['distinct']} c.old_tier "
+            "THEN %s ELSE membership_member.tier_since END",
             [now],
+            guards={"group_id": "old_group", "earned_tier_id": "old_earned", "tier_id": "old_tier"},
+            results={
+                "group_id": "new_group",
+                "earned_tier_id": "new_earned",
+                "tier_id": "new_tier",
+            },
         )
-        result.changed = cur.rowcount
         cur.execute(
             "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
             "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
             "SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
             f"{d['json']}('shared', 1), %s FROM sharer_changes c "
-            f"WHERE c.new_group {d['distinct']} c.old_group "
-            f"OR c.new_tier {d['distinct']} c.old_tier",
+            f"WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
+            f"OR c.new_tier {d['distinct']} c.old_tier)",
             [str(cause), actor_id, now],
         )
         result.history_rows = cur.rowcount
