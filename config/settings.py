@@ -34,7 +34,13 @@ INSTALLED_APPS = [
     "django_filters",
     "membership",
     "b2b",
+    "subscriptions",
 ]
+# The payment gateway behind the port in subscriptions/gateways; the sandbox calls no network.
+PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="subscriptions.gateways.sandbox.SandboxGateway")
+# Charge attempts in the grace period, in days after the due date; the last ends the grace.
+SUBSCRIPTION_RETRY_DAYS = [1, 3, 5, 7]
+SUBSCRIPTION_REMINDER_DAYS = 7
 # The tag that puts a member in the enterprise VIP group; every enterprise master carries it.
 B2B_ENTERPRISE_TAG = env("B2B_ENTERPRISE_TAG", default="企業客戶")
 
@@ -127,6 +133,10 @@ CELERY_BEAT_SCHEDULE = {
     "review-tiers-daily": {
         "task": "membership.tasks.review_due_members",
         "schedule": 60 * 60 * 24,
+    },
+    "renew-subscriptions": {
+        "task": "subscriptions.tasks.run_subscription_jobs",
+        "schedule": 60 * 15,
     },
     "send-tier-notifications": {
         "task": "membership.tasks.send_tier_notifications",

@@ -7,8 +7,13 @@ from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
 from config.celery import app
+from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Member, Order
 from membership.tasks import recompute_all_members
+from subscriptions import services as subs
+from subscriptions.demo import create_demo_plans
+from subscriptions.models import ChargeAttempt, Subscription
+from subscriptions.tasks import renew_subscription  # imported before the worker starts
 from tests.conftest import REDIS_URL
 from tests.factories import MemberFactory, build_design_programme
 
@@ -52,3 +57,24 @@ def test_a_worker_on_redis_runs_the_recompute_and_places_every_member(redis_work
     tiers = {m.pk: m.tier.name for m in Member.objects.select_related("tier")}
     assert tiers[members[0].pk] == "金卡"
     assert sorted(tiers.values()) == ["一般會員"] * 4 + ["金卡"]
+
+
+def test_a_worker_on_redis_renews_a_due_subscription(redis_worker):
+    # given: a subscription whose period has just ended
+    Seed()._programme()
+    plan = {p.name: p for p in create_demo_plans()}["基礎方案"]
+    sub = subs.subscribe(member=MemberFactory(), plan=plan, card_token="tok_ok")
+    Subscription.objects.filter(pk=sub.pk).update(period_end=timezone.now())
+
+    # when
+    renew_subscription.delay(sub.pk)
+
+    # then
+    deadline = time.monotonic() + 30
+    while (
+        ChargeAttempt.objects.filter(subscription=sub).count() < 2 and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    sub.refresh_from_db()
+    assert sub.state == Subscription.State.ACTIVE
+    assert sub.period_end > timezone.now()

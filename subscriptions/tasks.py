@@ -1,0 +1,13 @@
+from celery import shared_task
+
+from subscriptions import services
+
+
+@shared_task
+def run_subscription_jobs() -> dict:
+    return services.run_jobs()
+
+
+@shared_task
+def renew_subscription(subscription_id: int) -> str | None:
+    return services.renew(subscription_id=subscription_id)
