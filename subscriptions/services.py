@@ -72,7 +72,8 @@ def _end_grants(sub: Subscription, now: dt.datetime) -> None:
 
 def _charge(sub: Subscription, period_start: dt.datetime, attempt: int, now) -> ChargeAttempt:
     """Ask the gateway for one attempt; asking again for the same attempt charges nothing new."""
-    key = f"sub-{sub.pk}-{timezone.localtime(period_start):%Y%m%d}-{attempt}"
+    # The whole period-start instant: a key by date alone would let two periods share one.
+    key = f"sub-{sub.pk}-{timezone.localtime(period_start):%Y%m%dT%H%M%S.%f}-{attempt}"
     row, _created = ChargeAttempt.objects.get_or_create(
         idempotency_key=key,
         defaults={
@@ -83,6 +84,8 @@ def _charge(sub: Subscription, period_start: dt.datetime, attempt: int, now) -> 
             "created_at": now,
         },
     )
+    if (row.subscription_id, row.period_start, row.attempt) != (sub.pk, period_start, attempt):
+        raise RuntimeError(f"idempotency key {key} already names another charge")
     if row.result != ChargeAttempt.Result.PENDING:
         return row
     try:
