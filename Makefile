@@ -24,6 +24,7 @@ run: messages
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py seed_demo_b2b
+	$(BIN)/python manage.py seed_demo_plans
 	@echo
 	@echo "  Admin (operators):  http://$(HOST):$(PORT)/admin/   operator / operator-demo   (superuser: admin / admin-demo)"
 	@echo "  Member pages:       http://$(HOST):$(PORT)/          member / member-demo"

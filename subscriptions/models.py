@@ -84,6 +84,7 @@ class Subscription(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("subscription")
         verbose_name_plural = _("subscriptions")
+        permissions = [("manage_subscription", _("Can cancel, resume or retry subscriptions"))]
         constraints = [
             # One live subscription per member; expired ones stay as history.
             models.UniqueConstraint(

@@ -181,6 +181,8 @@ def change_plan(
 
 
 def retry_now(*, subscription: Subscription, actor, reason: str) -> Subscription:
+    if subscription.state != State.PAST_DUE:
+        raise ValidationError(_("Only a past-due subscription can be retried."))
     if not reason.strip():
         raise ValidationError({"reason": _("A reason is required.")})
     Subscription.objects.filter(pk=subscription.pk, state=State.PAST_DUE).update(

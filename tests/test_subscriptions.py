@@ -236,3 +236,59 @@ def test_two_renewal_runs_at_once_charge_the_period_once(plans, member):
     assert charged(sub) == [(1, "succeeded"), (1, "succeeded")]
     assert SandboxCharge.objects.count() == 2
     assert state(sub) == State.ACTIVE
+
+
+def test_cancelling_in_the_admin_needs_a_reason_and_is_audited(plans, member, client):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    from membership.models import AuditEntry
+    from tests.factories import UserFactory
+
+    sub = subscribed(member, plans["基礎方案"])
+    staff = UserFactory()
+    staff.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_subscription", "manage_subscription"])
+    )
+    client.force_login(staff)
+    url = reverse("admin:subscriptions_subscription_changelist")
+    post = {"action": "cancel_action", "_selected_action": [sub.pk]}
+
+    client.post(url, {**post, "reason": ""})
+    assert state(sub) == State.ACTIVE
+
+    client.post(url, {**post, "reason": "客戶來電取消"})
+    assert state(sub) == State.CANCELLING
+    entry = AuditEntry.objects.get(action="subscription.cancel")
+    assert (entry.actor, entry.reason) == (staff, "客戶來電取消")
+
+
+def test_staff_without_the_subscription_permission_cannot_cancel(plans, member, client):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    sub = subscribed(member, plans["基礎方案"])
+    staff = UserFactory()
+    staff.user_permissions.set(Permission.objects.filter(codename="view_subscription"))
+    client.force_login(staff)
+
+    page = client.get(reverse("admin:subscriptions_subscription_changelist"))
+    client.post(
+        reverse("admin:subscriptions_subscription_changelist"),
+        {"action": "cancel_action", "_selected_action": [sub.pk], "reason": "x"},
+    )
+
+    assert "cancel_action" not in page.content.decode()
+    assert state(sub) == State.ACTIVE
+
+
+def test_the_member_page_shows_the_subscription(plans, member, admin_client):
+    from django.urls import reverse
+
+    subscribed(member, plans["尊榮方案"])
+
+    page = admin_client.get(reverse("admin:membership_member_change", args=[member.pk]))
+
+    assert "尊榮方案" in page.content.decode()
