@@ -27,7 +27,7 @@ run: messages
 	$(BIN)/python manage.py seed_demo_plans
 	@echo
 	@echo "  Admin (operators):  http://$(HOST):$(PORT)/admin/   operator / operator-demo   (superuser: admin / admin-demo)"
-	@echo "  Member pages:       http://$(HOST):$(PORT)/          member / member-demo"
+	@echo "  Demo member login:  member / member-demo   (王小明, 全館 VIP 銀卡)"
 	@echo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
