@@ -13,6 +13,7 @@ from membership.models import Cause, Member, Tier, TierHistory
 
 from .audit import record_audit, snapshot
 from .evaluation import best_active_grant_rank, lock_member, member_metrics
+from .notifications import notify_after_commit
 from .rules import WindowBounds, add_months, load_programme, resolve_group
 
 AUDITED_FIELDS = ["group", "earned_tier", "tier", "locked_tier", "locked_until"]
@@ -98,9 +99,7 @@ def adjust_tier(
                 },
                 created_at=now,
             )
-            from membership.tasks import send_tier_notifications
-
-            transaction.on_commit(send_tier_notifications.delay)
+            notify_after_commit()
         record_audit(
             actor=actor,
             action="member.adjust_tier",

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from membership.models import Cause, EntryRequires, Member, Metric, Window
 
+from .notifications import notify_after_commit
 from .rules import GroupRule, Mode, Programme, WindowBounds, add_months, load_programme
 
 # Builds "column IN (...)" or "column BETWEEN ..." for one chunk, adding its params to q.
@@ -333,16 +334,15 @@ def _apply_chunk(
                 "tier_id": "new_tier",
             },
         )
-        cur.execute(
-            "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
-            "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
-            "SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
-            f"{d['json']}('mode', %s, 'bulk', 1, 'value', c.value, 'earned_rank', c.new_rank), %s "
-            f"FROM tier_changes c WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
-            f"OR c.new_tier {d['distinct']} c.old_tier)",
-            [str(cause), actor_id, str(mode), now],
+        result.history_rows = _insert_history(
+            cur,
+            "tier_changes",
+            f"{d['json']}('mode', %s, 'bulk', 1, 'value', c.value, 'earned_rank', c.new_rank)",
+            [str(mode)],
+            cause=cause,
+            actor_id=actor_id,
+            now=now,
         )
-        result.history_rows = cur.rowcount
         cur.execute(
             "INSERT INTO membership_giftissue (member_id, tier_id, gift, issued_at) "
             "SELECT c.id, c.new_earned, t.upgrade_gift, %s FROM tier_changes c "
@@ -355,10 +355,25 @@ def _apply_chunk(
         result.gifts = cur.rowcount
         cur.execute("DROP TABLE tier_changes")
         if result.history_rows:
-            from membership.tasks import send_tier_notifications
-
-            transaction.on_commit(send_tier_notifications.delay)
+            notify_after_commit()
     return result
+
+
+def _insert_history(
+    cur, changes: str, explanation: str, explanation_params: list, *, cause, actor_id, now
+) -> int:
+    """One history row for each applied change of group or tier in ``changes``."""
+    d = _dialect()
+    cur.execute(
+        "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
+        "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
+        f"SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
+        f"{explanation}, %s FROM {changes} c "
+        f"WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
+        f"OR c.new_tier {d['distinct']} c.old_tier)",
+        [str(cause), actor_id, *explanation_params, now],
+    )
+    return cur.rowcount
 
 
 def _guarded_update(
@@ -487,21 +502,18 @@ def _sync_sharers(*, bounds: WindowBounds, cause: Cause, actor_id: int | None) -
                 "tier_id": "new_tier",
             },
         )
-        cur.execute(
-            "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
-            "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
-            "SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
-            f"{d['json']}('shared', 1), %s FROM sharer_changes c "
-            f"WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
-            f"OR c.new_tier {d['distinct']} c.old_tier)",
-            [str(cause), actor_id, now],
+        result.history_rows = _insert_history(
+            cur,
+            "sharer_changes",
+            f"{d['json']}('shared', 1)",
+            [],
+            cause=cause,
+            actor_id=actor_id,
+            now=now,
         )
-        result.history_rows = cur.rowcount
         cur.execute("DROP TABLE sharer_changes")
         if result.history_rows:
-            from membership.tasks import send_tier_notifications
-
-            transaction.on_commit(send_tier_notifications.delay)
+            notify_after_commit()
     return result
 
 

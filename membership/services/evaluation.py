@@ -21,6 +21,7 @@ from membership.models import (
     Window,
 )
 
+from .notifications import notify_after_commit
 from .rules import (
     GroupCheck,
     GroupRule,
@@ -272,9 +273,7 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
                 explanation={"shared_from": holder.name},
                 created_at=now,
             )
-            from membership.tasks import send_tier_notifications
-
-            transaction.on_commit(send_tier_notifications.delay)
+            notify_after_commit()
         if sharer.tier_id != holder.tier_id:
             sharer.tier_since = now
         sharer.group_id, sharer.earned_tier_id, sharer.tier_id = target
@@ -344,9 +343,7 @@ def apply_evaluation(
             explanation=ev.explanation(),
             created_at=ev.now,
         )
-        from membership.tasks import send_tier_notifications
-
-        transaction.on_commit(send_tier_notifications.delay)
+        notify_after_commit()
     if rose and ev.earned and ev.earned.gift:
         # Under the member lock; the unique constraint backs it against any other writer.
         gift, created = GiftIssue.objects.get_or_create(

@@ -30,6 +30,13 @@ def _claim_batch() -> list[TierHistory]:
     return rows
 
 
+def notify_after_commit() -> None:
+    """Drain the outbox once the current transaction has committed."""
+    from membership.tasks import send_tier_notifications
+
+    transaction.on_commit(send_tier_notifications.delay)
+
+
 def send_tier_notifications() -> int:
     """Send every pending tier-change e-mail. Returns how many rows were handled."""
     handled = 0
