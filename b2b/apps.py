@@ -6,3 +6,9 @@ class B2bConfig(AppConfig):
     name = "b2b"
     verbose_name = _("Enterprises")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from b2b.portal import enterprise_panel
+        from membership.portal import register_panel
+
+        register_panel(enterprise_panel)

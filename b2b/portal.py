@@ -1,0 +1,15 @@
+from .models import Enterprise, SubAccount
+from .selectors import enterprise_rollup
+
+
+def enterprise_panel(member):
+    sub = SubAccount.objects.select_related("enterprise", "role").filter(member=member).first()
+    enterprise = sub.enterprise if sub else Enterprise.objects.filter(master=member).first()
+    if enterprise is None:
+        return None
+    # Only the enterprise's totals: other accounts' orders are not shown to a member.
+    return "members/panels/enterprise.html", {
+        "enterprise": enterprise,
+        "role": sub.role.name if sub else None,
+        "rollup": enterprise_rollup(enterprise),
+    }

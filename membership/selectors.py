@@ -1,0 +1,109 @@
+"""Read-side queries for the member's own pages and the tier calculator.
+
+Every page uses a fixed number of queries, however long the member's history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from django.utils import timezone
+
+from membership.models import Metric, Order, Tier, TierHistory
+
+from .services.evaluation import Evaluation, evaluate, member_metrics
+from .services.rules import Metrics, Mode, WindowBounds, load_programme
+
+
+@dataclass
+class Progress:
+    next_tier: Tier | None
+    needed: int  # NT$ (or orders) still needed for the next tier
+    by: dt.date | None  # the day the window closes, where it has one
+    metric: str
+    percent: int
+
+
+@dataclass
+class Retention:
+    tier: Tier
+    threshold: int
+    needed: int
+    review_on: dt.date | None
+
+
+@dataclass
+class Dashboard:
+    evaluation: Evaluation
+    tiers: list[Tier]
+    progress: Progress | None
+    retention: Retention | None
+    history: list[TierHistory]
+    orders: list[Order]
+
+
+def member_dashboard(member) -> Dashboard:
+    """What a member's tier page shows, in a constant number of queries."""
+    holder = member.tier_holder if member.tier_holder_id else member
+    ev = evaluate(member)
+    bounds = WindowBounds(ev.now)
+    group = ev.group
+    tiers = (
+        list(Tier.objects.filter(group_id=group.id).prefetch_related("benefits").order_by("rank"))
+        if group
+        else []
+    )
+    current_rank = ev.effective.rank if ev.effective else 0
+    following = next((t for t in tiers if t.rank == current_rank + 1), None)
+    progress = None
+    if following:
+        floor = next((t.upgrade_threshold for t in tiers if t.rank == current_rank), 0)
+        span = max(following.upgrade_threshold - floor, 1)
+        progress = Progress(
+            next_tier=following,
+            needed=max(following.upgrade_threshold - ev.value, 0),
+            by=bounds.closes_on(group.window),
+            metric=group.metric,
+            percent=min(100, max(0, round(100 * (ev.value - floor) / span))),
+        )
+    retention = None
+    current = next((t for t in tiers if t.rank == current_rank), None)
+    if current:
+        retention = Retention(
+            tier=current,
+            threshold=current.retention_threshold,
+            needed=max(current.retention_threshold - ev.value, 0),
+            review_on=holder.next_review_on,
+        )
+    history = list(
+        TierHistory.objects.filter(member=member)
+        .select_related("from_group", "from_tier", "to_group", "to_tier")
+        .order_by("-created_at", "-id")[:20]
+    )
+    orders = list(Order.objects.filter(member=member).order_by("-placed_at", "-id")[:10])
+    return Dashboard(ev, tiers, progress, retention, history, orders)
+
+
+def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:
+    """The tier the member would hold after spending ``amount`` on ``on``.
+
+    The same rules as the engine: the member's real orders up to that day plus one
+    hypothetical paid order, evaluated as an upgrade on that day.
+    """
+    holder = member.tier_holder if member.tier_holder_id else member
+    moment = timezone.make_aware(dt.datetime.combine(on, dt.time(23, 59)))
+    bounds = WindowBounds(moment)
+    real = member_metrics(holder.pk, bounds)
+    values = dict(real.values)
+    for key in list(values):
+        metric = key[0]
+        values[key] += amount if metric == Metric.SPEND else (1 if amount > 0 else 0)
+    ev = evaluate(
+        holder,
+        mode=Mode.UPGRADE,
+        programme=load_programme(),
+        now=moment,
+        metrics=Metrics(values=values, last_order_at=moment),
+    )
+    return replace(ev)
