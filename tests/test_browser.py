@@ -1,0 +1,97 @@
+"""The member's pages in a real browser: Debian's chromium driven by Playwright."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from membership import services
+from membership.management.commands.seed_demo import Command as Seed
+from membership.models import Cause
+from tests.conftest import CHROMIUM
+from tests.factories import MemberFactory, OrderFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SHOTS = Path(
+    os.environ.get(
+        "SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+    )
+)
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.fixture
+def silver_member(db):
+    Seed()._programme()
+    user = get_user_model().objects.create_user("xiaoming", password="pw-for-browser-1")
+    member = MemberFactory(user=user, name="王小明")
+    OrderFactory(member=member, amount=12_000, placed_at=timezone.now())
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    return member
+
+
+@pytest.fixture
+def browser():
+    # Playwright's sync API runs an event loop in this thread; the ORM work is done before.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def log_in(page, base: str):
+    page.goto(f"{base}/")
+    page.get_by_label("帳號").fill("xiaoming")
+    page.get_by_label("密碼").fill("pw-for-browser-1")
+    page.get_by_role("button", name="登入").click()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+    print(f"screenshot: {SHOTS / name}")
+
+
+def test_a_member_logs_in_and_reads_the_tier_page_in_chinese_then_english(
+    live_server, silver_member, browser
+):
+    page = browser.new_page(locale="zh-TW", viewport=PHONE)
+    log_in(page, live_server.url)
+
+    assert page.get_by_text("還差 NT$18,000 即可升級為 金卡").is_visible()
+    assert page.locator("tr.mine th").inner_text().startswith("銀卡")
+    shot(page, "tier-page-zh-hant-phone.png")
+
+    with page.expect_navigation():
+        page.get_by_label("語言").select_option("en")
+    assert page.get_by_text("NT$18,000 more for 金卡").is_visible()
+    page.set_viewport_size(DESKTOP)
+    shot(page, "tier-page-en-desktop.png")
+
+
+def test_a_member_uses_the_calculator(live_server, silver_member, browser):
+    page = browser.new_page(locale="zh-TW", viewport=PHONE)
+    log_in(page, live_server.url)
+
+    page.get_by_label("如果我消費（NT$）").fill("20000")
+    page.get_by_role("button", name="試算").click()
+
+    assert "金卡" in page.get_by_role("status").inner_text()
+    shot(page, "calculator-zh-hant-phone.png")
