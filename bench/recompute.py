@@ -15,83 +15,23 @@ the same orders. Last line:
 """
 
 import argparse
-import os
-import sys
 import time
-from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def scratch_database(url: str, suffix: str) -> str:
-    import psycopg
-
-    parts = urlparse(url)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("bench needs PostgreSQL: set DATABASE_URL=postgres://…")
-    name = parts.path.lstrip("/") + suffix
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunparse(parts._replace(path="/" + name))
+from synthetic import build_merchant, scratch_database, setup_django
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=int, default=200_000, help="members")
-    args = parser.parse_args()
-    n = args.scale
+    n = parser.parse_args().scale
 
-    os.environ["DATABASE_URL"] = scratch_database(
-        os.environ.get("DATABASE_URL", ""), "_bench_recompute"
-    )
-    # Tier e-mails are queued, not sent: the recompute's own work is what is measured.
-    os.environ["CELERY_BROKER_URL"] = "memory://"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    scratch_database("_bench_recompute")
+    setup_django()
     from django.db import connection
 
-    from membership.management.commands.seed_demo import Command as Seed
     from membership.services import recompute_members
 
-    call_command("migrate", verbosity=0)
-    Seed()._programme()
-    t0 = time.perf_counter()
-    with connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO membership_member (name, phone, email, language, joined_at, external_id) "
-            "SELECT 'm' || g, '', '', 'zh-hant', now() - (g %% 1500) * interval '1 day', 'B' || g "
-            "FROM generate_series(1, %s) g",
-            [n],
-        )
-        cur.execute(
-            "INSERT INTO membership_order (member_id, source, external_id, channel, amount, "
-            "refunded_amount, placed_at, status, created_at) "
-            "SELECT m.id, 'shop', m.id || '-' || k, 'web', a.amount, "
-            "CASE WHEN random() < 0.03 THEN a.amount ELSE 0 END, "
-            "now() - random() * interval '730 days', 'paid', now() "
-            "FROM membership_member m CROSS JOIN generate_series(1, 10) k "
-            "CROSS JOIN LATERAL (SELECT (100 + random() * 4000 * (1 + (m.id % 7)))::bigint "
-            "AS amount WHERE k > 0) a"
-        )
-        for tag, share in [("企業客戶", 33), ("員工", 100), ("KOL", 101)]:
-            cur.execute(
-                "INSERT INTO membership_membertag (member_id, tag_id, added_at) "
-                "SELECT m.id, t.id, now() FROM membership_member m, membership_tag t "
-                "WHERE t.name = %s AND m.id %% %s = 0",
-                [tag, share],
-            )
-        cur.execute("SELECT count(*) FROM membership_order")
-        orders = cur.fetchone()[0]
-    connection.close()
-    with connection.cursor() as cur:
-        cur.execute("VACUUM ANALYZE")
-    print(f"built {n} members and {orders} orders in {time.perf_counter() - t0:.1f}s", flush=True)
+    orders = build_merchant(n)
 
     aggregate = (
         "SELECT count(*) FROM (SELECT member_id, SUM(amount - refunded_amount) "

@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Benchmark: the member's tier page under load, against a trivial one-row view.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python bench/member_page.py --scale 200000
+
+Builds a synthetic merchant (bench/synthetic.py) in a scratch database, places every
+member, gives 400 random members a login and a session, serves the site with
+gunicorn and production settings, and drives 8 concurrent keep-alive clients at
+``/me/`` of random members, then at ``/health/`` (one row by primary key). Last line:
+
+    member_page: p50_ms=… p95_ms=P trivial_p95_ms=T ratio=P/T
+"""
+
+import argparse
+import http.client
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from synthetic import build_merchant, scratch_database, setup_django
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-only-secret-" + "x" * 40
+CLIENTS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sessions_for(count: int) -> list[str]:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from membership.models import Member
+
+    ids = list(Member.objects.order_by("?").values_list("pk", flat=True)[:count])
+    password = make_password("bench-password-1")  # hashed once: logins are not what is measured
+    users = User.objects.bulk_create([User(username=f"bench{pk}", password=password) for pk in ids])
+    for user, pk in zip(users, ids, strict=True):
+        Member.objects.filter(pk=pk).update(user=user)
+    keys = []
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        keys.append(session.session_key)
+    return keys
+
+
+def drive(port: int, path: str, sessions: list[str], per_client: int) -> list[float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for _ in range(per_client):
+            headers = {"Cookie": f"sessionid={rng.choice(sessions)}"} if sessions else {}
+            start = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            mine.append((time.perf_counter() - start) * 1000)
+            if response.status != 200:
+                with lock:
+                    errors.append(f"{path}: HTTP {response.status} {body[:300]!r}")
+                return
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(errors[0])
+    return latencies
+
+
+def p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=200_000, help="members")
+    parser.add_argument("--requests", type=int, default=250, help="requests per client")
+    args = parser.parse_args()
+
+    os.environ["DJANGO_SECRET_KEY"] = SECRET
+    url = scratch_database("_bench_member_page")
+    setup_django()
+    from membership.services import recompute_members
+
+    build_merchant(args.scale)
+    recompute_members()
+    sessions = sessions_for(400)
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": SECRET,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DB_CONN_MAX_AGE": "60",
+        "LOG_LEVEL": "WARNING",
+    }
+    # Production storage (hashed names, whitenoise): collected with production settings.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "-w",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        for _ in range(100):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health/")
+                break
+            except OSError:
+                time.sleep(0.2)
+        drive(port, "/me/", sessions, 20)  # warm-up: workers connect, templates compile
+        drive(port, "/health/", [], 20)
+        page = drive(port, "/me/", sessions, args.requests)
+        trivial = drive(port, "/health/", [], args.requests)
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"requests={len(page)} clients={CLIENTS} members={args.scale}")
+    print(
+        f"member_page: p50_ms={p(page, 50):.1f} p95_ms={p(page, 95):.1f} "
+        f"trivial_p95_ms={p(trivial, 95):.1f} ratio={p(page, 95) / p(trivial, 95):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
