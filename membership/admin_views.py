@@ -7,8 +7,9 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
 from membership import services
-from membership.forms import AdjustTierForm, RefundForm
+from membership.forms import AdjustTierForm, CalculatorForm, RefundForm
 from membership.models import Member, Order
+from membership.selectors import calculate_tier
 
 
 def _apply_errors(form, exc: ValidationError) -> None:
@@ -67,3 +68,25 @@ def refund_view(request, order_id: int):
         "opts": Order._meta,
     }
     return TemplateResponse(request, "admin/membership/order/refund.html", context)
+
+
+def calculator_view(request, member_id: int):
+    """The member's tier calculator, run by an operator on the member's behalf."""
+    if not request.user.has_perm("membership.view_member"):
+        raise PermissionDenied
+    member = get_object_or_404(Member, pk=member_id)
+    form = CalculatorForm(request.GET or None)
+    result = None
+    if form.is_valid():
+        result = calculate_tier(
+            member, amount=form.cleaned_data["amount"], on=form.cleaned_data["on"]
+        )
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Tier calculator for %(name)s") % {"name": member.name},
+        "member": member,
+        "form": form,
+        "result": result,
+        "opts": Member._meta,
+    }
+    return TemplateResponse(request, "admin/membership/member/calculator.html", context)

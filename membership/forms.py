@@ -1,4 +1,5 @@
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from membership.models import Tier
@@ -37,3 +38,17 @@ class RefundForm(forms.Form):
         max_length=64,
         help_text=_("The shop's refund number; sending the same one twice records it once."),
     )
+
+
+class CalculatorForm(forms.Form):
+    amount = forms.IntegerField(label=_("If I spend (NT$)"), min_value=0, max_value=100_000_000)
+    on = forms.DateField(
+        label=_("by this date"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+
+    def clean_on(self):
+        on = self.cleaned_data["on"]
+        if on < timezone.localdate():
+            raise forms.ValidationError(_("Choose today or a later date."))
+        return on

@@ -2,30 +2,16 @@
 
 import datetime as dt
 
-from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .forms import CalculatorForm
 from .models import Member, Order
 from .portal import panels_for
 from .selectors import calculate_tier, member_dashboard
-
-
-class CalculatorForm(forms.Form):
-    amount = forms.IntegerField(label=_("If I spend (NT$)"), min_value=0, max_value=100_000_000)
-    on = forms.DateField(
-        label=_("by this date"),
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-    )
-
-    def clean_on(self):
-        on = self.cleaned_data["on"]
-        if on < timezone.localdate():
-            raise forms.ValidationError(_("Choose today or a later date."))
-        return on
 
 
 def _member(request) -> Member:

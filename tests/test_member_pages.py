@@ -222,3 +222,17 @@ def test_the_number_of_queries_does_not_grow_with_the_members_history(demo, clie
     )
 
     assert queries() == few
+
+
+def test_an_operator_runs_the_calculator_for_a_member_in_the_admin(demo, admin_client):
+    member = member_with_login(spend=12_000)
+
+    response = admin_client.get(
+        reverse("admin:membership_member_calculator", args=[member.pk]),
+        {"amount": 20_000, "on": "2026-07-01"},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+
+    assert response.status_code == 200
+    assert "<strong>金卡</strong>" in response.content.decode()
+    assert "32,000" in response.content.decode()

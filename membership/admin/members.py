@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from membership import services
-from membership.admin_views import adjust_tier_view
+from membership.admin_views import adjust_tier_view, calculator_view
 from membership.models import (
     AuditEntry,
     Cause,
@@ -219,6 +219,11 @@ class MemberAdmin(admin.ModelAdmin):
                 "<int:member_id>/adjust-tier/",
                 self.admin_site.admin_view(adjust_tier_view),
                 name="membership_member_adjust_tier",
+            ),
+            path(
+                "<int:member_id>/calculator/",
+                self.admin_site.admin_view(calculator_view),
+                name="membership_member_calculator",
             ),
             *super().get_urls(),
         ]
