@@ -35,7 +35,12 @@ INSTALLED_APPS = [
     "membership",
     "b2b",
     "subscriptions",
+    "points",
 ]
+# Points from an order wait out the return window before they can be spent.
+POINTS_PENDING_DAYS = env.int("POINTS_PENDING_DAYS", default=7)
+# Each earning (a lot) expires this many months after it becomes spendable.
+POINTS_LOT_MONTHS = env.int("POINTS_LOT_MONTHS", default=12)
 # The payment gateway behind the port in subscriptions/gateways; the sandbox calls no network.
 PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="subscriptions.gateways.sandbox.SandboxGateway")
 # Charge attempts in the grace period, in days after the due date; the last ends the grace.

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from membership.models import Cause, Member, Order, Refund
+from membership.signals import order_recorded, refund_recorded
 
 from .audit import record_audit, snapshot
 from .evaluation import EvaluationResult, evaluate_member, lock_member
@@ -69,6 +70,8 @@ def record_order(
         result = evaluate_member(
             member_id=member.pk, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order
         )
+        # Points are earned at the tier held when the order was placed, before it lifts them.
+        order_recorded.send(sender=Order, order=order, member_id=member.pk, tier_id=member.tier_id)
         return OrderResult(order=order, created=True, evaluation=result)
 
 
@@ -126,6 +129,7 @@ def record_refund(
             )
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        refund_recorded.send(sender=Refund, refund=refund, order=order)
         return refund
 
 

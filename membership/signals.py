@@ -1,0 +1,9 @@
+"""Signals other apps listen to. Sent inside the transaction of the change, so a
+receiver's writes commit or roll back with it."""
+
+from django.dispatch import Signal
+
+# sender=Order, order=Order, member=Member (with its tier at the time of the order)
+order_recorded = Signal()
+# sender=Refund, refund=Refund, order=Order
+refund_recorded = Signal()

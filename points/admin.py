@@ -1,0 +1,55 @@
+"""The ledger is read-only for everyone; corrections go through points.services.adjust."""
+
+from django.contrib import admin
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
+from membership.models import Member
+
+from .models import Account, Entry
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "account", "kind", "points", "shortfall", "source", "source_ref"]
+    list_select_related = ["account__member"]
+    list_filter = ["kind", "source"]
+    search_fields = ["=idempotency_key", "=account__member__external_id", "source_ref"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["member", "balance", "shortfall"]
+    list_select_related = ["member"]
+    search_fields = ["=member__external_id", "member__name"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
+class MemberPointsInline(ReadOnlyInline):
+    """On the member page: balance, what can be spent now, shortfall and the next expiry."""
+
+    model = Account
+    fields = ["balance", "spendable", "shortfall", "next_expiry"]
+    readonly_fields = fields
+    verbose_name_plural = _("points")
+
+    @admin.display(description=_("spendable now"))
+    def spendable(self, obj: Account) -> int:
+        from .services import spendable
+
+        return spendable(obj.member_id)
+
+    @admin.display(description=_("next expiry"))
+    def next_expiry(self, obj: Account) -> str:
+        from .services import next_expiry
+
+        lot = next_expiry(obj.member_id)
+        return f"{lot.remaining} · {timezone.localtime(lot.expires_at):%Y-%m-%d}" if lot else "—"
+
+
+member_admin = admin.site._registry[Member]
+member_admin.inlines = [*member_admin.inlines, MemberPointsInline]

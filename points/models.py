@@ -1,0 +1,91 @@
+"""The points ledger: append-only entries, earning lots consumed oldest first.
+
+Invariants (checked by `manage.py check_points` and the property-based test):
+- an account's balance = the sum of its entries = the sum of its lots' remaining points;
+- no balance and no lot's remaining ever goes below zero;
+- an entry is never changed or deleted; a correction is a reversing entry.
+"""
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from membership.models import Member
+
+
+class Account(models.Model):
+    member = models.OneToOneField(Member, on_delete=models.PROTECT, related_name="points_account")
+    # A cache of SUM(entries.points), moved only in the same transaction as an entry.
+    balance = models.BigIntegerField(_("balance"), default=0)
+    # Points reversed after they were spent: settled from future earnings, never negative.
+    shortfall = models.BigIntegerField(_("shortfall"), default=0)
+
+    class Meta:
+        verbose_name = _("points account")
+        verbose_name_plural = _("points accounts")
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="points_balance_not_negative"),
+            models.CheckConstraint(
+                condition=Q(shortfall__gte=0), name="points_shortfall_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member} · {self.balance}"
+
+
+class Entry(models.Model):
+    class Kind(models.TextChoices):
+        EARN = "earn", _("Earned")
+        REDEEM = "redeem", _("Redeemed")
+        EXPIRE = "expire", _("Expired")
+        ADJUST = "adjust", _("Adjusted")
+        REVERSE = "reverse", _("Reversed")
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind)
+    points = models.BigIntegerField(_("points"), help_text=_("Positive adds, negative takes."))
+    source = models.CharField(_("source"), max_length=30)
+    source_ref = models.CharField(_("source reference"), max_length=100)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=150, unique=True)
+    shortfall = models.BigIntegerField(
+        _("shortfall"),
+        default=0,
+        help_text=_("Points of this reversal already spent: owed, settled from future earnings."),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("time"), db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
+        indexes = [models.Index(fields=["account", "created_at"], name="points_entry_account_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.points:+}"
+
+
+class Lot(models.Model):
+    """The points of one earning, spendable from ``available_at``, gone at ``expires_at``."""
+
+    entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="lot")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
+    points = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    available_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["expires_at", "id"]
+        verbose_name = _("lot")
+        verbose_name_plural = _("lots")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0, remaining__lte=F("points")),
+                name="points_lot_remaining_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.remaining}/{self.points} until {self.expires_at:%Y-%m-%d}"

@@ -1,0 +1,15 @@
+from django.dispatch import receiver
+
+from membership.signals import order_recorded, refund_recorded
+
+from . import services
+
+
+@receiver(order_recorded)
+def award_order_points(sender, order, member_id, tier_id, **kwargs):
+    services.earn_for_order(order=order, tier_id=tier_id)
+
+
+@receiver(refund_recorded)
+def reverse_refunded_points(sender, refund, order, **kwargs):
+    services.reverse_for_refund(order=order, refund_key=f"{order.pk}:{refund.external_id}")

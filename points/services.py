@@ -1,0 +1,311 @@
+"""The points rules. Every movement is one append-only Entry with a unique idempotency key.
+
+Locks: the member's Account row, taken before anything is read, so two workers posting
+the same source event, or racing redemptions, are serialised; the unique key backs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from membership.models import Order, Tier
+from membership.services import record_audit
+from membership.services.rules import add_months
+
+from .models import Account, Entry, Lot
+
+
+def points_for_spend(amount: int, points_per_100: int) -> int:
+    """The one rounding rule for earning: whole NT$100s only, rounded down."""
+    return (amount // 100) * points_per_100
+
+
+def _locked_account(member_id: int) -> Account:
+    Account.objects.get_or_create(member_id=member_id)
+    return Account.objects.select_for_update().get(member_id=member_id)
+
+
+def _existing(key: str, points: int) -> Entry | None:
+    entry = Entry.objects.filter(idempotency_key=key).first()
+    if entry is not None and entry.points != points:
+        raise ValidationError(
+            _("Idempotency key %(key)s was already used for %(points)s points.")
+            % {"key": key, "points": entry.points}
+        )
+    return entry
+
+
+def _entry(
+    account: Account,
+    kind,
+    points: int,
+    source: str,
+    ref: str,
+    key: str,
+    now,
+    reason="",
+    shortfall=0,
+):
+    account.balance += points
+    account.save(update_fields=["balance", "shortfall"])
+    return Entry.objects.create(
+        account=account,
+        kind=kind,
+        points=points,
+        source=source,
+        source_ref=ref,
+        idempotency_key=key,
+        reason=reason,
+        shortfall=shortfall,
+        created_at=now,
+    )
+
+
+def _take(account: Account, points: int, now, *, first: Lot | None = None, spendable_only: bool):
+    """Take ``points`` from lots, ``first`` then oldest expiry first. Returns what was taken."""
+    lots = Lot.objects.select_for_update().filter(
+        account=account, remaining__gt=0, expires_at__gt=now
+    )
+    if spendable_only:
+        lots = lots.filter(available_at__lte=now)
+    ordered = ([first] if first is not None and first.remaining > 0 else []) + [
+        lot for lot in lots.order_by("expires_at", "id") if first is None or lot.pk != first.pk
+    ]
+    taken = 0
+    for lot in ordered:
+        step = min(lot.remaining, points - taken)
+        if step <= 0:
+            break
+        lot.remaining -= step
+        lot.save(update_fields=["remaining"])
+        taken += step
+    return taken
+
+
+def earn(
+    *,
+    member_id: int,
+    points: int,
+    source: str,
+    source_ref: str,
+    key: str,
+    available_at=None,
+    reason="",
+) -> Entry:
+    """Add an earning lot. Idempotent on ``key``. A recorded shortfall is settled first."""
+    if points <= 0:
+        raise ValidationError(_("Earned points must be above zero."))
+    now = timezone.now()
+    with transaction.atomic():
+        account = _locked_account(member_id)
+        if entry := _existing(key, points):
+            return entry
+        entry = _entry(account, Entry.Kind.EARN, points, source, source_ref, key, now, reason)
+        available_at = available_at or now
+        settle = min(account.shortfall, points)
+        Lot.objects.create(
+            entry=entry,
+            account=account,
+            points=points,
+            remaining=points - settle,
+            available_at=available_at,
+            expires_at=_expiry(available_at),
+        )
+        if settle:
+            account.shortfall -= settle
+            _entry(account, Entry.Kind.REVERSE, -settle, "shortfall", key, f"{key}:settle", now)
+        return entry
+
+
+def _expiry(available_at: dt.datetime) -> dt.datetime:
+    local = timezone.localtime(available_at)
+    day = add_months(local.date(), settings.POINTS_LOT_MONTHS)
+    return local.replace(year=day.year, month=day.month, day=day.day)
+
+
+def spendable(member_id: int, now=None) -> int:
+    now = now or timezone.now()
+    return (
+        Lot.objects.filter(
+            account__member_id=member_id, available_at__lte=now, expires_at__gt=now
+        ).aggregate(s=Sum("remaining"))["s"]
+        or 0
+    )
+
+
+def redeem(*, member_id: int, points: int, source: str, source_ref: str, key: str) -> Entry:
+    """Spend points, oldest lots first. Refused, changing nothing, if not enough is spendable."""
+    if points <= 0:
+        raise ValidationError(_("Redeemed points must be above zero."))
+    now = timezone.now()
+    with transaction.atomic():
+        account = _locked_account(member_id)
+        if entry := _existing(key, -points):
+            return entry
+        if spendable(member_id, now) < points:
+            raise ValidationError(
+                _("Not enough points: %(have)s can be spent, %(want)s asked.")
+                % {"have": spendable(member_id, now), "want": points}
+            )
+        _take(account, points, now, spendable_only=True)
+        return _entry(account, Entry.Kind.REDEEM, -points, source, source_ref, key, now)
+
+
+def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entry:
+    """An operator's correction: a reason is required; audited. Never below zero."""
+    if not reason.strip():
+        raise ValidationError({"reason": _("An adjustment needs a reason.")})
+    if points == 0:
+        raise ValidationError({"points": _("An adjustment of 0 points changes nothing.")})
+    if points > 0:
+        entry = earn(
+            member_id=member_id,
+            points=points,
+            source="operator",
+            source_ref=actor.username,
+            key=key,
+            reason=reason,
+        )
+    else:
+        now = timezone.now()
+        with transaction.atomic():
+            account = _locked_account(member_id)
+            if entry := _existing(key, points):
+                return entry
+            if account.balance < -points:
+                raise ValidationError(_("The balance cannot go below zero."))
+            _take(account, -points, now, spendable_only=False)
+            entry = _entry(
+                account, Entry.Kind.ADJUST, points, "operator", actor.username, key, now, reason
+            )
+    record_audit(
+        actor=actor,
+        action="points.adjust",
+        obj=entry.account.member,
+        after={"points": points, "entry": entry.pk},
+        reason=reason,
+    )
+    return entry
+
+
+def earn_for_order(*, order: Order, tier_id: int | None) -> Entry | None:
+    rate = Tier.objects.filter(pk=tier_id).values_list("points_per_100", flat=True).first() or 0
+    points = points_for_spend(order.amount, rate)
+    if points <= 0:
+        return None
+    return earn(
+        member_id=order.member_id,
+        points=points,
+        source="order",
+        source_ref=str(order),
+        key=f"order:{order.source}:{order.external_id}",
+        available_at=order.placed_at + dt.timedelta(days=settings.POINTS_PENDING_DAYS),
+    )
+
+
+def reverse_for_refund(*, order: Order, refund_key: str) -> Entry | None:
+    """Take back the points of the refunded part, in proportion, pending or not.
+
+    The total reversed for an order is always earned × refunded ÷ amount, rounded down,
+    so partial refunds add up exactly. What was already spent becomes a shortfall.
+    """
+    earned = Entry.objects.filter(
+        idempotency_key=f"order:{order.source}:{order.external_id}"
+    ).first()
+    if earned is None:
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        account = _locked_account(order.member_id)
+        key = f"refund:{refund_key}"
+        order.refresh_from_db()
+        target = earned.points * order.refunded_amount // order.amount
+        reversed_so_far = Entry.objects.filter(source="refund", source_ref=str(order)).aggregate(
+            taken=Sum("points"), owed=Sum("shortfall")
+        )
+        done = -(reversed_so_far["taken"] or 0) + (reversed_so_far["owed"] or 0)
+        points = target - done
+        if points <= 0:
+            return None
+        if existing := _existing(key, -points):
+            return existing
+        taken = _take(account, points, now, first=earned.lot, spendable_only=False)
+        account.shortfall += points - taken
+        return _entry(
+            account,
+            Entry.Kind.REVERSE,
+            -taken,
+            "refund",
+            str(order),
+            key,
+            now,
+            shortfall=points - taken,
+        )
+
+
+def expire_due(*, now: dt.datetime | None = None) -> int:
+    """Expire every lot past its date, set-based: one entry per lot, balances moved together."""
+    now = now or timezone.now()
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with transaction.atomic(), connection.cursor() as cur:
+        list(
+            Account.objects.select_for_update()
+            .filter(lots__expires_at__lte=now, lots__remaining__gt=0)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        cur.execute(
+            "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
+            "idempotency_key, reason, shortfall, created_at) "
+            "SELECT account_id, 'expire', -remaining, 'expiry', CAST(id AS TEXT), "
+            "'expire:lot:' || CAST(id AS TEXT), '', 0, %s FROM points_lot "
+            "WHERE expires_at <= %s AND remaining > 0",
+            [stamp, stamp],
+        )
+        expired = cur.rowcount
+        cur.execute(
+            "UPDATE points_account SET balance = points_account.balance - d.total FROM "
+            "(SELECT account_id, SUM(remaining) AS total FROM points_lot "
+            "WHERE expires_at <= %s AND remaining > 0 GROUP BY account_id) d "
+            "WHERE points_account.id = d.account_id",
+            [stamp],
+        )
+        cur.execute(
+            "UPDATE points_lot SET remaining = 0 WHERE expires_at <= %s AND remaining > 0", [stamp]
+        )
+    return expired
+
+
+def ledger_discrepancies() -> list[tuple[int, int, int, int]]:
+    """Accounts whose cached balance differs from their entries or lots.
+
+    Rows are (account id, cached balance, sum of entries, sum of lots' remaining).
+    """
+    out = []
+    entries = dict(
+        Entry.objects.values("account").annotate(s=Sum("points")).values_list("account", "s")
+    )
+    lots = dict(
+        Lot.objects.values("account").annotate(s=Sum("remaining")).values_list("account", "s")
+    )
+    for pk, balance in Account.objects.values_list("pk", "balance"):
+        e, lo = entries.get(pk) or 0, lots.get(pk) or 0
+        if not balance == e == lo:
+            out.append((pk, balance, e, lo))
+    return out
+
+
+def next_expiry(member_id: int, now=None) -> Lot | None:
+    now = now or timezone.now()
+    return (
+        Lot.objects.filter(account__member_id=member_id, remaining__gt=0, expires_at__gt=now)
+        .order_by("expires_at", "id")
+        .first()
+    )

@@ -1,0 +1,296 @@
+"""The points ledger: earning by tier, pending, oldest lots first, expiry, refunds, races."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from membership import services as membership
+from membership.management.commands.seed_demo import Command as Seed
+from membership.models import Cause
+from points import services
+from points.models import Account, Entry, Lot
+from tests.factories import MemberFactory, UserFactory
+
+TAIPEI = dt.timezone(dt.timedelta(hours=8))
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=TAIPEI)
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def demo(db):
+    Seed()._programme()
+
+
+def placed(spend: int = 0):
+    member = MemberFactory()
+    membership.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    if spend:
+        buy(member, spend, "setup")
+    return member
+
+
+def buy(member, amount, ref, days_ago=0):
+    return membership.record_order(
+        member_id=member.pk,
+        external_id=ref,
+        amount=amount,
+        placed_at=timezone.now() - dt.timedelta(days=days_ago),
+    ).order
+
+
+def balance(member) -> int:
+    return Account.objects.get(member=member).balance
+
+
+def give(member, points, key, available_days_ago=30):
+    return services.earn(
+        member_id=member.pk,
+        points=points,
+        source="test",
+        source_ref=key,
+        key=key,
+        available_at=timezone.now() - dt.timedelta(days=available_days_ago),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spend", "tier", "points"),
+    [(0, "一般會員", 12), (12_000, "銀卡", 24), (35_000, "金卡", 36), (120_000, "鑽石", 60)],
+)
+def test_an_order_earns_by_the_tier_held_when_it_was_placed(demo, spend, tier, points):
+    # given: NT$100 = 1 pt for 一般, 2 for 銀卡, 3 for 金卡, 5 for 鑽石
+    member = placed(spend)
+    assert member.tier_history.first().to_tier.name == tier
+    before = balance(member) if spend else 0
+
+    # when: NT$1,250 (twelve whole hundreds)
+    buy(member, 1_250, "P-1")
+
+    # then
+    assert balance(member) - before == points
+
+
+def test_points_from_an_order_stay_pending_through_the_return_window(demo):
+    member = placed()
+    buy(member, 10_000, "P-1")
+
+    assert balance(member) == 100
+    assert services.spendable(member.pk) == 0
+    with time_machine.travel(NOW + dt.timedelta(days=7, minutes=1), tick=False):
+        assert services.spendable(member.pk) == 100
+
+
+def test_the_same_award_posted_twice_counts_once(demo):
+    member = placed()
+
+    give(member, 50, "checkin:2026-03-01")
+    give(member, 50, "checkin:2026-03-01")
+
+    assert balance(member) == 50
+    assert Entry.objects.filter(idempotency_key="checkin:2026-03-01").count() == 1
+
+
+def test_a_key_reused_with_a_different_amount_is_refused(demo):
+    member = placed()
+    give(member, 50, "checkin:2026-03-01")
+
+    with pytest.raises(ValidationError):
+        give(member, 60, "checkin:2026-03-01")
+
+    assert balance(member) == 50
+
+
+def test_redemption_takes_the_oldest_lots_first(demo):
+    member = placed()
+    old = give(member, 100, "old", available_days_ago=200)
+    new = give(member, 100, "new", available_days_ago=10)
+
+    services.redeem(member_id=member.pk, points=150, source="reward", source_ref="R", key="r1")
+
+    assert Lot.objects.get(entry=old).remaining == 0
+    assert Lot.objects.get(entry=new).remaining == 50
+
+
+def test_a_redemption_above_the_spendable_balance_is_refused_and_changes_nothing(demo):
+    member = placed()
+    give(member, 100, "g")
+
+    with pytest.raises(ValidationError):
+        services.redeem(member_id=member.pk, points=101, source="reward", source_ref="R", key="r1")
+
+    assert balance(member) == 100
+    assert not Entry.objects.filter(kind="redeem").exists()
+
+
+def test_lots_expire_after_their_months_and_are_never_redeemed_after(demo):
+    member = placed()
+    give(member, 100, "old", available_days_ago=370)  # past 12 months
+    give(member, 40, "new", available_days_ago=10)
+
+    services.expire_due()
+    services.expire_due()
+
+    assert balance(member) == 40
+    assert Entry.objects.filter(kind="expire").count() == 1
+    with pytest.raises(ValidationError):
+        services.redeem(member_id=member.pk, points=41, source="reward", source_ref="R", key="r1")
+
+
+def test_a_partial_refund_reverses_its_share_of_the_points_while_pending(demo):
+    member = placed()
+    order = buy(member, 10_000, "P-1")  # 100 pts, pending
+
+    membership.record_refund(order_id=order.pk, external_id="R1", amount=2_500)
+    membership.record_refund(order_id=order.pk, external_id="R2", amount=2_500)
+
+    assert balance(member) == 50
+    assert Lot.objects.get(entry__source="order").remaining == 50
+
+
+def test_a_refund_after_the_points_were_spent_records_a_shortfall_settled_by_later_earnings(demo):
+    member = placed()
+    order = buy(member, 10_000, "P-1")
+    with time_machine.travel(NOW + dt.timedelta(days=8), tick=False):
+        services.redeem(member_id=member.pk, points=80, source="reward", source_ref="R", key="r1")
+        membership.record_refund(order_id=order.pk, external_id="R1", amount=10_000)
+        account = Account.objects.get(member=member)
+        assert (account.balance, account.shortfall) == (0, 80)
+
+        give(member, 100, "later")
+
+    account.refresh_from_db()
+    assert (account.balance, account.shortfall) == (20, 0)
+    call_command("check_points")
+
+
+def test_an_operator_adjustment_needs_a_reason_and_is_audited(demo):
+    from membership.models import AuditEntry
+
+    member = placed()
+    operator = UserFactory()
+
+    with pytest.raises(ValidationError):
+        services.adjust(member_id=member.pk, points=30, reason=" ", actor=operator, key="a1")
+    services.adjust(member_id=member.pk, points=30, reason="客訴補償", actor=operator, key="a2")
+
+    assert balance(member) == 30
+    assert AuditEntry.objects.get(action="points.adjust").reason == "客訴補償"
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("earn"), st.integers(1, 500)),
+        st.tuples(st.just("redeem"), st.integers(1, 600)),
+        st.tuples(st.just("order"), st.integers(100, 30_000)),
+        st.tuples(st.just("refund"), st.integers(1, 100)),
+        st.tuples(st.just("advance"), st.integers(100, 800)),
+        st.tuples(st.just("expire"), st.just(0)),
+        st.tuples(st.just("expire"), st.just(1)),
+    ),
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=OPS)
+def test_random_sequences_keep_the_ledger_invariants(demo, frozen_clock, ops):
+    member = MemberFactory()
+    membership.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    orders = []
+    clock = NOW
+    for i, (op, n) in enumerate(ops):
+        try:
+            if op == "earn":
+                give(member, n, f"{member.pk}-e{i}", available_days_ago=0)
+            elif op == "redeem":
+                services.redeem(
+                    member_id=member.pk,
+                    points=n,
+                    source="t",
+                    source_ref="t",
+                    key=f"{member.pk}-r{i}",
+                )
+            elif op == "order":
+                orders.append(buy(member, n, f"{member.pk}-o{i}"))
+            elif op == "refund" and orders:
+                order = orders[n % len(orders)]
+                order.refresh_from_db()
+                left = order.amount - order.refunded_amount
+                if left:
+                    membership.record_refund(
+                        order_id=order.pk, external_id=f"f{i}", amount=max(1, left * n // 100)
+                    )
+            elif op == "advance":
+                clock += dt.timedelta(days=n)
+                frozen_clock.move_to(clock)
+            elif op == "expire":
+                services.expire_due()
+        except ValidationError:
+            pass
+        account = Account.objects.filter(member=member).first()
+        if account:
+            lots = list(Lot.objects.filter(account=account))
+            assert account.balance >= 0
+            assert account.balance == sum(e.points for e in account.entries.all())
+            assert account.balance == sum(lot.remaining for lot in lots)
+            assert all(
+                lot.remaining == 0
+                for lot in lots
+                if lot.expires_at <= clock
+                and Entry.objects.filter(kind="expire", source_ref=str(lot.pk)).exists()
+            )
+    frozen_clock.move_to(NOW)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_awards_and_redemptions_never_double_or_go_negative(demo):
+    from tests.test_concurrency import run_together
+
+    member = placed()
+    give(member, 1_000, "seed")
+    awards = [lambda k=k: give(member, 10, f"award-{k % 5}") for k in range(10)]  # 5 unique
+    spends = [
+        lambda k=k: services.redeem(
+            member_id=member.pk, points=300, source="reward", source_ref="R", key=f"spend-{k}"
+        )
+        for k in range(6)
+    ]
+
+    errors = run_together(*awards, *spends)
+
+    redeemed = -sum(Entry.objects.filter(kind="redeem").values_list("points", flat=True))
+    assert all(isinstance(e, ValidationError) for e in errors)
+    assert balance(member) == 1_000 + 50 - redeemed >= 0
+    assert redeemed == 900  # three of six fit in 1,050
+    assert Entry.objects.filter(idempotency_key__startswith="award-").count() == 5
+    assert services.ledger_discrepancies() == []
+
+
+def test_the_tier_page_shows_the_balance_and_the_next_expiry(demo, client):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    user = get_user_model().objects.create_user("amy", password="pw-for-tests-1")
+    member = MemberFactory(user=user)
+    membership.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    give(member, 120, "welcome", available_days_ago=0)
+    client.force_login(user)
+
+    text = client.get(reverse("members:my_tier"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert "<strong>120</strong> points" in text
+    assert "120 points expire on 2027-03-01" in text
