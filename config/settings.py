@@ -41,6 +41,8 @@ INSTALLED_APPS = [
 POINTS_PENDING_DAYS = env.int("POINTS_PENDING_DAYS", default=7)
 # Each earning (a lot) expires this many months after it becomes spendable.
 POINTS_LOT_MONTHS = env.int("POINTS_LOT_MONTHS", default=12)
+# Points a member can earn from non-purchase actions (check-in, review, share) in one day.
+POINTS_DAILY_ACTION_CAP = env.int("POINTS_DAILY_ACTION_CAP", default=200)
 # The payment gateway behind the port in subscriptions/gateways; the sandbox calls no network.
 PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="subscriptions.gateways.sandbox.SandboxGateway")
 # Charge attempts in the grace period, in days after the due date; the last ends the grace.

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
 from membership.models import Member
 
-from .models import Account, Entry
+from .models import Account, Action, Entry, Referral, Reward
 
 
 @admin.register(Entry)
@@ -27,6 +27,23 @@ class AccountAdmin(ReadOnlyAdmin):
     search_fields = ["=member__external_id", "member__name"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+
+@admin.register(Reward)
+class RewardAdmin(admin.ModelAdmin):
+    list_display = ["name", "points_cost", "stock", "tier", "months", "active"]
+    list_select_related = ["tier__group"]
+
+
+@admin.register(Action)
+class ActionAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "points"]
+
+
+@admin.register(Referral)
+class ReferralAdmin(ReadOnlyAdmin):
+    list_display = ["referrer", "friend", "created_at", "rewarded_at"]
+    list_select_related = ["referrer", "friend"]
 
 
 class MemberPointsInline(ReadOnlyInline):

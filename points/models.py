@@ -89,3 +89,62 @@ class Lot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.remaining}/{self.points} until {self.expires_at:%Y-%m-%d}"
+
+
+class Reward(models.Model):
+    """Something points buy: a gift from stock, or months of a tier through a tier grant."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    points_cost = models.PositiveIntegerField(_("points"))
+    stock = models.PositiveIntegerField(
+        _("stock"), null=True, blank=True, help_text=_("Blank: unlimited.")
+    )
+    tier = models.ForeignKey(
+        "membership.Tier",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        verbose_name=_("tier granted"),
+    )
+    months = models.PositiveSmallIntegerField(_("months of the tier"), default=1)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["points_cost"]
+        verbose_name = _("reward")
+        verbose_name_plural = _("rewards")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Action(models.Model):
+    """A non-purchase action (check-in, review, share) worth points, within the daily cap."""
+
+    code = models.SlugField(_("code"), unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    points = models.PositiveIntegerField(_("points"))
+
+    class Meta:
+        verbose_name = _("action")
+        verbose_name_plural = _("actions")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Referral(models.Model):
+    referrer = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="referrals_made")
+    friend = models.OneToOneField(Member, on_delete=models.PROTECT, related_name="referred_by")
+    rewarded_at = models.DateTimeField(_("rewarded at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("referral")
+        verbose_name_plural = _("referrals")
+        constraints = [
+            models.CheckConstraint(condition=~Q(referrer=F("friend")), name="no_self_referral"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.referrer} → {self.friend}"

@@ -2,12 +2,13 @@ from django.dispatch import receiver
 
 from membership.signals import order_recorded, refund_recorded
 
-from . import services
+from . import rewards, services
 
 
 @receiver(order_recorded)
 def award_order_points(sender, order, member_id, tier_id, **kwargs):
     services.earn_for_order(order=order, tier_id=tier_id)
+    rewards.reward_referral(order=order)
 
 
 @receiver(refund_recorded)

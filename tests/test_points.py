@@ -294,3 +294,104 @@ def test_the_tier_page_shows_the_balance_and_the_next_expiry(demo, client):
 
     assert "<strong>120</strong> points" in text
     assert "120 points expire on 2027-03-01" in text
+
+
+def tier_months(demo_tiers=("銀卡", "金卡")):
+    from membership.models import Tier
+    from points.models import Reward
+
+    return {
+        name: Reward.objects.create(
+            name=f"{name} 一個月",
+            points_cost=cost,
+            tier=Tier.objects.get(group__is_default=True, name=name),
+            months=1,
+        )
+        for name, cost in zip(demo_tiers, (1_000, 3_000), strict=True)
+    }
+
+
+def test_1000_points_buy_a_month_of_silver_and_3000_a_month_of_gold(demo):
+    from points.rewards import redeem_reward
+
+    rewards = tier_months()
+    member = placed()
+    give(member, 4_000, "saved")
+
+    redeem_reward(member_id=member.pk, reward=rewards["銀卡"], key="m1")
+    member.refresh_from_db()
+    assert (member.tier.name, balance(member)) == ("銀卡", 3_000)
+
+    redeem_reward(member_id=member.pk, reward=rewards["金卡"], key="m2")
+    member.refresh_from_db()
+    assert (member.tier.name, balance(member)) == ("金卡", 0)
+
+
+def test_a_tier_month_without_enough_points_is_refused_and_grants_nothing(demo):
+    from membership.models import TierGrant
+    from points.rewards import redeem_reward
+
+    rewards = tier_months()
+    member = placed()
+    give(member, 999, "saved")
+
+    with pytest.raises(ValidationError):
+        redeem_reward(member_id=member.pk, reward=rewards["銀卡"], key="m1")
+
+    assert balance(member) == 999
+    assert not TierGrant.objects.filter(member=member).exists()
+
+
+def test_a_reward_out_of_stock_is_refused(demo):
+    from points.models import Reward
+    from points.rewards import redeem_reward
+
+    mug = Reward.objects.create(name="馬克杯", points_cost=10, stock=1)
+    member = placed()
+    give(member, 100, "saved")
+    redeem_reward(member_id=member.pk, reward=mug, key="mug-1")
+
+    with pytest.raises(ValidationError):
+        redeem_reward(member_id=member.pk, reward=Reward.objects.get(pk=mug.pk), key="mug-2")
+
+    assert balance(member) == 90
+
+
+def test_actions_earn_at_most_200_points_a_day(demo):
+    from points.models import Action
+    from points.rewards import award_action
+
+    review = Action.objects.create(code="review", name="商品評論", points=80)
+    member = placed()
+
+    for i in range(4):
+        award_action(member_id=member.pk, action=review, key=f"review-{i}")
+    assert balance(member) == 200
+    with time_machine.travel(NOW + dt.timedelta(days=1), tick=False):
+        award_action(member_id=member.pk, action=review, key="review-next-day")
+    assert balance(member) == 280
+
+
+def test_a_referral_pays_500_each_after_the_first_order_then_2_percent_to_the_referrer(demo):
+    from points.rewards import refer
+
+    referrer, friend = placed(), placed()
+    refer(referrer=referrer, friend=friend)
+
+    buy(friend, 10_000, "F-1")  # friend: 100 (一般) + 500, now 銀卡; referrer: 500 + 2% = 200
+    buy(friend, 5_000, "F-2")  # friend: 100 at 銀卡's 2 per NT$100; referrer: 2% = 100
+
+    assert balance(friend) == 700
+    assert balance(referrer) == 800
+
+
+def test_nobody_refers_themselves_or_gets_a_friend_twice(demo):
+    from points.rewards import refer
+
+    a, b, c = placed(), placed(), placed()
+    refer(referrer=a, friend=b)
+
+    with pytest.raises(ValidationError):
+        refer(referrer=a, friend=a)
+    with pytest.raises(ValidationError):
+        refer(referrer=c, friend=b)

@@ -1,0 +1,115 @@
+"""Spending and earning beyond orders: rewards (tier months too), actions, referrals."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from membership.models import Member, Order
+from membership.services import grant_tier
+from membership.services.rules import add_months
+
+from .models import Action, Entry, Referral, Reward
+from .services import _locked_account, earn, redeem
+
+REFERRAL_BONUS = 500
+REFERRAL_SHARE_PERCENT = 2
+
+
+def redeem_reward(*, member_id: int, reward: Reward, key: str) -> Entry:
+    """Spend points on a reward, in one transaction with its stock and its tier grant.
+
+    Idempotent on ``key``; refused (nothing changes) without enough points or stock.
+    """
+    with transaction.atomic():
+        if done := Entry.objects.filter(idempotency_key=key).first():
+            return done
+        if not reward.active:
+            raise ValidationError(_("This reward is not available."))
+        if reward.stock is not None:
+            taken = Reward.objects.filter(pk=reward.pk, stock__gt=0).update(stock=F("stock") - 1)
+            if not taken:
+                raise ValidationError(_("%(reward)s is out of stock.") % {"reward": reward.name})
+        entry = redeem(
+            member_id=member_id,
+            points=reward.points_cost,
+            source="reward",
+            source_ref=reward.name,
+            key=key,
+        )
+        if reward.tier_id:
+            start = timezone.now()
+            local = timezone.localtime(start)
+            day = add_months(local.date(), reward.months)
+            grant_tier(
+                member_id=member_id,
+                tier=reward.tier,
+                starts_at=start,
+                ends_at=local.replace(year=day.year, month=day.month, day=day.day),
+                source="points",
+                source_ref=key,
+            )
+        return entry
+
+
+def award_action(*, member_id: int, action: Action, key: str) -> Entry | None:
+    """Points for an action, never more than the daily cap a member can earn from actions."""
+    today = timezone.localdate()
+    start = timezone.make_aware(dt.datetime.combine(today, dt.time.min))
+    with transaction.atomic():
+        _locked_account(member_id)  # the cap is read and used under the account lock
+        if done := Entry.objects.filter(idempotency_key=key).first():
+            return done
+        so_far = (
+            Entry.objects.filter(
+                account__member_id=member_id, source="action", created_at__gte=start
+            ).aggregate(s=Sum("points"))["s"]
+            or 0
+        )
+        points = min(action.points, settings.POINTS_DAILY_ACTION_CAP - so_far)
+        if points <= 0:
+            return None
+        return earn(
+            member_id=member_id, points=points, source="action", source_ref=action.code, key=key
+        )
+
+
+def refer(*, referrer: Member, friend: Member) -> Referral:
+    if referrer.pk == friend.pk:
+        raise ValidationError(_("A member cannot refer themselves."))
+    if Referral.objects.filter(friend=friend).exists():
+        raise ValidationError(_("%(name)s was already referred.") % {"name": friend.name})
+    return Referral.objects.create(referrer=referrer, friend=friend)
+
+
+def reward_referral(*, order: Order) -> None:
+    """On a friend's paid order: 500 each after the first, then 2% of the spend to the referrer."""
+    referral = Referral.objects.select_for_update().filter(friend_id=order.member_id).first()
+    if referral is None:
+        return
+    if referral.rewarded_at is None:
+        for who, role in ((referral.referrer_id, "referrer"), (referral.friend_id, "friend")):
+            earn(
+                member_id=who,
+                points=REFERRAL_BONUS,
+                source="referral",
+                source_ref=str(referral.pk),
+                key=f"referral:{referral.pk}:{role}",
+            )
+        referral.rewarded_at = timezone.now()
+        referral.save(update_fields=["rewarded_at"])
+    share = order.amount * REFERRAL_SHARE_PERCENT // 100
+    if share > 0:
+        earn(
+            member_id=referral.referrer_id,
+            points=share,
+            source="referral",
+            source_ref=str(order),
+            key=f"referral-share:{order.source}:{order.external_id}",
+        )
