@@ -7,7 +7,16 @@ from django.utils.translation import gettext_lazy as _
 from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
 from membership.models import Member
 
-from .models import Account, Action, Entry, Referral, Reward
+from .models import (
+    STACKING_RULE,
+    Account,
+    Action,
+    Entry,
+    Promotion,
+    Referral,
+    Reward,
+    TierCoefficient,
+)
 
 
 @admin.register(Entry)
@@ -27,6 +36,27 @@ class AccountAdmin(ReadOnlyAdmin):
     search_fields = ["=member__external_id", "member__name"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+
+@admin.register(Promotion)
+class PromotionAdmin(admin.ModelAdmin):
+    list_display = ["name", "starts_at", "ends_at", "multiplier"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": ["name", "starts_at", "ends_at", "multiplier"],
+                "description": STACKING_RULE,
+            },
+        )
+    ]
+
+
+@admin.register(TierCoefficient)
+class TierCoefficientAdmin(admin.ModelAdmin):
+    list_display = ["tier", "coefficient"]
+    list_select_related = ["tier__group"]
+    fieldsets = [(None, {"fields": ["tier", "coefficient"], "description": STACKING_RULE})]
 
 
 @admin.register(Reward)

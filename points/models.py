@@ -148,3 +148,54 @@ class Referral(models.Model):
 
     def __str__(self) -> str:
         return f"{self.referrer} → {self.friend}"
+
+
+STACKING_RULE = _(
+    "Points for an order = whole NT$100s × the tier's points per NT$100 × the tier coefficient × "
+    "the highest multiplier among the promotions running when the order was placed (promotions do "
+    "not stack with each other), rounded down once at the end."
+)
+
+
+class TierCoefficient(models.Model):
+    """Extra weight on a tier's earning (鑽石 1.5×)."""
+
+    tier = models.OneToOneField(
+        "membership.Tier", on_delete=models.CASCADE, related_name="points_coefficient"
+    )
+    coefficient = models.DecimalField(_("coefficient"), max_digits=4, decimal_places=2, default=1)
+
+    class Meta:
+        verbose_name = _("tier coefficient")
+        verbose_name_plural = _("tier coefficients")
+        constraints = [
+            models.CheckConstraint(condition=Q(coefficient__gt=0), name="tier_coefficient_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tier} ×{self.coefficient}"
+
+
+class Promotion(models.Model):
+    """A window in which orders earn a multiple of their points (holiday 3×)."""
+
+    name = models.CharField(_("name"), max_length=100)
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    multiplier = models.DecimalField(_("multiplier"), max_digits=4, decimal_places=2)
+
+    class Meta:
+        ordering = ["-starts_at"]
+        verbose_name = _("promotion")
+        verbose_name_plural = _("promotions")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="promotion_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(multiplier__gte=1), name="promotion_multiplier_at_least_one"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ×{self.multiplier}"

@@ -7,11 +7,12 @@ the same source event, or racing redemptions, are serialised; the unique key bac
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Max, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -19,7 +20,7 @@ from membership.models import Order, Tier
 from membership.services import record_audit
 from membership.services.rules import add_months
 
-from .models import Account, Entry, Lot
+from .models import Account, Entry, Lot, Promotion, TierCoefficient
 
 
 def points_for_spend(amount: int, points_per_100: int) -> int:
@@ -195,9 +196,21 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
     return entry
 
 
-def earn_for_order(*, order: Order, tier_id: int | None) -> Entry | None:
+def order_points(*, amount: int, tier_id: int | None, placed_at: dt.datetime) -> int:
+    """The stacking rule (models.STACKING_RULE), written once: base × coefficient × promotion."""
     rate = Tier.objects.filter(pk=tier_id).values_list("points_per_100", flat=True).first() or 0
-    points = points_for_spend(order.amount, rate)
+    coefficient = TierCoefficient.objects.filter(tier_id=tier_id).values_list(
+        "coefficient", flat=True
+    ).first() or Decimal(1)
+    promotion = Promotion.objects.filter(starts_at__lte=placed_at, ends_at__gt=placed_at).aggregate(
+        best=Max("multiplier")
+    )["best"] or Decimal(1)
+    base = points_for_spend(amount, rate)
+    return int((base * coefficient * promotion).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def earn_for_order(*, order: Order, tier_id: int | None) -> Entry | None:
+    points = order_points(amount=order.amount, tier_id=tier_id, placed_at=order.placed_at)
     if points <= 0:
         return None
     return earn(

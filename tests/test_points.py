@@ -395,3 +395,43 @@ def test_nobody_refers_themselves_or_gets_a_friend_twice(demo):
         refer(referrer=a, friend=a)
     with pytest.raises(ValidationError):
         refer(referrer=c, friend=b)
+
+
+def test_diamond_1_5x_during_a_holiday_3x_stacks_as_the_rule_says(demo):
+    from membership.models import Tier
+    from points.models import Promotion, TierCoefficient
+
+    diamond = Tier.objects.get(group__is_default=True, name="鑽石")
+    TierCoefficient.objects.create(tier=diamond, coefficient="1.5")
+    Promotion.objects.create(
+        name="春節",
+        starts_at=NOW - dt.timedelta(days=1),
+        ends_at=NOW + dt.timedelta(days=1),
+        multiplier=3,
+    )
+    Promotion.objects.create(
+        name="週末",
+        starts_at=NOW - dt.timedelta(days=1),
+        ends_at=NOW + dt.timedelta(days=1),
+        multiplier=2,
+    )
+    member = placed(120_000)  # 鑽石
+    before = balance(member)
+
+    buy(member, 1_000, "P-1")
+
+    # 10 hundreds × 5 = 50, × 1.5 = 75, × 3 (the best promotion; 2× does not stack) = 225
+    assert balance(member) - before == 225
+
+
+def test_rounding_is_down_once_at_the_end(demo):
+    from membership.models import Tier
+    from points.models import TierCoefficient
+    from points.services import order_points
+
+    silver = Tier.objects.get(group__is_default=True, name="銀卡")
+    TierCoefficient.objects.create(tier=silver, coefficient="1.25")
+
+    # 1 hundred × 2 = 2, × 1.25 = 2.5 → 2; 3 hundreds × 2 = 6, × 1.25 = 7.5 → 7
+    assert order_points(amount=199, tier_id=silver.pk, placed_at=NOW) == 2
+    assert order_points(amount=300, tier_id=silver.pk, placed_at=NOW) == 7
