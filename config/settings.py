@@ -147,6 +147,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "subscriptions.tasks.run_subscription_jobs",
         "schedule": 60 * 15,
     },
+    "expire-points-daily": {
+        "task": "points.tasks.expire_due_points",
+        "schedule": 60 * 60 * 24,
+    },
+    "remind-expiring-points-daily": {
+        "task": "points.tasks.send_points_expiry_reminders",
+        "schedule": 60 * 60 * 24,
+    },
     "send-tier-notifications": {
         "task": "membership.tasks.send_tier_notifications",
         "schedule": 60,

@@ -75,6 +75,7 @@ class Lot(models.Model):
     remaining = models.BigIntegerField()
     available_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["expires_at", "id"]

@@ -322,3 +322,37 @@ def next_expiry(member_id: int, now=None) -> Lot | None:
         .order_by("expires_at", "id")
         .first()
     )
+
+
+def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
+    """Tell members about points expiring within 30 days: once per lot, whoever runs it."""
+    from django.core.mail import send_mail
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    now = now or timezone.now()
+    soon = now + dt.timedelta(days=30)
+    due = Lot.objects.filter(
+        remaining__gt=0, expires_at__gt=now, expires_at__lte=soon, reminded_at__isnull=True
+    )
+    sent = 0
+    for member_id in due.values_list("account__member_id", flat=True).distinct():
+        lots = due.filter(account__member_id=member_id)
+        ids = list(lots.values_list("pk", flat=True))
+        # Claim the lots first: a second worker finds nothing left to remind.
+        if not Lot.objects.filter(pk__in=ids, reminded_at__isnull=True).update(reminded_at=now):
+            continue
+        member = Account.objects.select_related("member").get(member_id=member_id).member
+        if not member.email:
+            continue
+        points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
+        first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
+        with translation.override(member.language or settings.LANGUAGE_CODE):
+            body = render_to_string(
+                f"points/email/expiring.{member.language}.txt",
+                {"member": member, "points": points, "date": first.expires_at},
+            )
+        subject, _sep, text = body.partition("\n")
+        send_mail(subject.strip(), text.strip(), settings.DEFAULT_FROM_EMAIL, [member.email])
+        sent += 1
+    return sent

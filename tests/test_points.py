@@ -435,3 +435,17 @@ def test_rounding_is_down_once_at_the_end(demo):
     # 1 hundred × 2 = 2, × 1.25 = 2.5 → 2; 3 hundreds × 2 = 6, × 1.25 = 7.5 → 7
     assert order_points(amount=199, tier_id=silver.pk, placed_at=NOW) == 2
     assert order_points(amount=300, tier_id=silver.pk, placed_at=NOW) == 7
+
+
+def test_members_with_points_expiring_within_30_days_are_reminded_once(demo, mailoutbox):
+    member = placed()
+    member.email = "amy@example.com"
+    member.save()
+    give(member, 70, "old", available_days_ago=345)  # expires in about 20 days
+    give(member, 30, "new", available_days_ago=10)
+
+    services.send_expiry_reminders()
+    services.send_expiry_reminders()
+
+    assert len(mailoutbox) == 1
+    assert mailoutbox[0].subject.startswith("您有 70 點將於")
