@@ -31,6 +31,20 @@ class EntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
+    def get_urls(self):
+        from django.urls import path
+
+        from .admin_views import adjust_points_view
+
+        return [
+            path(
+                "member/<int:member_id>/adjust/",
+                self.admin_site.admin_view(adjust_points_view),
+                name="points_member_adjust",
+            ),
+            *super().get_urls(),
+        ]
+
     list_display = ["member", "balance", "shortfall"]
     list_select_related = ["member"]
     search_fields = ["=member__external_id", "member__name"]
@@ -80,9 +94,17 @@ class MemberPointsInline(ReadOnlyInline):
     """On the member page: balance, what can be spent now, shortfall and the next expiry."""
 
     model = Account
-    fields = ["balance", "spendable", "shortfall", "next_expiry"]
+    fields = ["balance", "spendable", "shortfall", "next_expiry", "adjust"]
     readonly_fields = fields
     verbose_name_plural = _("points")
+
+    @admin.display(description=_("manual adjustment"))
+    def adjust(self, obj: Account):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        url = reverse("admin:points_member_adjust", args=[obj.member_id])
+        return format_html('<a href="{}">{}</a>', url, _("Adjust points"))
 
     @admin.display(description=_("spendable now"))
     def spendable(self, obj: Account) -> int:

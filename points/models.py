@@ -23,6 +23,7 @@ class Account(models.Model):
     class Meta:
         verbose_name = _("points account")
         verbose_name_plural = _("points accounts")
+        permissions = [("adjust_points", _("Can adjust points by hand"))]
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="points_balance_not_negative"),
             models.CheckConstraint(

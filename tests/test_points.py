@@ -449,3 +449,27 @@ def test_members_with_points_expiring_within_30_days_are_reminded_once(demo, mai
 
     assert len(mailoutbox) == 1
     assert mailoutbox[0].subject.startswith("您有 70 點將於")
+
+
+def test_adjusting_points_in_the_admin_needs_the_permission_and_a_reason_and_happens_once(
+    demo, client
+):
+    import uuid
+
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    member = placed()
+    url = reverse("admin:points_member_adjust", args=[member.pk])
+    clerk = UserFactory()
+    client.force_login(clerk)
+    assert client.get(url).status_code == 403
+
+    clerk.user_permissions.set(Permission.objects.filter(codename="adjust_points"))
+    token = str(uuid.uuid4())
+    no_reason = client.post(url, {"points": 50, "reason": "", "token": token})
+    client.post(url, {"points": 50, "reason": "活動補點", "token": token})
+    client.post(url, {"points": 50, "reason": "活動補點", "token": token})  # double click
+
+    assert no_reason.status_code == 200
+    assert balance(member) == 50
