@@ -4,30 +4,55 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/ledger.py --scale 200000
 
-N members with points accounts in a scratch database. 8 concurrent clients (threads, each
-with its own connection) post awards through points.services.earn; 20% of the postings
-repeat an earlier idempotency key (same amount). Then pgbench, 8 clients, runs a custom
-script of the same shape: insert one row, update one balance. Finally every balance is
-checked against the ledger and the lots, and the total against the unique postings.
+N members with points accounts in a scratch database. 8 concurrent clients (processes, as
+real workers are, each with its own connection) post awards through points.services.earn;
+20% of the postings repeat an earlier idempotency key of that client (same amount).
+Then pgbench, 8 clients, runs a custom script of the same shape: insert one row, update
+one balance. Finally every balance is checked against the ledger and the lots, and the
+total against the unique postings.
 Last line:
 
     ledger: postings=P per_s=R p99_ms=L pgbench_per_s=B lost=0 doubled=0 ratio=R/B
 """
 
 import argparse
+import multiprocessing
 import os
 import random
 import re
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from urllib.parse import urlparse
 
 from synthetic import scratch_database, setup_django
 
 CLIENTS = 8
+
+
+def client(seed: int, postings: int, lo: int, hi: int):
+    """One worker process: new awards, and 20% repeats of its own earlier keys."""
+    from django.db import connection
+
+    from points import services
+
+    rng = random.Random(seed)
+    issued: list[tuple[str, int, int]] = []
+    latencies: list[float] = []
+    for i in range(postings):
+        repeat = bool(issued) and rng.random() < 0.2
+        if repeat:
+            key, member_id, points = rng.choice(issued)
+        else:
+            key, member_id, points = f"c{seed}-{i}", rng.randint(lo, hi), rng.randint(1, 100)
+        start = time.perf_counter()
+        services.earn(member_id=member_id, points=points, source="bench", source_ref=key, key=key)
+        latencies.append((time.perf_counter() - start) * 1000)
+        if not repeat:
+            issued.append((key, member_id, points))
+    connection.close()
+    return issued, latencies
 
 
 def main() -> None:
@@ -69,50 +94,14 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
 
-    issued: list[tuple[str, int, int]] = []  # (key, member_id, points)
-    lock = threading.Lock()
-    latencies: list[float] = []
-    errors: list[str] = []
-
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        mine = []
-        try:
-            for i in range(args.postings):
-                with lock:
-                    repeat = bool(issued) and rng.random() < 0.2
-                    if repeat:
-                        key, member_id, points = rng.choice(issued)
-                    else:
-                        key, member_id, points = (
-                            f"c{seed}-{i}",
-                            rng.randint(lo, hi),
-                            rng.randint(1, 100),
-                        )
-                start = time.perf_counter()
-                services.earn(
-                    member_id=member_id, points=points, source="bench", source_ref=key, key=key
-                )
-                mine.append((time.perf_counter() - start) * 1000)
-                if not repeat:
-                    with lock:
-                        issued.append((key, member_id, points))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(repr(exc))
-        finally:
-            connection.close()
-            with lock:
-                latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    connection.close()  # each forked client opens its own connection
+    ctx = multiprocessing.get_context("fork")
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ctx.Pool(CLIENTS) as pool:
+        results = pool.starmap(client, [(seed, args.postings, lo, hi) for seed in range(CLIENTS)])
     seconds = time.perf_counter() - start
-    if errors:
-        raise SystemExit(errors[0])
+    issued = [posting for mine, _lat in results for posting in mine]
+    latencies = [ms for _mine, lat in results for ms in lat]
 
     expected = sum(points for _key, _member, points in issued)
     with connection.cursor() as cur:
