@@ -166,3 +166,11 @@ def test_the_recompute_command_reports_what_it_changed(programme, capsys):
     call_command("recompute_tiers")
 
     assert "1 members changed" in capsys.readouterr().out
+
+
+def test_the_recompute_does_nothing_before_any_group_is_configured(db):
+    MemberFactory()
+
+    result = services.recompute_members()
+
+    assert (result.changed, result.history_rows) == (0, 0)

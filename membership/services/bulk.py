@@ -445,6 +445,8 @@ def recompute_members(
     nothing to change and writes nothing; gifts are unique per member and tier.
     """
     programme = load_programme()
+    if not programme.groups:
+        return BulkResult()  # no programme configured yet: nobody has a group to be placed in
     bounds = WindowBounds(now or timezone.now())
     shared = Member.objects.filter(tier_holder__isnull=False).exists()
     if member_ids is not None and shared:
