@@ -36,9 +36,8 @@ class OrderAddForm(forms.ModelForm):
         return data
 
     def validate_unique(self):
-        # A repeated (source, external id) with the same content is harmless: the
-        # service returns the first order instead of failing.
-        pass
+        """Skipped: a repeated (source, external id) with the same content is harmless —
+        the service returns the first order — and clean() refuses a conflicting one."""
 
 
 @admin.register(Order)
@@ -92,7 +91,7 @@ class OrderAdmin(admin.ModelAdmin):
         obj._state.adding = False
 
     def save_related(self, request, form, formsets, change):
-        pass
+        """Nothing to save: record_order wrote the order; refunds have their own form."""
 
     def get_urls(self):
         return [
