@@ -174,3 +174,38 @@ def test_the_recompute_does_nothing_before_any_group_is_configured(db):
     result = services.recompute_members()
 
     assert (result.changed, result.history_rows) == (0, 0)
+
+
+def test_tagging_many_members_at_once_moves_them_like_tagging_one_by_one(programme):
+    members = [MemberFactory() for _ in range(6)]
+    OrderFactory(member=members[0], amount=15_000)
+    services.recompute_members()
+
+    changed, result = services.change_tag_for_members(
+        member_ids=[m.pk for m in members[:4]], tag=programme.enterprise_tag, add=True, reason="B2B"
+    )
+
+    assert changed == 4
+    assert result.history_rows == 4
+    groups = [Member.objects.get(pk=m.pk).group for m in members]
+    assert groups == [programme.enterprise] * 4 + [programme.general] * 2
+    assert (
+        Member.objects.get(pk=members[0].pk).tier.name == "銅牌企業"
+    )  # NT$15,000 < 銀牌's 200,000
+
+
+def test_tagging_members_who_already_hold_the_tag_changes_and_audits_nothing(programme):
+    from membership.models import AuditEntry
+
+    members = [MemberFactory() for _ in range(3)]
+    services.change_tag_for_members(
+        member_ids=[m.pk for m in members], tag=programme.enterprise_tag, add=True
+    )
+    audits = AuditEntry.objects.count()
+
+    changed, result = services.change_tag_for_members(
+        member_ids=[m.pk for m in members], tag=programme.enterprise_tag, add=True
+    )
+
+    assert (changed, result.history_rows) == (0, 0)
+    assert AuditEntry.objects.count() == audits

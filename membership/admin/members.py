@@ -319,16 +319,17 @@ class MemberAdmin(admin.ModelAdmin):
         if tag is None:
             self.message_user(request, _("Choose a tag first."), messages.ERROR)
             return
-        reason = request.POST.get("reason", "")
-        moved = 0
-        for member_id in queryset.values_list("pk", flat=True):
-            service = services.add_tag if add else services.remove_tag
-            result = service(member_id=member_id, tag=tag, actor=request.user, reason=reason)
-            moved += bool(result and result.history)
+        changed, result = services.change_tag_for_members(
+            member_ids=queryset.values_list("pk", flat=True),
+            tag=tag,
+            add=add,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+        )
         self.message_user(
             request,
             _("Tag %(tag)s updated on %(n)d members; %(moved)d changed group or tier.")
-            % {"tag": tag.name, "n": queryset.count(), "moved": moved},
+            % {"tag": tag.name, "n": changed, "moved": result.history_rows},
         )
 
     @admin.action(description=_("Add the chosen tag"), permissions=["change"])

@@ -8,7 +8,7 @@ from .grants import grant_tier
 from .notifications import send_tier_notifications
 from .orders import cancel_order, record_order, record_refund
 from .rules import Mode, load_programme
-from .tags import add_tag, change_member_tags, remove_tag
+from .tags import add_tag, change_member_tags, change_tag_for_members, remove_tag
 
 __all__ = [
     "BulkResult",
@@ -19,6 +19,7 @@ __all__ = [
     "adjust_tier",
     "cancel_order",
     "change_member_tags",
+    "change_tag_for_members",
     "evaluate",
     "evaluate_member",
     "grant_tier",

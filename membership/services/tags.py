@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from membership.models import Cause, MemberTag, Tag
+from membership.models import Cause, Member, MemberTag, Tag
 
 from .audit import record_audit
 from .evaluation import EvaluationResult, evaluate_member, lock_member
@@ -63,3 +63,69 @@ def remove_tag(
     *, member_id: int, tag: Tag, actor=None, reason: str = ""
 ) -> EvaluationResult | None:
     return change_member_tags(member_id=member_id, remove=[tag], actor=actor, reason=reason)
+
+
+def change_tag_for_members(
+    *, member_ids: Iterable[int], tag: Tag, add: bool, actor=None, reason: str = ""
+):
+    """Add or remove one tag on many members at once, set-based, in one transaction.
+
+    Only members whose tags actually change get an audit entry (their tag names before
+    and after) and are re-evaluated, through the set-based recompute.
+    """
+    from django.utils import timezone
+
+    from membership.models import AuditEntry
+
+    from .bulk import recompute_members
+
+    ids = sorted(set(member_ids))
+    now = timezone.now()
+    with transaction.atomic():
+        holding = set()
+        for i in range(0, len(ids), 5000):
+            holding |= set(
+                MemberTag.objects.filter(member_id__in=ids[i : i + 5000], tag=tag).values_list(
+                    "member_id", flat=True
+                )
+            )
+        affected = [i for i in ids if (i not in holding) == add]
+        before: dict[int, list[str]] = {i: [] for i in affected}
+        names = {}
+        for i in range(0, len(affected), 5000):
+            part = affected[i : i + 5000]
+            for member_id, name in MemberTag.objects.filter(member_id__in=part).values_list(
+                "member_id", "tag__name"
+            ):
+                before[member_id].append(name)
+            names.update(Member.objects.filter(pk__in=part).values_list("pk", "name"))
+            if add:
+                MemberTag.objects.bulk_create(
+                    [MemberTag(member_id=m, tag=tag) for m in part], ignore_conflicts=True
+                )
+            else:
+                MemberTag.objects.filter(member_id__in=part, tag=tag).delete()
+        AuditEntry.objects.bulk_create(
+            [
+                AuditEntry(
+                    actor=actor if getattr(actor, "pk", None) else None,
+                    actor_name=getattr(actor, "username", "") or "system",
+                    action="member.tags",
+                    object_type="membership.member",
+                    object_id=str(m),
+                    object_repr=names.get(m, "")[:200],
+                    before={"tags": sorted(before[m])},
+                    after={
+                        "tags": sorted(
+                            [*before[m], tag.name] if add else set(before[m]) - {tag.name}
+                        )
+                    },
+                    reason=reason,
+                    created_at=now,
+                )
+                for m in affected
+            ],
+            batch_size=2000,
+        )
+        result = recompute_members(member_ids=affected, cause=Cause.TAG, actor=actor)
+    return len(affected), result
