@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "b2b",
     "subscriptions",
     "points",
+    "imports",
 ]
 # Points from an order wait out the return window before they can be spent.
 POINTS_PENDING_DAYS = env.int("POINTS_PENDING_DAYS", default=7)
@@ -109,6 +110,11 @@ TIME_ZONE = "Asia/Taipei"
 USE_I18N = True
 USE_TZ = True
 
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+# Uploaded import files are read from disk, whatever their size, never held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
@@ -158,6 +164,10 @@ CELERY_BEAT_SCHEDULE = {
     "send-tier-notifications": {
         "task": "membership.tasks.send_tier_notifications",
         "schedule": 60,
+    },
+    "purge-old-imports-daily": {
+        "task": "imports.tasks.purge_old_imports",
+        "schedule": 60 * 60 * 24,
     },
 }
 

@@ -394,6 +394,7 @@ class Cause(models.TextChoices):
     GRANT = "grant", _("Tier grant")
     CONFIGURATION = "configuration", _("Configuration change")
     ENTERPRISE = "enterprise", _("Enterprise account change")
+    IMPORT = "import", _("Import")
 
 
 class TierHistory(models.Model):

@@ -117,7 +117,7 @@ def earn(
             points=points,
             remaining=points - settle,
             available_at=available_at,
-            expires_at=_expiry(available_at),
+            expires_at=lot_expiry(available_at),
         )
         if settle:
             account.shortfall -= settle
@@ -125,7 +125,7 @@ def earn(
         return entry
 
 
-def _expiry(available_at: dt.datetime) -> dt.datetime:
+def lot_expiry(available_at: dt.datetime) -> dt.datetime:
     local = timezone.localtime(available_at)
     day = add_months(local.date(), settings.POINTS_LOT_MONTHS)
     return local.replace(year=day.year, month=day.month, day=day.day)

@@ -51,6 +51,11 @@ def _locmem_email(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path_factory):
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+
+
 @pytest.fixture
 def programme(db):
     """DESIGN.md's four groups with the numbers of its worked examples."""

@@ -19,6 +19,15 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
 
 
+def staff_with(*codenames):
+    """A staff user holding exactly these permissions."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory()
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return user
+
+
 class TagFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Tag

@@ -4,7 +4,6 @@ import datetime as dt
 import json
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -12,13 +11,7 @@ from django.utils import timezone
 
 from membership import services
 from membership.models import AuditEntry, Cause, Member, Tier
-from tests.factories import MemberFactory, OrderFactory, TierFactory, UserFactory
-
-
-def staff_with(*codenames):
-    user = UserFactory()
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    return user
+from tests.factories import MemberFactory, OrderFactory, TierFactory, staff_with
 
 
 def placed_member(**kwargs) -> Member:

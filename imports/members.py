@@ -1,0 +1,237 @@
+"""The member file: columns, the check of one row, the checks across rows, the write.
+
+Writing is set-based: one upsert of the members by external id, one insert of their
+tags, one of the opening spends (as orders), one per tier of the opening tiers (as
+tier grants until the first review), opening points as ledger entries, then the
+set-based evaluation of every imported member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import connection
+from django.db.models import Count, Min
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from membership.models import Member, Tag, Tier
+from membership.services.rules import add_months
+
+from . import opening_points
+from .models import ImportJob, Problem, StagedMember, StagedTag
+from .reading import normalise_phone, parse_amount, parse_date
+from .staging import db_time
+
+COLUMNS = {
+    "external_id": ["external_id", "external id", "外部編號", "會員編號"],
+    "name": ["name", "姓名", "名稱"],
+    "phone": ["phone", "mobile", "手機", "電話"],
+    "email": ["email", "e-mail", "電子郵件", "信箱"],
+    "birthday": ["birthday", "生日"],
+    "tags": ["tags", "標籤"],
+    "joined_at": ["joined_at", "joined", "加入日期", "入會日期"],
+    "opening_spend": ["opening_spend", "opening spend", "累積消費", "期初消費"],
+    "opening_tier": ["opening_tier", "tier", "opening tier", "等級", "期初等級"],
+    "opening_points": ["opening_points", "points", "opening points", "點數", "期初點數"],
+}
+REQUIRED = ("external_id", "name")
+TAG_SPLIT = re.compile(r"[,;|、，]")
+GRANT_SOURCE = "import"
+
+
+class MemberRows:
+    """Checks one member row at a time against what the database already holds."""
+
+    def __init__(self, job: ImportJob):
+        self.job = job
+        self.tags = set(Tag.objects.values_list("name", flat=True))
+        self.tiers: dict[str, list[Tier]] = {}
+        for tier in Tier.objects.select_related("group"):
+            self.tiers.setdefault(tier.name, []).append(tier)
+            self.tiers.setdefault(f"{tier.group.name}/{tier.name}", []).append(tier)
+
+    def clean(self, line: int, raw: dict[str, str]):
+        errors: list[tuple[str, str]] = []
+        staged = StagedMember(job=self.job, line=line)
+        for key in REQUIRED:
+            setattr(staged, key, raw.get(key, ""))
+            if not raw.get(key):
+                errors.append((key, _("required")))
+        if len(staged.external_id) > 64:
+            errors.append(("external_id", _("longer than 64 characters")))
+        if len(staged.name) > 100:
+            errors.append(("name", _("longer than 100 characters")))
+        if phone := raw.get("phone"):
+            try:
+                staged.phone = normalise_phone(phone)
+            except ValueError as exc:
+                errors.append(("phone", str(exc)))
+        if email := raw.get("email"):
+            try:
+                validate_email(email)
+                staged.email = email.lower()
+            except ValidationError:
+                errors.append(("email", _("not an e-mail address")))
+        if value := raw.get("birthday"):
+            try:
+                staged.birthday = parse_date(value)
+            except ValueError as exc:
+                errors.append(("birthday", str(exc)))
+        if value := raw.get("joined_at"):
+            try:
+                staged.joined_at = timezone.make_aware(
+                    dt.datetime.combine(parse_date(value), dt.time())
+                )
+            except ValueError as exc:
+                errors.append(("joined_at", str(exc)))
+        for key in ("opening_spend", "opening_points"):
+            if value := raw.get(key):
+                try:
+                    setattr(staged, key, parse_amount(value))
+                except ValueError as exc:
+                    errors.append((key, str(exc)))
+        if value := raw.get("opening_tier"):
+            found = self.tiers.get(value.replace(" / ", "/"), [])
+            if len(found) == 1:
+                staged.opening_tier = found[0]
+            elif found:
+                errors.append(("opening_tier", _("several groups have this tier: write 群組/等級")))
+            else:
+                errors.append(("opening_tier", _("no such tier")))
+        names = list(dict.fromkeys(t.strip() for t in TAG_SPLIT.split(raw.get("tags", ""))))
+        names = [n for n in names if n]
+        unknown = [n for n in names if n not in self.tags]
+        if unknown and not self.job.allow_new_tags:
+            errors.append(("tags", _("unknown tags: %(tags)s") % {"tags": ", ".join(unknown)}))
+        if any(len(n) > 50 for n in names):
+            errors.append(("tags", _("a tag is longer than 50 characters")))
+        if errors:
+            return [], errors
+        tags = [StagedTag(job=self.job, external_id=staged.external_id, name=n) for n in names]
+        return [staged, *tags], []
+
+    def check_across_rows(self) -> None:
+        """Duplicated external ids, and opening points that differ from an earlier import."""
+        staged = StagedMember.objects.filter(job=self.job)
+        duplicated = (
+            staged.values("external_id")
+            .annotate(n=Count("id"), first=Min("line"))
+            .filter(n__gt=1)
+            .values_list("external_id", flat=True)
+        )
+        flag_duplicates(self.job, staged, duplicated, StagedTag)
+        opening_points.check(self.job)
+
+    def existing(self) -> int:
+        return (
+            StagedMember.objects.filter(job=self.job)
+            .filter(external_id__in=Member.objects.values("external_id"))
+            .count()
+        )
+
+    def write(self, now) -> tuple[int, int]:
+        job = self.job
+        updated = self.existing()
+        created = StagedMember.objects.filter(job=job).count() - updated
+        new_tags = set(
+            StagedTag.objects.filter(job=job)
+            .exclude(name__in=Tag.objects.values("name"))
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        Tag.objects.bulk_create([Tag(name=n) for n in new_tags], ignore_conflicts=True)
+        at = db_time(now)
+        with connection.cursor() as cursor:
+            cursor.execute(UPSERT_MEMBERS, [at, job.pk])
+            cursor.execute(INSERT_TAGS, [at, job.pk])
+            cursor.execute(INSERT_OPENING_SPEND, [at, at, job.pk])
+            for tier_id in (
+                StagedMember.objects.filter(job=job, opening_tier__isnull=False)
+                .values_list("opening_tier", flat=True)
+                .distinct()
+            ):
+                tier = Tier.objects.select_related("group").get(pk=tier_id)
+                ends = add_months(timezone.localdate(now), tier.group.review_period_months)
+                ends_at = timezone.make_aware(dt.datetime.combine(ends, dt.time()))
+                cursor.execute(INSERT_GRANTS, [tier_id, at, db_time(ends_at), job.pk, tier_id])
+        opening_points.post(job, now)
+        return created, updated
+
+    def member_ids(self):
+        return Member.objects.filter(
+            external_id__in=StagedMember.objects.filter(job=self.job).values("external_id")
+        ).values_list("pk", flat=True)
+
+
+def flag_duplicates(job, staged, duplicated, *extra_staged) -> None:
+    """Every row of a duplicated id is bad: which one is right is the operator's call."""
+    problems, ids = [], set()
+    for external_id in duplicated.iterator(chunk_size=2000):
+        ids.add(external_id)
+        lines = sorted(staged.filter(external_id=external_id).values_list("line", flat=True))
+        for line in lines:
+            others = ", ".join(str(n) for n in lines if n != line)
+            problems.append(
+                Problem(
+                    job=job,
+                    line=line,
+                    column="external_id",
+                    message=_("%(id)s is also on line %(lines)s")
+                    % {"id": external_id, "lines": others},
+                )
+            )
+    if problems:
+        Problem.objects.bulk_create(problems, batch_size=2000)
+        staged.filter(external_id__in=ids).delete()
+        for model in extra_staged:
+            model.objects.filter(job=job, external_id__in=ids).delete()
+
+
+# Blank cells keep what the member already has; a file never wipes a phone number.
+UPSERT_MEMBERS = """
+INSERT INTO membership_member (external_id, name, phone, email, birthday, language, joined_at)
+SELECT s.external_id, s.name, s.phone, s.email, s.birthday, 'zh-hant', COALESCE(s.joined_at, %s)
+FROM imports_stagedmember s WHERE s.job_id = %s
+ON CONFLICT (external_id) DO UPDATE SET
+    name = excluded.name,
+    phone = CASE WHEN excluded.phone <> '' THEN excluded.phone ELSE membership_member.phone END,
+    email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE membership_member.email END,
+    birthday = COALESCE(excluded.birthday, membership_member.birthday),
+    joined_at = CASE WHEN excluded.joined_at < membership_member.joined_at
+                THEN excluded.joined_at ELSE membership_member.joined_at END
+"""
+
+INSERT_TAGS = """
+INSERT INTO membership_membertag (member_id, tag_id, added_at)
+SELECT m.id, t.id, %s
+FROM imports_stagedtag s
+JOIN membership_member m ON m.external_id = s.external_id
+JOIN membership_tag t ON t.name = s.name
+WHERE s.job_id = %s
+ON CONFLICT (member_id, tag_id) DO NOTHING
+"""
+
+# The spend before the migration, as one order placed at the import, so it counts in the
+# current window; idempotent on its external id.
+INSERT_OPENING_SPEND = """
+INSERT INTO membership_order
+    (member_id, source, external_id, channel, amount, refunded_amount, placed_at, status,
+     created_at)
+SELECT m.id, 'import', 'opening:' || s.external_id, 'opening', s.opening_spend, 0, %s, 'paid', %s
+FROM imports_stagedmember s JOIN membership_member m ON m.external_id = s.external_id
+WHERE s.job_id = %s AND s.opening_spend > 0
+ON CONFLICT (source, external_id) DO NOTHING
+"""
+
+# The tier the old system gave is held until the first review, then the rules apply.
+INSERT_GRANTS = """
+INSERT INTO membership_tiergrant (member_id, tier_id, starts_at, ends_at, source, source_ref)
+SELECT m.id, %s, %s, %s, 'import', s.external_id
+FROM imports_stagedmember s JOIN membership_member m ON m.external_id = s.external_id
+WHERE s.job_id = %s AND s.opening_tier_id = %s
+ON CONFLICT (source, source_ref) DO NOTHING
+"""

@@ -1,0 +1,153 @@
+"""The order file: past orders (and their refunds) so that tiers are earned from real history.
+
+Imported orders are the shop's orders (source ``shop``), so a refund the shop reports
+later finds them. They earn no points: a migration brings its points as opening
+balances. An order already in the database with the same member and amount is left
+as it is; with a different one the row is refused.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.utils.translation import gettext as _
+
+from membership.models import Member, Order
+
+from .members import flag_duplicates
+from .models import ImportJob, Problem, StagedOrder
+from .reading import parse_amount, parse_datetime
+from .staging import db_time
+
+SOURCE = "shop"
+COLUMNS = {
+    "external_id": ["order_id", "order id", "external_id", "訂單編號"],
+    "member": ["member", "member_external_id", "member id", "會員編號"],
+    "amount": ["amount", "金額", "訂單金額"],
+    "placed_at": ["placed_at", "time", "date", "訂購時間", "訂單日期"],
+    "channel": ["channel", "通路"],
+    "refunded_amount": ["refunded_amount", "refund", "refunded", "退款金額"],
+}
+REQUIRED = ("external_id", "member", "amount", "placed_at")
+
+
+class OrderRows:
+    def __init__(self, job: ImportJob):
+        self.job = job
+
+    def clean(self, line: int, raw: dict[str, str]):
+        errors: list[tuple[str, str]] = []
+        staged = StagedOrder(job=self.job, line=line, channel=raw.get("channel", "")[:30])
+        for key in REQUIRED:
+            if not raw.get(key):
+                errors.append((key, _("required")))
+        staged.external_id = raw.get("external_id", "")
+        staged.member_external_id = raw.get("member", "")
+        if len(staged.external_id) > 64:
+            errors.append(("external_id", _("longer than 64 characters")))
+        for key in ("amount", "refunded_amount"):
+            if value := raw.get(key):
+                try:
+                    setattr(staged, key, parse_amount(value))
+                except ValueError as exc:
+                    errors.append((key, str(exc)))
+        if value := raw.get("placed_at"):
+            try:
+                staged.placed_at = parse_datetime(value)
+            except ValueError as exc:
+                errors.append(("placed_at", str(exc)))
+        if not errors and staged.refunded_amount > staged.amount:
+            errors.append(("refunded_amount", _("more than the order's amount")))
+        return ([], errors) if errors else ([staged], [])
+
+    def check_across_rows(self) -> None:
+        staged = StagedOrder.objects.filter(job=self.job)
+        duplicated = (
+            staged.values("external_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .values_list("external_id", flat=True)
+        )
+        flag_duplicates(self.job, staged, duplicated)
+        member = Member.objects.filter(external_id=OuterRef("member_external_id"))
+        unknown = staged.exclude(Exists(member))
+        self._refuse(
+            unknown.values_list("line", "member_external_id"),
+            "member",
+            lambda ref: _("no member with external id %(id)s") % {"id": ref},
+        )
+        recorded = Order.objects.filter(source=SOURCE, external_id=OuterRef("external_id"))
+        clashing = (
+            staged.annotate(
+                old_amount=Subquery(recorded.values("amount")[:1]),
+                old_member=Subquery(recorded.values("member__external_id")[:1]),
+            )
+            .filter(old_amount__isnull=False)
+            .filter(~Q(old_amount=F("amount")) | ~Q(old_member=F("member_external_id")))
+        )
+        self._refuse(
+            clashing.values_list("line", "old_amount"),
+            "external_id",
+            lambda amount: (
+                _("already recorded with another member or amount (NT$%(amount)s)")
+                % {"amount": f"{amount:,}"}
+            ),
+        )
+
+    def _refuse(self, rows, column: str, message) -> None:
+        problems = [
+            Problem(job=self.job, line=line, column=column, message=message(value))
+            for line, value in rows
+        ]
+        if problems:
+            Problem.objects.bulk_create(problems, batch_size=2000)
+            StagedOrder.objects.filter(job=self.job, line__in=[p.line for p in problems]).delete()
+
+    def existing(self) -> int:
+        recorded = Order.objects.filter(source=SOURCE, external_id=OuterRef("external_id"))
+        return StagedOrder.objects.filter(job=self.job).filter(Exists(recorded)).count()
+
+    def write(self, now) -> tuple[int, int]:
+        existing = self.existing()
+        at = db_time(now)
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT_ORDERS, [SOURCE, at, self.job.pk])
+            created = cursor.rowcount
+            cursor.execute(INSERT_REFUNDS, [at, SOURCE, at, self.job.pk])
+            cursor.execute(LAST_ORDER, [self.job.pk])
+        return created, existing
+
+    def member_ids(self):
+        return Member.objects.filter(
+            external_id__in=StagedOrder.objects.filter(job=self.job).values("member_external_id")
+        ).values_list("pk", flat=True)
+
+
+INSERT_ORDERS = """
+INSERT INTO membership_order
+    (member_id, source, external_id, channel, amount, refunded_amount, placed_at, status,
+     created_at)
+SELECT m.id, %s, s.external_id, s.channel, s.amount, s.refunded_amount, s.placed_at, 'paid', %s
+FROM imports_stagedorder s JOIN membership_member m ON m.external_id = s.member_external_id
+WHERE s.job_id = %s
+ON CONFLICT (source, external_id) DO NOTHING
+"""
+
+# One refund row per order this import wrote with a refund, dated at the order (the old
+# system kept no date).
+INSERT_REFUNDS = """
+INSERT INTO membership_refund (order_id, external_id, amount, refunded_at, created_at)
+SELECT o.id, 'import', s.refunded_amount, s.placed_at, %s
+FROM imports_stagedorder s
+JOIN membership_order o ON o.source = %s AND o.external_id = s.external_id AND o.created_at = %s
+WHERE s.job_id = %s AND s.refunded_amount > 0
+ON CONFLICT (order_id, external_id) DO NOTHING
+"""
+
+LAST_ORDER = """
+UPDATE membership_member SET last_order_at = (
+    SELECT MAX(o.placed_at) FROM membership_order o
+    WHERE o.member_id = membership_member.id AND o.status = 'paid'
+)
+WHERE external_id IN (SELECT member_external_id FROM imports_stagedorder WHERE job_id = %s)
+"""
