@@ -31,7 +31,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "adminsortable2",
     "django_celery_beat",
-    "django_filters",
     "membership",
     "b2b",
     "subscriptions",
