@@ -95,3 +95,43 @@ def test_a_member_uses_the_calculator(live_server, silver_member, browser):
 
     assert "金卡" in page.get_by_role("status").inner_text()
     shot(page, "calculator-zh-hant-phone.png")
+
+
+def test_an_operator_imports_a_file_sees_the_bad_row_and_imports_the_rest(
+    live_server, browser, tmp_path
+):
+    from tests.factories import staff_with
+
+    Seed()._programme()
+    operator = staff_with("import_members", "view_member")
+    operator.set_password("pw-for-browser-2")
+    operator.save()
+    upload = tmp_path / "members.csv"
+    upload.write_text(
+        "會員編號,姓名,手機,標籤\nA1,王小明,0912-345-678,\nA2,林小美,12345,\nA3,陳大文,,企業客戶\n",
+        encoding="cp950",
+    )
+    page = browser.new_page(locale="en-US", viewport=DESKTOP)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("Username").fill(operator.username)
+    page.get_by_label("Password").fill("pw-for-browser-2")
+    page.get_by_role("button", name="Log in").click()
+
+    page.goto(f"{live_server.url}/admin/membership/member/")
+    page.get_by_role("link", name="Import", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_role("button", name="Upload and check").click()
+
+    assert page.get_by_text("3 rows: 2 valid, 1 with errors").is_visible()
+    problems = page.locator("#import-problems").inner_text()
+    assert "3\tphone\tnot a Taiwanese mobile number" in problems
+    shot(page, "import-preview-desktop.png")
+
+    page.get_by_label("I understand that 1 row with errors will be skipped").check()
+    page.get_by_role("button", name="Import only the 2 valid rows").click()
+
+    assert page.get_by_text("Imported: 2 created, 0 updated, 1 rows skipped.").is_visible()
+    sample = page.locator("#import-sample").inner_text()
+    assert "王小明\t全館 VIP" in sample
+    assert "陳大文\t企業 VIP" in sample
+    shot(page, "import-result-desktop.png")
