@@ -7,6 +7,9 @@ from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
 from config.celery import app
+from imports import services as imports
+from imports.models import ImportJob
+from imports.tasks import check_import, write_import  # imported before the worker starts
 from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Member, Order
 from membership.tasks import recompute_all_members
@@ -78,3 +81,39 @@ def test_a_worker_on_redis_renews_a_due_subscription(redis_worker):
     sub.refresh_from_db()
     assert sub.state == Subscription.State.ACTIVE
     assert sub.period_end > timezone.now()
+
+
+def wait_for(job_id: int, status: str) -> ImportJob:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = ImportJob.objects.get(pk=job_id)
+        if job.status in {status, ImportJob.Status.FAILED}:
+            return job
+        time.sleep(0.2)
+    return job
+
+
+# SQLite's shared in-memory test database locks whole tables between the polling test
+# and the worker thread: this one needs PostgreSQL.
+@pytest.mark.postgres
+def test_a_worker_on_redis_checks_and_writes_an_uploaded_file(redis_worker):
+    # given: an upload of 12,000 members, one of them bad
+    import io
+
+    build_design_programme()
+    rows = [f"W{i},會員{i},09{i:08d}" for i in range(12_000)]
+    rows[7] = "W7,會員7,123"
+    data = ("external_id,name,phone\n" + "\n".join(rows)).encode()
+    job = imports.create_job(kind="members", file=io.BytesIO(data), filename="m.csv", actor=None)
+
+    # when: the check and, after the operator's go-ahead, the write go through the worker
+    check_import.delay(job.pk)
+    checked = wait_for(job.pk, ImportJob.Status.CHECKED)
+    imports.confirm(job.pk, actor=None, valid_only=True)
+    write_import.delay(job.pk)
+    done = wait_for(job.pk, ImportJob.Status.DONE)
+
+    # then
+    assert (checked.total_rows, checked.error_rows) == (12_000, 1)
+    assert (done.created, done.skipped) == (11_999, 1)
+    assert Member.objects.filter(tier__name="一般會員").count() == 11_999
