@@ -57,6 +57,15 @@ def _media(settings, tmp_path_factory):
 
 
 @pytest.fixture
+def english():
+    """Messages in English (the site's default language is zh-Hant)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
 def programme(db):
     """DESIGN.md's four groups with the numbers of its worked examples."""
     return build_design_programme()

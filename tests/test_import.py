@@ -13,6 +13,8 @@ from membership.models import AuditEntry, Member
 from tests.factories import MemberFactory, TagFactory, staff_with
 from tests.importing import check, csv_bytes, importer, run
 
+pytestmark = pytest.mark.usefixtures("english")
+
 ZH_HEADER = "會員編號,姓名,手機,電子郵件,生日,標籤\n"
 EN_HEADER = "external_id,name,phone,email,birthday,tags\n"
 

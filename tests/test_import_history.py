@@ -12,6 +12,8 @@ from points.models import Account, Entry, Lot
 from tests.factories import MemberFactory
 from tests.importing import check, csv_bytes, run
 
+pytestmark = pytest.mark.usefixtures("english")
+
 ORDER_HEADER = "訂單編號,會員編號,金額,訂購時間,通路,退款金額\n"
 OPENING_HEADER = "external_id,name,opening_spend,opening_tier,opening_points\n"
 
