@@ -7,6 +7,7 @@ Production sets DJANGO_DEBUG=0 and supplies the secrets; nothing secret lives he
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -163,6 +164,10 @@ CELERY_BEAT_SCHEDULE = {
     "send-tier-notifications": {
         "task": "membership.tasks.send_tier_notifications",
         "schedule": 60,
+    },
+    "award-birthday-points-monthly": {
+        "task": "points.tasks.award_birthday_points",
+        "schedule": crontab(minute=0, hour=3, day_of_month=1),
     },
     "purge-old-imports-daily": {
         "task": "imports.tasks.purge_old_imports",

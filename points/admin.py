@@ -11,7 +11,11 @@ from .models import (
     STACKING_RULE,
     Account,
     Action,
+    BirthdayRule,
     Entry,
+    Partner,
+    PartnerBonus,
+    PartnerTransfer,
     Promotion,
     Referral,
     Reward,
@@ -88,6 +92,50 @@ class ActionAdmin(admin.ModelAdmin):
 class ReferralAdmin(ReadOnlyAdmin):
     list_display = ["referrer", "friend", "created_at", "rewarded_at"]
     list_select_related = ["referrer", "friend"]
+
+
+@admin.register(BirthdayRule)
+class BirthdayRuleAdmin(admin.ModelAdmin):
+    list_display = ["multiplier", "cap", "active"]
+    fieldsets = [(None, {"fields": ["multiplier", "cap", "active"], "description": STACKING_RULE})]
+
+    def has_add_permission(self, request) -> bool:
+        # One rule: the bonus job reads the active one.
+        return super().has_add_permission(request) and not BirthdayRule.objects.exists()
+
+
+class PartnerBonusInline(admin.TabularInline):
+    model = PartnerBonus
+    extra = 0
+
+
+@admin.register(Partner)
+class PartnerAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "rate", "monthly_cap", "min_tier", "active"]
+    list_select_related = ["min_tier__group"]
+    inlines = [PartnerBonusInline]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": ["name", "code", "rate", "monthly_cap", "min_tier", "active"],
+                "description": _(
+                    "Sending: our points × rate × (1 + the member's VIP bonus), rounded down. "
+                    "Receiving: partner points ÷ rate × (1 + VIP bonus), rounded down. The "
+                    "monthly cap counts our points both ways."
+                ),
+            },
+        )
+    ]
+
+
+@admin.register(PartnerTransfer)
+class PartnerTransferAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "partner", "entry", "partner_points", "bonus_percent"]
+    list_select_related = ["partner", "entry__account__member"]
+    list_filter = ["partner"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 class MemberPointsInline(ReadOnlyInline):

@@ -42,9 +42,11 @@ class Entry(models.Model):
         EXPIRE = "expire", _("Expired")
         ADJUST = "adjust", _("Adjusted")
         REVERSE = "reverse", _("Reversed")
+        PARTNER_OUT = "partner_out", _("Sent to a partner")
+        PARTNER_IN = "partner_in", _("Received from a partner")
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
-    kind = models.CharField(_("kind"), max_length=10, choices=Kind)
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind)
     points = models.BigIntegerField(_("points"), help_text=_("Positive adds, negative takes."))
     source = models.CharField(_("source"), max_length=30)
     source_ref = models.CharField(_("source reference"), max_length=100)
@@ -155,7 +157,10 @@ class Referral(models.Model):
 STACKING_RULE = _(
     "Points for an order = whole NT$100s × the tier's points per NT$100 × the tier coefficient × "
     "the highest multiplier among the promotions running when the order was placed (promotions do "
-    "not stack with each other), rounded down once at the end."
+    "not stack with each other), rounded down once at the end. In a member's birthday month, the "
+    "largest order of the month (after refunds) earns the birthday multiplier on top of what it "
+    "earned: (multiplier − 1) × its points, rounded down, never more than the birthday cap, added "
+    "after the month ends."
 )
 
 
@@ -201,3 +206,106 @@ class Promotion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ×{self.multiplier}"
+
+
+class BirthdayRule(models.Model):
+    """The birthday-month bonus on the largest order of the month (Carrefour: 30×, capped)."""
+
+    multiplier = models.DecimalField(
+        _("multiplier"),
+        max_digits=5,
+        decimal_places=2,
+        help_text=_("The largest order of the birthday month earns its points × this in all."),
+    )
+    cap = models.PositiveIntegerField(_("cap (points)"), help_text=_("Most bonus points a year."))
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("birthday rule")
+        verbose_name_plural = _("birthday rule")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(multiplier__gte=1), name="birthday_multiplier_at_least_one"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"×{self.multiplier} ≤ {self.cap}"
+
+
+class Partner(models.Model):
+    """A partner brand whose points a member can exchange ours for, and back."""
+
+    code = models.SlugField(_("code"), unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    rate = models.DecimalField(
+        _("exchange rate"),
+        max_digits=6,
+        decimal_places=3,
+        help_text=_("Partner points for one of ours (1:0.8 → 0.8)."),
+    )
+    monthly_cap = models.PositiveIntegerField(
+        _("monthly cap (our points)"),
+        null=True,
+        blank=True,
+        help_text=_("Most of our points one member may exchange with this partner in a month."),
+    )
+    min_tier = models.ForeignKey(
+        "membership.Tier",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("minimum tier"),
+        help_text=_("Blank: every member. Else this tier or a higher one of its group."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("partner brand")
+        verbose_name_plural = _("partner brands")
+        constraints = [
+            models.CheckConstraint(condition=Q(rate__gt=0), name="partner_rate_positive")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PartnerBonus(models.Model):
+    """Extra points for VIP members on an exchange with a partner, by tier."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="bonuses")
+    tier = models.ForeignKey(
+        "membership.Tier", on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
+    )
+    percent = models.PositiveSmallIntegerField(_("VIP bonus (%)"))
+
+    class Meta:
+        verbose_name = _("VIP bonus")
+        verbose_name_plural = _("VIP bonuses")
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "tier"], name="partner_bonus_unique_tier")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} · {self.tier} +{self.percent}%"
+
+
+class PartnerTransfer(models.Model):
+    """The partner's side of an exchange: what they credit or debit, for reconciliation."""
+
+    entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="transfer")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="transfers")
+    partner_points = models.PositiveBigIntegerField(_("partner points"))
+    bonus_percent = models.PositiveSmallIntegerField(_("VIP bonus (%)"), default=0)
+    created_at = models.DateTimeField(_("time"))
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("partner exchange")
+        verbose_name_plural = _("partner exchanges")
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.partner_points}"

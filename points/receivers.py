@@ -14,3 +14,4 @@ def award_order_points(sender, order, member_id, tier_id, **kwargs):
 @receiver(refund_recorded)
 def reverse_refunded_points(sender, refund, order, **kwargs):
     services.reverse_for_refund(order=order, refund_key=f"{order.pk}:{refund.external_id}")
+    rewards.reverse_referral_share(order=order, refund_key=f"{order.pk}:{refund.external_id}")

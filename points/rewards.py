@@ -16,7 +16,7 @@ from membership.services import grant_tier
 from membership.services.rules import add_months
 
 from .models import Action, Entry, Referral, Reward
-from .services import _locked_account, earn, redeem
+from .services import _locked_account, earn, redeem, reverse_share
 
 REFERRAL_BONUS = 500
 REFERRAL_SHARE_PERCENT = 2
@@ -113,3 +113,16 @@ def reward_referral(*, order: Order) -> None:
             source_ref=str(order),
             key=f"referral-share:{order.source}:{order.external_id}",
         )
+
+
+def reverse_referral_share(*, order: Order, refund_key: str) -> Entry | None:
+    """A refund of the friend's order takes back the referrer's 2% of the refunded part.
+
+    The 500 welcome points stay: they reward the friend's first order having been paid.
+    """
+    return reverse_share(
+        earned_key=f"referral-share:{order.source}:{order.external_id}",
+        order=order,
+        source="referral-refund",
+        key=f"referral-refund:{refund_key}",
+    )

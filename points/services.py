@@ -99,6 +99,7 @@ def earn(
     key: str,
     available_at=None,
     reason="",
+    kind: str = Entry.Kind.EARN,
 ) -> Entry:
     """Add an earning lot. Idempotent on ``key``. A recorded shortfall is settled first."""
     if points <= 0:
@@ -108,7 +109,7 @@ def earn(
         account = _locked_account(member_id)
         if entry := _existing(key, points):
             return entry
-        entry = _entry(account, Entry.Kind.EARN, points, source, source_ref, key, now, reason)
+        entry = _entry(account, kind, points, source, source_ref, key, now, reason)
         available_at = available_at or now
         settle = min(account.shortfall, points)
         Lot.objects.create(
@@ -229,20 +230,30 @@ def reverse_for_refund(*, order: Order, refund_key: str) -> Entry | None:
     The total reversed for an order is always earned × refunded ÷ amount, rounded down,
     so partial refunds add up exactly. What was already spent becomes a shortfall.
     """
-    earned = Entry.objects.filter(
-        idempotency_key=f"order:{order.source}:{order.external_id}"
-    ).first()
+    return reverse_share(
+        earned_key=f"order:{order.source}:{order.external_id}",
+        order=order,
+        source="refund",
+        key=f"refund:{refund_key}",
+    )
+
+
+def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> Entry | None:
+    """Reverse the refunded share of the points one entry earned on ``order``.
+
+    Used for the buyer's own points and for the referrer's 2% of the same order.
+    """
+    earned = Entry.objects.select_related("account").filter(idempotency_key=earned_key).first()
     if earned is None:
         return None
     now = timezone.now()
     with transaction.atomic():
-        account = _locked_account(order.member_id)
-        key = f"refund:{refund_key}"
+        account = _locked_account(earned.account.member_id)
         order.refresh_from_db()
         target = earned.points * order.refunded_amount // order.amount
-        reversed_so_far = Entry.objects.filter(source="refund", source_ref=str(order)).aggregate(
-            taken=Sum("points"), owed=Sum("shortfall")
-        )
+        reversed_so_far = Entry.objects.filter(
+            account=account, source=source, source_ref=str(order)
+        ).aggregate(taken=Sum("points"), owed=Sum("shortfall"))
         done = -(reversed_so_far["taken"] or 0) + (reversed_so_far["owed"] or 0)
         points = target - done
         if points <= 0:
@@ -255,7 +266,7 @@ def reverse_for_refund(*, order: Order, refund_key: str) -> Entry | None:
             account,
             Entry.Kind.REVERSE,
             -taken,
-            "refund",
+            source,
             str(order),
             key,
             now,

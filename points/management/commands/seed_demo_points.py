@@ -2,11 +2,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from membership.models import Tier
-from points.models import Action, Reward
+from points.models import Action, BirthdayRule, Partner, PartnerBonus, Reward
 
 
 class Command(BaseCommand):
-    help = "Demo rewards (tier months: 1,000 pts = 銀卡, 3,000 = 金卡) and actions."
+    help = (
+        "Demo rewards (tier months: 1,000 pts = 銀卡, 3,000 = 金卡), actions, the birthday rule "
+        "(30×, at most 3,000 points) and partner brands A (1:1 +10%), B (1:0.8 +20%, 5,000 a "
+        "month), C (1:1.2, 金卡 and up)."
+    )
 
     def handle(self, *args, **options):
         if not settings.DEBUG:
@@ -26,4 +30,20 @@ class Command(BaseCommand):
             ("share", "分享商品", 20),
         ]:
             Action.objects.get_or_create(code=code, defaults={"name": name, "points": points})
-        self.stdout.write("Rewards and actions: ready.")
+        if not BirthdayRule.objects.exists():
+            BirthdayRule.objects.create(multiplier=30, cap=3_000)
+        vip = [t for t in tiers.values() if t.rank > 1]
+        for code, name, rate, bonus, cap, floor in [
+            ("brand-a", "A 品牌", "1", 10, None, None),
+            ("brand-b", "B 品牌", "0.8", 20, 5_000, None),
+            ("brand-c", "C 品牌", "1.2", 0, None, tiers.get("金卡")),
+        ]:
+            partner, created = Partner.objects.get_or_create(
+                code=code,
+                defaults={"name": name, "rate": rate, "monthly_cap": cap, "min_tier": floor},
+            )
+            if created and bonus:
+                PartnerBonus.objects.bulk_create(
+                    PartnerBonus(partner=partner, tier=tier, percent=bonus) for tier in vip
+                )
+        self.stdout.write("Rewards, actions, the birthday rule and partner brands: ready.")
