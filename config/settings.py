@@ -169,6 +169,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "points.tasks.award_birthday_points",
         "schedule": crontab(minute=0, hour=3, day_of_month=1),
     },
+    "nudges-daily": {
+        "task": "membership.tasks.compute_and_send_nudges",
+        "schedule": crontab(minute=0, hour=10),
+    },
     "purge-old-imports-daily": {
         "task": "imports.tasks.purge_old_imports",
         "schedule": 60 * 60 * 24,

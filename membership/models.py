@@ -520,3 +520,70 @@ class AuditEntry(models.Model):
         return (
             f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
         )
+
+
+class NudgeKind(models.TextChoices):
+    ABOUT_TO_UPGRADE = "about_to_upgrade", _("About to upgrade")
+    STALLED = "stalled", _("Stalled")
+    DOWNGRADE_RISK = "downgrade_risk", _("Downgrade risk")
+
+
+class Nudge(models.Model):
+    """A reason to reach a member this period (DESIGN: predictive nudges), at most once.
+
+    ``tier`` and ``amount`` are the payload: the tier in question (the next one, or the
+    one at risk) and what was still needed (NT$, or orders in an order-count group) when
+    the nudge was made.
+    """
+
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="nudges", verbose_name=_("member")
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind)
+    period = models.CharField(_("period"), max_length=7, help_text=_("The month, YYYY-MM."))
+    tier = models.ForeignKey(
+        Tier, on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
+    )
+    amount = models.BigIntegerField(_("still needed"))
+    created_at = models.DateTimeField(_("created at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("nudge")
+        verbose_name_plural = _("nudges")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member", "kind", "period"], name="nudge_once_per_period"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["period", "kind"], name="nudge_period_kind_idx"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(sent_at__isnull=True),
+                name="nudge_unsent_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.get_kind_display()} · {self.member_id}"
+
+
+class NudgeOffer(models.Model):
+    """What the operator offers with each kind of nudge (a top-up offer, a retention gift)."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind, unique=True)
+    text = models.CharField(
+        _("offer"),
+        max_length=300,
+        help_text=_("Shown on the member's page and in the e-mail, under the reason."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("nudge offer")
+        verbose_name_plural = _("nudge offers")
+
+    def __str__(self) -> str:
+        return self.get_kind_display()

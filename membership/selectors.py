@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 
 from django.utils import timezone
 
-from membership.models import Metric, Order, Tier, TierHistory
+from membership.models import Metric, Nudge, Order, Tier, TierHistory
 
 from .services.evaluation import Evaluation, evaluate, member_metrics
+from .services.nudges import current_nudges
 from .services.rules import Metrics, Mode, WindowBounds, load_programme
 
 
@@ -41,6 +42,7 @@ class Dashboard:
     retention: Retention | None
     history: list[TierHistory]
     orders: list[Order]
+    nudges: list[Nudge]
 
 
 def member_dashboard(member) -> Dashboard:
@@ -82,7 +84,7 @@ def member_dashboard(member) -> Dashboard:
         .order_by("-created_at", "-id")[:20]
     )
     orders = list(Order.objects.filter(member=member).order_by("-placed_at", "-id")[:10])
-    return Dashboard(ev, tiers, progress, retention, history, orders)
+    return Dashboard(ev, tiers, progress, retention, history, orders, current_nudges(member))
 
 
 def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:

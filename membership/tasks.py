@@ -23,3 +23,8 @@ def recompute_member_ids(member_ids: list[int]) -> dict:
 @shared_task
 def review_due_members() -> dict:
     return vars(services.review_due_members())
+
+
+@shared_task
+def compute_and_send_nudges() -> dict:
+    return {"new": services.compute_nudges(), "sent": services.send_nudges()}

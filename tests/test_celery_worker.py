@@ -20,7 +20,9 @@ from subscriptions.tasks import renew_subscription  # imported before the worker
 from tests.conftest import REDIS_URL
 from tests.factories import MemberFactory, build_design_programme
 
-pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+# The worker runs in a thread with its own connection: SQLite's shared in-memory test
+# database locks whole tables between it and the test, so these run on PostgreSQL.
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _use_broker(**conf) -> None:
@@ -93,9 +95,6 @@ def wait_for(job_id: int, status: str) -> ImportJob:
     return job
 
 
-# SQLite's shared in-memory test database locks whole tables between the polling test
-# and the worker thread: this one needs PostgreSQL.
-@pytest.mark.postgres
 def test_a_worker_on_redis_checks_and_writes_an_uploaded_file(redis_worker):
     # given: an upload of 12,000 members, one of them bad
     import io

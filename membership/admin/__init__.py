@@ -1,1 +1,1 @@
-from . import audit, groups, members, orders  # noqa: F401  (registers the admins)
+from . import audit, groups, members, nudges, orders  # noqa: F401  (registers the admins)

@@ -6,6 +6,7 @@ from .bulk import BulkResult, recompute_members, review_due_members
 from .evaluation import Evaluation, EvaluationResult, evaluate, evaluate_member
 from .grants import grant_tier
 from .notifications import send_tier_notifications
+from .nudges import compute_nudges, send_nudges
 from .orders import cancel_order, record_order, record_refund
 from .rules import Mode, load_programme
 from .tags import add_tag, change_member_tags, change_tag_for_members, remove_tag
@@ -20,6 +21,7 @@ __all__ = [
     "cancel_order",
     "change_member_tags",
     "change_tag_for_members",
+    "compute_nudges",
     "evaluate",
     "evaluate_member",
     "grant_tier",
@@ -30,6 +32,7 @@ __all__ = [
     "record_refund",
     "remove_tag",
     "review_due_members",
+    "send_nudges",
     "send_tier_notifications",
     "snapshot",
 ]

@@ -19,6 +19,8 @@ from membership.models import (
     Member,
     MemberTag,
     Metric,
+    NudgeKind,
+    NudgeOffer,
     Order,
     Tag,
     Tier,
@@ -213,6 +215,8 @@ class Command(BaseCommand):
                 self._members(members)
                 result = services.recompute_members()
                 self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
+                self._offers()
+                self.stdout.write(f"{services.compute_nudges()} nudges for this month.")
             self._logins()
 
     def _programme(self):
@@ -302,15 +306,25 @@ class Command(BaseCommand):
         for pk, when in last.items():
             Member.objects.filter(pk=pk).update(last_order_at=when)
 
+    def _offers(self):
+        for kind, text in [
+            # Coupon codes the shop itself honours; the site only shows the text.
+            (NudgeKind.ABOUT_TO_UPGRADE, "本週結帳輸入 UPGRADE 享免運，升級就差這一步！"),
+            (NudgeKind.STALLED, "回購專屬 9 折：結帳輸入 COMEBACK10（30 天內有效）"),
+            (NudgeKind.DOWNGRADE_RISK, "保級禮：下單滿 NT$1,000 折 NT$100（代碼 KEEPVIP）"),
+        ]:
+            NudgeOffer.objects.get_or_create(kind=kind, defaults={"text": text})
+
     def _logins(self):
         users = get_user_model()
         if not users.objects.filter(username="admin").exists():
             users.objects.create_superuser("admin", "admin@example.com", "admin-demo")
         operators, _ = Group.objects.get_or_create(name="營運人員")
         operators.permissions.set(
-            Permission.objects.filter(content_type__app_label="membership").exclude(
-                codename__in=["add_auditentry", "change_auditentry", "delete_auditentry"]
-            )
+            # The back office's daily tools: members, tiers, points, imports and exports.
+            Permission.objects.filter(
+                content_type__app_label__in=["membership", "points", "imports"]
+            ).exclude(codename__in=["add_auditentry", "change_auditentry", "delete_auditentry"])
         )
         if not users.objects.filter(username="operator").exists():
             operator = users.objects.create_user(

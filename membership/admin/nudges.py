@@ -1,0 +1,22 @@
+from django.contrib import admin
+
+from membership.models import Nudge, NudgeOffer
+
+from .common import EstimatedCountPaginator, ReadOnlyAdmin
+
+
+@admin.register(Nudge)
+class NudgeAdmin(ReadOnlyAdmin):
+    """Made by the daily job (compute_and_send_nudges), never by hand."""
+
+    list_display = ["period", "kind", "member", "tier", "amount", "created_at", "sent_at"]
+    list_select_related = ["member", "tier__group"]
+    list_filter = ["kind", "period"]
+    search_fields = ["=member__external_id", "=member__phone"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
+@admin.register(NudgeOffer)
+class NudgeOfferAdmin(admin.ModelAdmin):
+    list_display = ["kind", "text", "active"]

@@ -1,0 +1,120 @@
+"""Predictive nudges with DESIGN.md's triggers: NT$500 from the next tier, 3 months stalled,
+60 days without a purchase — once a month each, on the member's page and by e-mail."""
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from membership import services
+from membership.models import Cause, Nudge, NudgeOffer
+from tests.factories import MemberFactory
+
+pytestmark = pytest.mark.usefixtures("english")
+
+
+def member_who_spent(*orders, **kwargs):
+    """``orders`` are (NT$, days ago); the member is placed afterwards."""
+    member = MemberFactory(**kwargs)
+    for i, (amount, days_ago) in enumerate(orders):
+        services.record_order(
+            member_id=member.pk,
+            external_id=f"{member.pk}-{i}",
+            amount=amount,
+            placed_at=timezone.now() - dt.timedelta(days=days_ago),
+        )
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    return member
+
+
+def nudges():
+    return {
+        (n.member_id, n.kind): (n.tier.name, n.amount) for n in Nudge.objects.select_related("tier")
+    }
+
+
+def test_a_member_within_500_of_the_next_tier_is_nudged_to_top_up(programme):
+    close = member_who_spent((9_600, 10))
+    far = member_who_spent((9_400, 10))
+
+    services.compute_nudges()
+
+    assert nudges() == {(close.pk, "about_to_upgrade"): ("銀卡", 400)}
+    assert far.pk not in {member for member, _kind in nudges()}
+
+
+def test_a_base_tier_member_without_an_order_for_3_months_is_stalled(programme):
+    stalled = member_who_spent((2_000, 100))
+    recent = member_who_spent((2_000, 30))
+
+    services.compute_nudges()
+
+    assert nudges() == {(stalled.pk, "stalled"): ("銀卡", 8_000)}
+    assert recent.pk not in {member for member, _kind in nudges()}
+
+
+def test_a_silver_member_without_a_purchase_for_60_days_is_at_risk_of_downgrade(programme):
+    at_risk = member_who_spent((12_000, 61))
+    active = member_who_spent((12_000, 20))
+
+    services.compute_nudges()
+
+    assert nudges() == {(at_risk.pk, "downgrade_risk"): ("銀卡", 0)}  # 12,000 ≥ 8,000 to keep
+    assert active.pk not in {member for member, _kind in nudges()}
+
+
+def test_a_nudge_is_made_once_a_month(programme, time_machine):
+    member_who_spent((9_600, 10))
+
+    first = services.compute_nudges()
+    again = services.compute_nudges()
+    time_machine.move_to(timezone.now() + dt.timedelta(days=32))
+    next_month = services.compute_nudges()
+
+    assert (first, again) == (1, 0)
+    assert next_month >= 1
+    assert Nudge.objects.values("period").distinct().count() == 2
+
+
+def test_the_member_page_shows_the_nudge_with_the_operators_offer(programme, client):
+    user = get_user_model().objects.create_user("amy", password="pw-for-tests-1")
+    member = member_who_spent((9_600, 10), user=user)
+    NudgeOffer.objects.create(kind="about_to_upgrade", text="Free shipping on your next order")
+    services.compute_nudges()
+    client.force_login(user)
+
+    page = client.get(reverse("members:my_tier"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert "Only NT$400 more to reach 銀卡." in page
+    assert "Free shipping on your next order" in page
+    assert member.pk
+
+
+def test_a_nudge_whose_reason_is_gone_is_not_shown(programme, client):
+    user = get_user_model().objects.create_user("amy", password="pw-for-tests-1")
+    member = member_who_spent((9_600, 10), user=user)
+    services.compute_nudges()
+    services.record_order(
+        member_id=member.pk, external_id="top-up", amount=500, placed_at=timezone.now()
+    )
+    client.force_login(user)
+
+    page = client.get(reverse("members:my_tier"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert "more to reach" not in page
+
+
+def test_nudges_are_e_mailed_once(programme, mailoutbox):
+    member_who_spent((9_600, 10), email="amy@example.com", language="en")
+    NudgeOffer.objects.create(kind="about_to_upgrade", text="Free shipping on your next order")
+    services.compute_nudges()
+
+    sent = services.send_nudges()
+    again = services.send_nudges()
+
+    assert (sent, again) == (1, 0)
+    assert mailoutbox[0].to == ["amy@example.com"]
+    assert "Only NT$400 more to reach 銀卡." in mailoutbox[0].body
+    assert "Free shipping on your next order" in mailoutbox[0].body
