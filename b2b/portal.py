@@ -3,7 +3,12 @@ from .selectors import enterprise_rollup
 
 
 def enterprise_panel(member):
-    sub = SubAccount.objects.select_related("enterprise", "role").filter(member=member).first()
+    # A sub-account always shares its master's tier, so most members skip this query.
+    sub = (
+        SubAccount.objects.select_related("enterprise", "role").filter(member=member).first()
+        if member.tier_holder_id
+        else None
+    )
     enterprise = sub.enterprise if sub else Enterprise.objects.filter(master=member).first()
     if enterprise is None:
         return None

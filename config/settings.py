@@ -126,6 +126,11 @@ STORAGES = {
     },
 }
 
+# Sessions are read from the cache on every page and written through to the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+if "CACHE_URL" in env.ENVIRON:
+    CACHES = {"default": env.cache("CACHE_URL")}
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "members:my_tier"
 LOGOUT_REDIRECT_URL = "login"

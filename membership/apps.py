@@ -6,3 +6,8 @@ class MembershipConfig(AppConfig):
     name = "membership"
     verbose_name = _("Membership")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import display
+
+        display.connect()

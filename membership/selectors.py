@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from membership.models import Metric, Nudge, Order, Tier, TierHistory
 
+from .display import display
 from .services.evaluation import Evaluation, evaluate, member_metrics
 from .services.nudges import current_nudges
 from .services.rules import Metrics, Mode, WindowBounds, load_programme
@@ -48,14 +49,11 @@ class Dashboard:
 def member_dashboard(member) -> Dashboard:
     """What a member's tier page shows, in a constant number of queries."""
     holder = member.tier_holder if member.tier_holder_id else member
-    ev = evaluate(member)
+    shown = display()
+    ev = evaluate(member, programme=shown.programme)
     bounds = WindowBounds(ev.now)
     group = ev.group
-    tiers = (
-        list(Tier.objects.filter(group_id=group.id).prefetch_related("benefits").order_by("rank"))
-        if group
-        else []
-    )
+    tiers = shown.tiers.get(group.id, []) if group else []
     current_rank = ev.effective.rank if ev.effective else 0
     following = next((t for t in tiers if t.rank == current_rank + 1), None)
     progress = None

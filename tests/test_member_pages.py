@@ -210,6 +210,7 @@ def test_the_number_of_queries_does_not_grow_with_the_members_history(demo, clie
             assert client.get(reverse("members:my_tier")).status_code == 200
         return len(ctx)
 
+    queries()  # the programme is read once, then cached
     few = queries()
     for i in range(40):
         OrderFactory(member=member, external_id=f"H{i}", amount=500, placed_at=timezone.now())
@@ -236,3 +237,17 @@ def test_an_operator_runs_the_calculator_for_a_member_in_the_admin(demo, admin_c
     assert response.status_code == 200
     assert "<strong>金卡</strong>" in response.content.decode()
     assert "32,000" in response.content.decode()
+
+
+def test_a_changed_threshold_shows_at_once_though_the_programme_is_cached(demo, client):
+    from membership.models import Tier
+
+    member = member_with_login(spend=12_000)
+    page(client, member)  # reads and caches the programme
+    gold = Tier.objects.get(group__is_default=True, name="金卡")
+    gold.upgrade_threshold = 40_000
+    gold.save()
+
+    body = page(client, member).content.decode()
+
+    assert "NT$28,000 more for 金卡" in body

@@ -25,8 +25,11 @@ def record_configuration_change(
     if before == after:
         return
     record_audit(actor=actor, action=action, obj=obj, before=before, after=after, **target)
+    from membership.display import forget
     from membership.tasks import recompute_all_members
 
+    # Drag reordering writes with queryset.update(), which sends no signal.
+    transaction.on_commit(forget)
     transaction.on_commit(recompute_all_members.delay)
 
 
