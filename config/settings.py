@@ -90,6 +90,15 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Parameters bound by the server, so a statement a connection runs again and again (the
+    # member page's, the ledger's) is planned once (psycopg prepares it after a few runs).
+    # Behind a transaction-pooling proxy without prepared-statement support, set
+    # DB_PREPARE_THRESHOLD= (empty) to turn preparing off.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=env.bool("DB_SERVER_SIDE_BINDING", default=True),
+        prepare_threshold=int(env.str("DB_PREPARE_THRESHOLD", default="5") or 0) or None,
+    )
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Waiting for the write lock beats failing at once when the worker and the site overlap.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)

@@ -337,7 +337,8 @@ def _apply_chunk(
         result.history_rows = _insert_history(
             cur,
             "tier_changes",
-            f"{d['json']}('mode', %s, 'bulk', 1, 'value', c.value, 'earned_rank', c.new_rank)",
+            f"{d['json']}('mode', CAST(%s AS TEXT), 'bulk', 1, 'value', c.value, "
+            "'earned_rank', c.new_rank)",
             [str(mode)],
             cause=cause,
             actor_id=actor_id,
