@@ -56,7 +56,7 @@ class MemberRows:
 
     def clean(self, line: int, raw: dict[str, str]):
         errors: list[tuple[str, str]] = []
-        staged = StagedMember(job=self.job, line=line)
+        staged = StagedMember(job_id=self.job.pk, line=line)
         for key in REQUIRED:
             setattr(staged, key, raw.get(key, ""))
             if not raw.get(key):
@@ -111,7 +111,9 @@ class MemberRows:
             errors.append(("tags", _("a tag is longer than 50 characters")))
         if errors:
             return [], errors
-        tags = [StagedTag(job=self.job, external_id=staged.external_id, name=n) for n in names]
+        tags = [
+            StagedTag(job_id=self.job.pk, external_id=staged.external_id, name=n) for n in names
+        ]
         return [staged, *tags], []
 
     def check_across_rows(self) -> None:

@@ -37,7 +37,7 @@ class OrderRows:
 
     def clean(self, line: int, raw: dict[str, str]):
         errors: list[tuple[str, str]] = []
-        staged = StagedOrder(job=self.job, line=line, channel=raw.get("channel", "")[:30])
+        staged = StagedOrder(job_id=self.job.pk, line=line, channel=raw.get("channel", "")[:30])
         for key in REQUIRED:
             if not raw.get(key):
                 errors.append((key, _("required")))

@@ -27,6 +27,7 @@ from .models import ImportJob, Problem
 from .reading import detect_encoding, estimate_rows, is_xlsx, match_columns, rows
 
 CHUNK = 5000
+RECOMPUTE_BATCH = 50_000
 # What reading a file that is not a CSV or a workbook raises (openpyxl's are ValueErrors).
 UNREADABLE = (UnicodeDecodeError, ValueError, KeyError, OSError, zipfile.BadZipFile, csv.Error)
 Progress = Callable[[ImportJob], None]
@@ -138,7 +139,9 @@ def _check_rows(job, reader: Iterator[list[str]], columns, checker, progress: Pr
         objects, errors = checker.clean(line, raw)
         if errors:
             bad += 1
-            problems += [Problem(job=job, line=line, column=c, message=m[:300]) for c, m in errors]
+            problems += [
+                Problem(job_id=job.pk, line=line, column=c, message=m[:300]) for c, m in errors
+            ]
         else:
             staged += objects
         if done % CHUNK == 0:
@@ -209,8 +212,9 @@ def _write(job: ImportJob) -> None:
     checker = SPECS[job.kind].rows(job)
     job.created, job.updated = checker.write(now)
     job.skipped = job.error_rows if job.valid_only else 0
+    # Bounded batches of ids: memory stays flat however big the file.
     ids = checker.member_ids().order_by("pk").iterator(chunk_size=CHUNK)
-    for chunk in staging.batched(ids, CHUNK):
+    for chunk in staging.batched(ids, RECOMPUTE_BATCH):
         recompute_members(member_ids=chunk, cause=Cause.IMPORT, actor=job.written_by, now=now)
     record_audit(
         actor=job.written_by,

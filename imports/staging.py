@@ -25,11 +25,13 @@ def _insert(model, objects: list) -> None:
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
+    names = [f.attname for f in fields]
+    # Staging columns hold text, numbers, dates and aware datetimes, which psycopg writes
+    # as they are; Django's per-field preparation was a third of the check's time.
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for obj in objects:
-            copy.write_row(
-                [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-            )
+            values = obj.__dict__
+            copy.write_row([values[name] for name in names])
 
 
 def db_time(value):
