@@ -4,7 +4,8 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/ledger.py --scale 200000
 
-N members with points accounts in a scratch database. 8 concurrent clients (processes, as
+N members with points accounts in a scratch database, each holding one earlier earning
+(an entry and its lot; pgbench's tables get the same rows). 8 concurrent clients (processes, as
 real workers are, each with its own connection) post awards through points.services.earn;
 20% of the postings repeat an earlier idempotency key of that client (same amount).
 Then pgbench, 8 clients, runs a custom script of the same shape: insert one row, update
@@ -29,14 +30,22 @@ from urllib.parse import urlparse
 from synthetic import scratch_database, setup_django
 
 CLIENTS = 8
+OPENING = 100
 
 
-def client(seed: int, postings: int, lo: int, hi: int):
-    """One worker process: new awards, and 20% repeats of its own earlier keys."""
+def client(seed: int, postings: int, lo: int, hi: int, ready, results):
+    """One worker process: new awards, and 20% repeats of its own earlier keys.
+
+    It connects first and waits for the others, so the clock measures posting, not
+    process start-up; it reports (issued, latencies, start, end).
+    """
     from django.db import connection
 
     from points import services
 
+    connection.ensure_connection()
+    ready.wait()
+    began = time.perf_counter()
     rng = random.Random(seed)
     issued: list[tuple[str, int, int]] = []
     latencies: list[float] = []
@@ -51,14 +60,15 @@ def client(seed: int, postings: int, lo: int, hi: int):
         latencies.append((time.perf_counter() - start) * 1000)
         if not repeat:
             issued.append((key, member_id, points))
+    ended = time.perf_counter()
     connection.close()
-    return issued, latencies
+    results.put((issued, latencies, began, ended))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=int, default=200_000, help="members with accounts")
-    parser.add_argument("--postings", type=int, default=800, help="postings per client")
+    parser.add_argument("--postings", type=int, default=2000, help="postings per client")
     parser.add_argument("--seconds", type=int, default=15, help="pgbench duration")
     args = parser.parse_args()
     n = args.scale
@@ -78,38 +88,64 @@ def main() -> None:
             "SELECT 'm' || g, '', '', 'zh-hant', now() FROM generate_series(1, %s) g",
             [n],
         )
+        # A merchant's ledger is not empty: every account starts with one earning (100 points,
+        # an entry and its lot), and pgbench's tables with the same.
         cur.execute(
             "INSERT INTO points_account (member_id, balance, shortfall) "
-            "SELECT id, 0, 0 FROM membership_member"
+            f"SELECT id, {OPENING}, 0 FROM membership_member"
+        )
+        cur.execute(
+            "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
+            "idempotency_key, shortfall, reason, created_at) "
+            f"SELECT id, 'earn', {OPENING}, 'opening', id::text, 'opening:' || id, 0, '', now() "
+            "FROM points_account"
+        )
+        cur.execute(
+            "INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, "
+            "expires_at) SELECT id, account_id, points, points, now(), now() + interval '1 year' "
+            "FROM points_entry"
         )
         cur.execute("SELECT min(id), max(id) FROM membership_member")
         lo, hi = cur.fetchone()
         cur.execute(
             "CREATE TABLE bench_account (id bigint PRIMARY KEY, balance bigint NOT NULL);"
-            "INSERT INTO bench_account SELECT id, 0 FROM membership_member;"
+            f"INSERT INTO bench_account SELECT id, {OPENING} FROM membership_member;"
             "CREATE TABLE bench_entry (id bigserial PRIMARY KEY, account_id bigint NOT NULL, "
             "points bigint NOT NULL, key text UNIQUE NOT NULL);"
+            f"INSERT INTO bench_entry (account_id, points, key) "
+            f"SELECT id, {OPENING}, 'opening:' || id FROM membership_member;"
         )
     connection.close()
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
+        # Both measurements start from a fresh checkpoint: the set-up's WAL is not theirs.
+        cur.execute("CHECKPOINT")
 
     connection.close()  # each forked client opens its own connection
     ctx = multiprocessing.get_context("fork")
-    start = time.perf_counter()
-    with ctx.Pool(CLIENTS) as pool:
-        results = pool.starmap(client, [(seed, args.postings, lo, hi) for seed in range(CLIENTS)])
-    seconds = time.perf_counter() - start
-    issued = [posting for mine, _lat in results for posting in mine]
-    latencies = [ms for _mine, lat in results for ms in lat]
+    ready, queue = ctx.Barrier(CLIENTS), ctx.Queue()
+    workers = [
+        ctx.Process(target=client, args=(seed, args.postings, lo, hi, ready, queue))
+        for seed in range(CLIENTS)
+    ]
+    for worker in workers:
+        worker.start()
+    results = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    # From the moment every client is connected to the last posting (perf_counter is the
+    # system-wide monotonic clock, the same in every process).
+    seconds = max(end for *_x, end in results) - min(start for *_x, start, _end in results)
+    issued = [posting for mine, *_rest in results for posting in mine]
+    latencies = [ms for _mine, lat, *_rest in results for ms in lat]
 
-    expected = sum(points for _key, _member, points in issued)
+    expected = OPENING * n + sum(points for _key, _member, points in issued)
     with connection.cursor() as cur:
         cur.execute("SELECT COALESCE(SUM(balance), 0) FROM points_account")
         actual = int(cur.fetchone()[0])
     rows = Entry.objects.count()
     lost = max(expected - actual, 0)
-    doubled = max(actual - expected, 0) + max(rows - len(issued), 0)
+    doubled = max(actual - expected, 0) + max(rows - n - len(issued), 0)
     wrong = services.ledger_discrepancies()
     if wrong:
         raise SystemExit(f"{len(wrong)} balances disagree with the ledger")
@@ -123,6 +159,8 @@ def main() -> None:
             "UPDATE bench_account SET balance = balance + :delta WHERE id = :aid;\n"
             "END;\n"
         )
+    with connection.cursor() as cur:
+        cur.execute("CHECKPOINT")
     parts = urlparse(url)
     out = subprocess.run(
         [
@@ -156,7 +194,8 @@ def main() -> None:
     per_s = postings / seconds
     p99 = statistics.quantiles(latencies, n=100)[98]
     print(
-        f"unique={len(issued)} repeated={postings - len(issued)} rows={rows} balance_total={actual}"
+        f"unique={len(issued)} repeated={postings - len(issued)} rows={rows - n} "
+        f"balance_total={actual - OPENING * n}"
     )
     print(
         f"ledger: postings={postings} per_s={per_s:.0f} p99_ms={p99:.1f} "

@@ -160,7 +160,8 @@ WITH acct AS (
     UPDATE points_account SET balance = balance + %(points)s
     WHERE id = (SELECT account_id FROM ins)
 )
-SELECT ins.id, ins.account_id, done.id, done.points
+SELECT ins.id, ins.account_id, done.id, done.points, done.account_id, done.kind, done.source,
+       done.source_ref, done.shortfall, done.reason, done.created_at
 FROM (SELECT 1) one
 LEFT JOIN ins ON true
 LEFT JOIN points_entry done ON done.idempotency_key = %(key)s
@@ -190,9 +191,16 @@ def _fast_earn(
                 "expires": lot_expiry(available_at),
             },
         )
-        entry_id, account_id, done_id, done_points = cursor.fetchone()
+        entry_id, account_id, done_id, done_points, *done = cursor.fetchone()
     if done_id is not None and done_points == points:
-        return Entry.objects.get(pk=done_id)  # the same event again: the first posting
+        # The same event again: the first posting, as it was written.
+        fields = ("account_id", "kind", "source", "source_ref", "shortfall", "reason", "created_at")
+        return Entry(
+            pk=done_id,
+            points=done_points,
+            idempotency_key=key,
+            **dict(zip(fields, done, strict=True)),
+        )
     if entry_id is None:
         return None
     return Entry(
