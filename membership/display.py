@@ -9,6 +9,7 @@ cache such as Redis, ``CACHE_URL``).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -25,13 +26,14 @@ TIMEOUT = 60
 class Display:
     programme: Programme
     tiers: dict[int, list[Tier]]  # by group, by rank, benefits prefetched
+    version: str  # changes with every load: keys the cached fragments made from it
 
 
 def _load() -> Display:
     tiers: dict[int, list[Tier]] = {}
     for tier in Tier.objects.prefetch_related("benefits").order_by("group_id", "rank"):
         tiers.setdefault(tier.group_id, []).append(tier)
-    return Display(programme=load_programme(), tiers=tiers)
+    return Display(programme=load_programme(), tiers=tiers, version=uuid.uuid4().hex)
 
 
 def display() -> Display:

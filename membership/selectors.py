@@ -44,6 +44,7 @@ class Dashboard:
     history: list[TierHistory]
     orders: list[Order]
     nudges: list[Nudge]
+    version: str  # of the cached programme, for the template's fragment cache
 
 
 def member_dashboard(member) -> Dashboard:
@@ -82,7 +83,9 @@ def member_dashboard(member) -> Dashboard:
         .order_by("-created_at", "-id")[:20]
     )
     orders = list(Order.objects.filter(member=member).order_by("-placed_at", "-id")[:10])
-    return Dashboard(ev, tiers, progress, retention, history, orders, current_nudges(member))
+    return Dashboard(
+        ev, tiers, progress, retention, history, orders, current_nudges(member), shown.version
+    )
 
 
 def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:

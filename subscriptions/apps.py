@@ -12,3 +12,14 @@ class SubscriptionsConfig(AppConfig):
         from subscriptions.portal import subscription_panel
 
         register_panel(subscription_panel)
+
+        from django.core.cache import cache
+        from django.db.models.signals import post_delete, post_save
+
+        from subscriptions.models import Plan
+
+        def forget_free_plan(**kwargs):
+            cache.delete("subscriptions:free-plan")
+
+        post_save.connect(forget_free_plan, sender=Plan, weak=False, dispatch_uid="free-plan-save")
+        post_delete.connect(forget_free_plan, sender=Plan, weak=False, dispatch_uid="free-plan-del")

@@ -352,4 +352,15 @@ def current_plan(member: Member) -> tuple[Plan | None, Subscription | None]:
         .exclude(state=State.EXPIRED)
         .first()
     )
-    return (sub.plan, sub) if sub else (Plan.objects.filter(is_free=True).first(), None)
+    return (sub.plan, sub) if sub else (free_plan(), None)
+
+
+def free_plan() -> Plan | None:
+    """The free plan, cached for a minute: nearly every member page shows it."""
+    from django.core.cache import cache
+
+    return cache.get_or_set("subscriptions:free-plan", _free_plan, 60)
+
+
+def _free_plan() -> Plan | None:
+    return Plan.objects.filter(is_free=True).first()
