@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
 from membership.models import Member, Order
 
@@ -70,9 +71,10 @@ def job_context(request, job: ImportJob) -> dict:
     }
 
 
+@require_POST
 def confirm_view(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
-    if request.method != "POST" or not services.can_import(request.user, job.kind):
+    if not services.can_import(request.user, job.kind):
         raise PermissionDenied
     valid_only = request.POST.get("mode") == "valid_only"
     if valid_only and not request.POST.get("understood"):
@@ -87,9 +89,10 @@ def confirm_view(request, job_id: int):
     return redirect("admin:imports_importjob_change", job.pk)
 
 
+@require_POST
 def discard_view(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
-    if request.method != "POST" or not services.can_import(request.user, job.kind):
+    if not services.can_import(request.user, job.kind):
         raise PermissionDenied
     services.discard(job.pk)
     messages.info(request, _("The file was discarded; nothing was written."))
@@ -111,6 +114,8 @@ def export_view(request, kind: str):
     if kind not in models or not request.user.has_perm(f"imports.export_{kind}"):
         raise PermissionDenied
     model_admin = admin.site._registry[models[kind]]
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
     queryset = model_admin.get_changelist_instance(request).get_queryset(request)
     if kind == ImportJob.Kind.MEMBERS:
         header, rows = exports.header(exports.MEMBER_COLUMNS), exports.member_rows(queryset)

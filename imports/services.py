@@ -87,6 +87,13 @@ def check(job_id: int, progress: Progress | None = None) -> ImportJob:
             "error": exc
         }
         job.save()
+    except Exception as exc:
+        # Never leave the job "checking" for ever: the page would refresh without end.
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportJob.Status.FAILED,
+            message=_("The check stopped: %(error)s") % {"error": exc},
+        )
+        raise
     return job
 
 

@@ -160,3 +160,26 @@ def test_exporting_needs_the_export_permission(db, client):
     client.force_login(staff_with("view_member"))
 
     assert client.get(reverse("admin:imports_export", args=["members"])).status_code == 403
+
+
+def test_exporting_needs_the_view_permission_on_the_list_too(db, client):
+    client.force_login(staff_with("export_members"))
+
+    assert client.get(reverse("admin:imports_export", args=["members"])).status_code == 403
+
+
+def test_a_check_that_stops_on_an_error_marks_the_import_failed(db, monkeypatch):
+    import io
+
+    from imports import services
+
+    job = services.create_job(
+        kind="members", file=io.BytesIO(csv_bytes(["A1,王小明,,,,"])), filename="m.csv", actor=None
+    )
+    monkeypatch.setattr(services, "_check_rows", lambda *a, **k: 1 / 0)
+
+    with pytest.raises(ZeroDivisionError):
+        services.check(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
