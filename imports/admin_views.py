@@ -56,7 +56,10 @@ def upload_view(request, kind: str):
 
 
 def job_context(request, job: ImportJob) -> dict:
-    problems = job.problems.all()[:PROBLEMS_SHOWN]
+    problems = list(job.problems.all()[:PROBLEMS_SHOWN])
+    titles = services.column_titles(job) if problems and job.status != job.Status.FAILED else {}
+    for problem in problems:
+        problem.title = titles.get(problem.column, problem.column)
     sample = []
     if job.status == ImportJob.Status.DONE and job.kind == ImportJob.Kind.MEMBERS:
         refs = StagedMember.objects.filter(job=job).order_by("line").values("external_id")[:20]

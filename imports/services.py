@@ -254,6 +254,21 @@ def discard(job_id: int) -> None:
     job.save()
 
 
+def column_titles(job: ImportJob) -> dict[str, str]:
+    """Each column key as the file's own header wrote it (手機 rather than phone)."""
+    if not job.file:
+        return {}
+    spec = SPECS[job.kind]
+    with job.file.open("rb") as file:
+        reader = rows(file, job.encoding)
+        try:
+            header = next(reader, [])
+        finally:
+            reader.close()
+    columns, _missing = match_columns(header, spec.columns, spec.required)
+    return {key: header[index].strip() for key, index in columns.items()}
+
+
 def skipped_rows(job: ImportJob) -> Iterator[list[str]]:
     """The header and every row with a problem, as read from the file (streamed)."""
     bad = set(job.problems.values_list("line", flat=True))
