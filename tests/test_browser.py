@@ -130,7 +130,7 @@ def test_an_operator_imports_a_file_sees_the_bad_row_and_imports_the_rest(
     page.get_by_label("I understand that 1 row with errors will be skipped").check()
     page.get_by_role("button", name="Import only the 2 valid rows").click()
 
-    assert page.get_by_text("Imported: 2 created, 0 updated, 1 rows skipped.").is_visible()
+    assert page.get_by_text("Imported: 2 created, 0 updated, 1 skipped.").is_visible()
     sample = page.locator("#import-sample").inner_text()
     assert "王小明\t全館 VIP" in sample
     assert "陳大文\t企業 VIP" in sample

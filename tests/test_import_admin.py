@@ -84,7 +84,7 @@ def test_skipping_bad_rows_needs_the_operator_to_say_so(db, client):
 
     assert unticked == 0
     assert list(Member.objects.values_list("external_id", flat=True)) == ["A1"]
-    assert "1 created, 0 updated, 1 rows skipped" in client.get(job_url).content.decode()
+    assert "1 created, 0 updated, 1 skipped" in client.get(job_url).content.decode()
 
 
 def test_the_skipped_rows_download_as_a_csv(db, client):
@@ -105,7 +105,7 @@ def test_after_the_import_the_page_shows_the_members_with_their_tiers(programme,
     client.post(reverse("admin:imports_confirm", args=[job.pk]), {"mode": "all"})
     page = client.get(job_url).content.decode()
 
-    assert "2 created, 0 updated, 0 rows skipped" in page
+    assert "2 created, 0 updated, 0 skipped" in page
     assert page.count("一般會員") == 2
 
 
