@@ -84,7 +84,14 @@ def member_dashboard(member) -> Dashboard:
     )
     orders = list(Order.objects.filter(member=member).order_by("-placed_at", "-id")[:10])
     return Dashboard(
-        ev, tiers, progress, retention, history, orders, current_nudges(member), shown.version
+        ev,
+        tiers,
+        progress,
+        retention,
+        history,
+        orders,
+        current_nudges(member, programme=shown.programme),
+        shown.version,
     )
 
 

@@ -120,7 +120,9 @@ def compute_nudges(*, now: dt.datetime | None = None) -> int:
     return created
 
 
-def current_nudges(member: Member, *, now: dt.datetime | None = None) -> list[Nudge]:
+def current_nudges(
+    member: Member, *, programme=None, now: dt.datetime | None = None
+) -> list[Nudge]:
     """This month's nudges whose reason still holds, with the operator's offer attached."""
     holder_id = member.tier_holder_id or member.pk
     nudges = list(
@@ -131,14 +133,21 @@ def current_nudges(member: Member, *, now: dt.datetime | None = None) -> list[Nu
     if not nudges:
         return []
     holder = member.tier_holder if member.tier_holder_id else member
+    programme = programme or load_programme()
     offers = dict(NudgeOffer.objects.filter(active=True).values_list("kind", "text"))
     current = []
     for nudge in nudges:
         if nudge.kind == NudgeKind.DOWNGRADE_RISK:
             still = holder.last_order_at is None or holder.last_order_at < nudge.created_at
         else:
-            still = holder.earned_tier_id is not None and nudge.tier_id != holder.earned_tier_id
-            still = still and (holder.tier is None or holder.tier.rank < nudge.tier.rank)
+            # Still below the tier the nudge points at (the ranks come from the programme
+            # already in memory, not another query).
+            group = programme.group_of_tier(nudge.tier_id)
+            still = (
+                group is not None
+                and holder.group_id == group.id
+                and group.rank_of(holder.tier_id) < nudge.tier.rank
+            )
         if still:
             nudge.offer = offers.get(nudge.kind, "")
             current.append(nudge)
