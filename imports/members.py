@@ -20,11 +20,11 @@ from django.utils.translation import gettext as _
 
 from membership.models import Member, Tag, Tier
 from membership.services.rules import add_months
+from membership.sqltime import to_db
 
 from . import opening_points
 from .models import ImportJob, Problem, StagedMember, StagedTag
 from .reading import normalise_phone, parse_amount, parse_date
-from .staging import db_time
 
 COLUMNS = {
     "external_id": ["external_id", "external id", "外部編號", "會員編號"],
@@ -146,7 +146,7 @@ class MemberRows:
             .distinct()
         )
         Tag.objects.bulk_create([Tag(name=n) for n in new_tags], ignore_conflicts=True)
-        at = db_time(now)
+        at = to_db(now)
         with connection.cursor() as cursor:
             cursor.execute(UPSERT_MEMBERS, [at, job.pk])
             cursor.execute(INSERT_TAGS, [at, job.pk])
@@ -159,7 +159,7 @@ class MemberRows:
                 tier = Tier.objects.select_related("group").get(pk=tier_id)
                 ends = add_months(timezone.localdate(now), tier.group.review_period_months)
                 ends_at = timezone.make_aware(dt.datetime.combine(ends, dt.time()))
-                cursor.execute(INSERT_GRANTS, [tier_id, at, db_time(ends_at), job.pk, tier_id])
+                cursor.execute(INSERT_GRANTS, [tier_id, at, to_db(ends_at), job.pk, tier_id])
         opening_points.post(job, now)
         return created, updated
 

@@ -12,11 +12,11 @@ from django.db.models import CharField, F, OuterRef, Subquery, Value
 from django.db.models.functions import Concat
 from django.utils.translation import gettext as _
 
+from membership.sqltime import to_db
 from points.models import Account, Entry
 from points.services import earn, lot_expiry
 
 from .models import Problem, StagedMember, StagedTag
-from .staging import db_time
 
 KEY_PREFIX = "import-opening:"
 REASON = "opening balance from import"
@@ -54,7 +54,7 @@ def check(job) -> None:
 
 def post(job, now) -> None:
     """Set-based for every account without a shortfall; the service, one by one, for the rest."""
-    at, expires = db_time(now), db_time(lot_expiry(now))
+    at, expires = to_db(now), to_db(lot_expiry(now))
     with connection.cursor() as cursor:
         cursor.execute(ENSURE_ACCOUNTS, [job.pk])
         cursor.execute(INSERT_ENTRIES, [REASON, at, job.pk])

@@ -13,11 +13,11 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils.translation import gettext as _
 
 from membership.models import Member, Order
+from membership.sqltime import to_db
 
 from .members import flag_duplicates
 from .models import ImportJob, Problem, StagedOrder
 from .reading import parse_amount, parse_datetime
-from .staging import db_time
 
 SOURCE = "shop"
 COLUMNS = {
@@ -109,7 +109,7 @@ class OrderRows:
 
     def write(self, now) -> tuple[int, int]:
         existing = self.existing()
-        at = db_time(now)
+        at = to_db(now)
         with connection.cursor() as cursor:
             cursor.execute(INSERT_ORDERS, [SOURCE, at, self.job.pk])
             created = cursor.rowcount

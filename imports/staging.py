@@ -34,11 +34,6 @@ def _insert(model, objects: list) -> None:
             copy.write_row([values[name] for name in names])
 
 
-def db_time(value):
-    """A datetime as the backend stores it, for raw SQL (SQLite keeps naive UTC text)."""
-    return connection.ops.adapt_datetimefield_value(value)
-
-
 def clear(job) -> None:
     for model in (StagedMember, StagedTag, StagedOrder):
         model.objects.filter(job=job).delete()

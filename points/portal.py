@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
+from membership.sqltime import from_db, to_db
+
 # One statement: the ORM took longer to build this than PostgreSQL to answer it, and the
 # member's page runs it on every view.
 SUMMARY = """
@@ -31,16 +33,14 @@ class Summary:
 
 def points_summary(member_id: int, now=None) -> Summary | None:
     """Balance, what can be spent now, and the lot that expires next."""
-    at = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    at = to_db(now or timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(SUMMARY, [at, at, at, at, member_id])
         row = cursor.fetchone()
     if row is None:
         return None
     balance, spendable, expires_at, expiring = row
-    if isinstance(expires_at, str):  # SQLite hands back its text form
-        expires_at = connection.ops.convert_datetimefield_value(expires_at, None, connection)
-    return Summary(int(balance), int(spendable), expires_at, expiring)
+    return Summary(int(balance), int(spendable), from_db(expires_at), expiring)
 
 
 def points_panel(member):

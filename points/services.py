@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from membership.models import Order, Tier
 from membership.services import record_audit
 from membership.services.rules import add_months
+from membership.sqltime import to_db
 
 from .models import Account, Entry, Lot, Promotion, TierCoefficient
 
@@ -368,7 +369,7 @@ def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> En
 def expire_due(*, now: dt.datetime | None = None) -> int:
     """Expire every lot past its date, set-based: one entry per lot, balances moved together."""
     now = now or timezone.now()
-    stamp = connection.ops.adapt_datetimefield_value(now)
+    stamp = to_db(now)
     with transaction.atomic(), connection.cursor() as cur:
         list(
             Account.objects.select_for_update()

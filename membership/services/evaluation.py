@@ -18,6 +18,7 @@ from membership.models import (
     TierHistory,
     Window,
 )
+from membership.sqltime import from_db, to_db
 
 from .notifications import notify_after_commit
 from .rules import (
@@ -51,7 +52,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
                 "COALESCE(SUM(CASE WHEN o.amount > o.refunded_amount THEN 1 ELSE 0 END), 0)",
             ]
             continue
-        at = connection.ops.adapt_datetimefield_value(start)
+        at = to_db(start)
         columns += [
             "COALESCE(SUM(CASE WHEN o.placed_at >= %s "
             "THEN o.amount - o.refunded_amount ELSE 0 END), 0)",
@@ -67,8 +68,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, member_id, member_id])
         last, *totals = cursor.fetchone()
-    if isinstance(last, str):  # SQLite hands back its text form
-        last = connection.ops.convert_datetimefield_value(last, None, connection)
+    last = from_db(last)
     values = {}
     for i, window in enumerate(Window):
         values[(Metric.SPEND.value, window.value)] = int(totals[2 * i])

@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
+from membership.sqltime import to_db
 
 from .rules import WindowBounds, load_programme
 
@@ -45,7 +46,7 @@ def _values(group_id: int, metric: str, start) -> tuple[str, list]:
     where, params = "o.status = 'paid' AND om.group_id = %s", [group_id]
     if start is not None:
         where += " AND o.placed_at >= %s"
-        params.append(connection.ops.adapt_datetimefield_value(start))
+        params.append(to_db(start))
     sql = (
         f"SELECT COALESCE(om.tier_holder_id, om.id) AS holder, {value} AS value "
         "FROM membership_order o JOIN membership_member om ON om.id = o.member_id "
@@ -70,9 +71,9 @@ def compute_nudges(*, now: dt.datetime | None = None) -> int:
     """Record this month's nudges for every member they apply to. Returns how many are new."""
     now = now or timezone.now()
     bounds, period = WindowBounds(now), period_of(now)
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    stalled_since = connection.ops.adapt_datetimefield_value(now - STALLED_AFTER)
-    at_risk_since = connection.ops.adapt_datetimefield_value(now - AT_RISK_AFTER)
+    stamp = to_db(now)
+    stalled_since = to_db(now - STALLED_AFTER)
+    at_risk_since = to_db(now - AT_RISK_AFTER)
     created = 0
     with transaction.atomic(), connection.cursor() as cursor:
         for group in load_programme().groups:
