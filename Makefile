@@ -21,6 +21,7 @@ messages: $(STAMP)
 	$(BIN)/pybabel compile --domain=django --directory=locale --use-fuzzy --statistics 2>&1 | tail -n 2
 
 run: messages
+	mkdir -p var
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py seed_demo_b2b
@@ -29,8 +30,9 @@ run: messages
 	@echo
 	@echo "  Admin (operators):  http://$(HOST):$(PORT)/admin/   operator / operator-demo   (superuser: admin / admin-demo)"
 	@echo "  Demo member login:  member / member-demo   (王小明, 全館 VIP 銀卡)"
+	@echo "  The site, a Celery worker and beat run together (embedded broker under var/broker); Ctrl-C stops all three."
 	@echo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	CELERY_BROKER_URL=filesystem:// RUN_ADDR=$(HOST):$(PORT) $(BIN)/honcho -f Procfile.dev start
 
 test: messages
 	$(BIN)/pytest $(ARGS)

@@ -216,6 +216,7 @@ class Command(BaseCommand):
                 result = services.recompute_members()
                 self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
                 self._offers()
+                self._refund_example()
                 self.stdout.write(f"{services.compute_nudges()} nudges for this month.")
             self._logins()
 
@@ -305,6 +306,14 @@ class Command(BaseCommand):
         MemberTag.objects.bulk_create(member_tags, batch_size=2000)
         for pk, when in last.items():
             Member.objects.filter(pk=pk).update(last_order_at=when)
+
+    def _refund_example(self):
+        """A partial refund recorded as the shop would report it, for the refund lists."""
+        order = Order.objects.filter(refunded_amount=0, amount__gte=2_000).order_by("pk").first()
+        if order:
+            services.record_refund(
+                order_id=order.pk, external_id=f"{order.external_id}-R1", amount=order.amount // 4
+            )
 
     def _offers(self):
         for kind, text in [

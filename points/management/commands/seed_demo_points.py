@@ -1,8 +1,23 @@
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+import datetime as dt
+from decimal import Decimal
 
-from membership.models import Tier
-from points.models import Action, BirthdayRule, Partner, PartnerBonus, Reward
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from membership.models import Member, Tier
+from points import partners, rewards, services
+from points.models import (
+    Action,
+    BirthdayRule,
+    Partner,
+    PartnerBonus,
+    Promotion,
+    Referral,
+    Reward,
+    TierCoefficient,
+)
 
 
 class Command(BaseCommand):
@@ -46,4 +61,52 @@ class Command(BaseCommand):
                 PartnerBonus.objects.bulk_create(
                     PartnerBonus(partner=partner, tier=tier, percent=bonus) for tier in vip
                 )
+        self._examples()
         self.stdout.write("Rewards, actions, the birthday rule and partner brands: ready.")
+
+    def _examples(self):
+        """Something in every points list, and points on the demo member's panel.
+
+        Everything goes through the points services with fixed keys, so running the
+        command again adds nothing.
+        """
+        if diamond := Tier.objects.filter(name="鑽石").first():
+            TierCoefficient.objects.get_or_create(
+                tier=diamond, defaults={"coefficient": Decimal("1.5")}
+            )
+        today = timezone.localdate()
+        year = today.year if today >= dt.date(today.year, 11, 12) else today.year - 1
+        local = timezone.get_current_timezone()
+        Promotion.objects.get_or_create(
+            name=f"{year} 雙 11 點數 3 倍",
+            defaults={
+                "starts_at": dt.datetime(year, 11, 11, tzinfo=local),
+                "ends_at": dt.datetime(year, 11, 12, tzinfo=local),
+                "multiplier": Decimal(3),
+            },
+        )
+        member = Member.objects.filter(external_id="DEMO-MEMBER").first()
+        operator = get_user_model().objects.filter(username="admin").first()
+        if member is None or operator is None:
+            return
+        # A member who came over from the shop's old system brings their balance along.
+        services.adjust(
+            member_id=member.pk,
+            points=2_400,
+            reason="舊會員系統點數轉入",
+            actor=operator,
+            key=f"demo:opening:{member.external_id}",
+        )
+        for action in Action.objects.filter(code__in=["checkin", "review"]):
+            rewards.award_action(
+                member_id=member.pk, action=action, key=f"demo:{action.code}:{member.pk}"
+            )
+        partners.send_to_partner(
+            member_id=member.pk,
+            partner=Partner.objects.get(code="brand-a"),
+            points=300,
+            key=f"demo:brand-a:{member.pk}",
+        )
+        friend = Member.objects.filter(external_id="M000003").first()
+        if friend and not Referral.objects.filter(friend=friend).exists():
+            rewards.refer(referrer=member, friend=friend)
