@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "subscriptions",
     "points",
     "imports",
+    "segments",
 ]
 # Points from an order wait out the return window before they can be spent.
 POINTS_PENDING_DAYS = env.int("POINTS_PENDING_DAYS", default=7)

@@ -587,3 +587,35 @@ class NudgeOffer(models.Model):
 
     def __str__(self) -> str:
         return self.get_kind_display()
+
+
+class TagHistory(models.Model):
+    """When a member entered and left a system tag (a segment); open while ``left_at`` is empty.
+
+    Written only by ``services.system_tags``; operator tags are audited instead.
+    """
+
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="tag_history", verbose_name=_("member")
+    )
+    tag = models.ForeignKey(
+        Tag, on_delete=models.PROTECT, related_name="history", verbose_name=_("tag")
+    )
+    entered_at = models.DateTimeField(_("entered at"))
+    left_at = models.DateTimeField(_("left at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-entered_at", "-id"]
+        verbose_name = _("tag history")
+        verbose_name_plural = _("tag history")
+        indexes = [models.Index(fields=["tag", "member"], name="tag_history_tag_member_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tag", "member"],
+                condition=Q(left_at__isnull=True),
+                name="tag_history_one_open_span",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}:{self.tag_id}"

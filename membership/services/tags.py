@@ -11,6 +11,7 @@ from membership.models import Cause, Member, MemberTag, Tag
 from .audit import record_audit
 from .evaluation import EvaluationResult, evaluate_member, lock_member
 from .rules import Mode
+from .system_tags import refuse_system_tags
 
 
 def change_member_tags(
@@ -27,12 +28,20 @@ def change_member_tags(
     Audits the before/after tag names and re-evaluates the member at once (a tag
     can move them to another group). Returns None when nothing changed.
     """
+    refuse_system_tags([*add, *remove])
     names = {t.pk: t.name for t in [*add, *remove, *(replace_with or [])]}
     with transaction.atomic():
         member = lock_member(member_id)
         current = dict(member.member_tags.values_list("tag_id", "tag__name"))
         if replace_with is not None:
-            wanted = {t.pk for t in replace_with}
+            # A form that replaces the operator's tags keeps the segments' system tags as
+            # they are, whatever it sent for them.
+            system = set(
+                member.member_tags.filter(tag__kind=Tag.Kind.SYSTEM).values_list(
+                    "tag_id", flat=True
+                )
+            )
+            wanted = {t.pk for t in replace_with if t.kind != Tag.Kind.SYSTEM} | system
         else:
             wanted = (set(current) | {t.pk for t in add}) - {t.pk for t in remove}
         to_add = wanted - set(current)
@@ -79,6 +88,7 @@ def change_tag_for_members(
 
     from .bulk import recompute_members
 
+    refuse_system_tags([tag])
     ids = sorted(set(member_ids))
     now = timezone.now()
     with transaction.atomic():
