@@ -203,6 +203,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "membership.tasks.compute_and_send_nudges",
         "schedule": crontab(minute=0, hour=10),
     },
+    "segments-nightly": {
+        "task": "segments.tasks.compute_segments",
+        "schedule": crontab(minute=30, hour=2),
+    },
     "purge-old-imports-daily": {
         "task": "imports.tasks.purge_old_imports",
         "schedule": 60 * 60 * 24,

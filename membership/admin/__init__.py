@@ -1,1 +1,1 @@
-from . import audit, groups, members, nudges, orders  # noqa: F401  (registers the admins)
+from . import audit, groups, members, nudges, orders, tag_history  # noqa: F401  (registers the admins)

@@ -196,3 +196,15 @@ class TagAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "description"]
     list_filter = ["kind"]
     search_fields = ["name"]
+    readonly_fields = ["kind"]  # a tag made here is an operator's; system tags come from jobs
+
+    # System tags belong to the nightly segment job; operators read them, never edit them.
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.kind == Tag.Kind.SYSTEM:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.kind == Tag.Kind.SYSTEM:
+            return False
+        return super().has_delete_permission(request, obj)

@@ -1,0 +1,14 @@
+from django.core.management.base import BaseCommand
+
+from segments.services import compute_segments
+
+
+class Command(BaseCommand):
+    help = "Recompute every member's RFM scores, lifecycle stage, behaviours and system tags."
+
+    def handle(self, *args, **options):
+        run = compute_segments()
+        self.stdout.write(
+            f"{run.members} members with orders, {run.buyers} bought in the RFM period, "
+            f"{run.tag_changes} system-tag changes."
+        )
