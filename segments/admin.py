@@ -1,10 +1,19 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect, QueryDict, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from imports import exports
 from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin
+from membership.models import Member, Tag
 
-from .models import MemberSegment, SegmentSettings
+from . import audiences
+from .models import Audience, MemberSegment, SegmentSettings
 from .services import BEHAVIOUR_TAGS, CELL_TAGS, CELLS, LIFECYCLE_TAGS
 
 
@@ -84,3 +93,138 @@ class MemberSegmentAdmin(ReadOnlyAdmin):
     search_fields = ["member__name", "=member__external_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+
+class TagChoiceForm(forms.Form):
+    tag = forms.ModelChoiceField(
+        label=_("tag"), queryset=Tag.objects.filter(kind=Tag.Kind.OPERATOR)
+    )
+    reason = forms.CharField(label=_("reason"), max_length=200)
+
+
+@admin.register(Audience)
+class AudienceAdmin(admin.ModelAdmin):
+    """Audiences are built on one page: filters, the live count and a sample, a name."""
+
+    list_display = ["name", "description", "created_by", "updated_at"]
+    search_fields = ["name"]
+    actions = ["export_members", "tag_members", "untag_members"]
+    SAMPLE = 20
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return self.builder_view(request, None)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        audience = self.get_object(request, object_id)
+        if audience is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return self.builder_view(request, audience)
+
+    def builder_view(self, request, audience: Audience | None):
+        can_save = (
+            self.has_add_permission(request)
+            if audience is None
+            else self.has_change_permission(request, audience)
+        )
+        if not (can_save or self.has_view_permission(request, audience)):
+            raise PermissionDenied
+        data = (
+            request.POST
+            if request.method == "POST"
+            else QueryDict(audience.query if audience else "")
+        )
+        name = data.get("name", audience.name if audience else "")
+        description = data.get("description", audience.description if audience else "")
+        filterset, members = audiences.filter_members(data)
+        errors = []
+        if request.method == "POST" and "_save" in request.POST:
+            if not can_save:
+                raise PermissionDenied
+            try:
+                saved = audiences.save_audience(
+                    name=name,
+                    description=description,
+                    query=data,
+                    actor=request.user,
+                    audience=audience,
+                )
+            except ValidationError as error:
+                errors = error.messages
+            else:
+                self.message_user(
+                    request, _("The audience %(name)s was saved.") % {"name": saved.name}
+                )
+                return HttpResponseRedirect(reverse("admin:segments_audience_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": audience.name if audience else _("New audience"),
+            "audience": audience,
+            "filter_form": filterset.form,
+            "name": name,
+            "description": description,
+            "errors": errors,
+            "count": members.count() if filterset.is_valid() else None,
+            "sample": members.select_related("group", "tier")[: self.SAMPLE],
+            "can_save": can_save,
+        }
+        return TemplateResponse(request, "admin/segments/audience/builder.html", context)
+
+    @admin.action(description=_("Export the members of the selected audiences (CSV)"))
+    def export_members(self, request, queryset):
+        if not request.user.has_perm("imports.export_members"):
+            raise PermissionDenied
+        members = Member.objects.none()
+        for audience in queryset:
+            members = members | audiences.members_of(audience)
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        lines = exports.csv_lines(
+            exports.header(exports.MEMBER_COLUMNS), exports.member_rows(members.distinct())
+        )
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="audience-{stamp}.csv"'
+        return response
+
+    @admin.action(description=_("Add a tag to the members of the selected audiences"))
+    def tag_members(self, request, queryset):
+        return self._tag(request, queryset, add=True)
+
+    @admin.action(description=_("Remove a tag from the members of the selected audiences"))
+    def untag_members(self, request, queryset):
+        return self._tag(request, queryset, add=False)
+
+    def _tag(self, request, queryset, *, add: bool):
+        if not request.user.has_perm("membership.change_member"):
+            raise PermissionDenied
+        form = TagChoiceForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for audience in queryset:
+                try:
+                    changed, _result = audiences.tag_audience(
+                        audience=audience,
+                        tag=form.cleaned_data["tag"],
+                        add=add,
+                        actor=request.user,
+                        reason=form.cleaned_data["reason"],
+                    )
+                except ValidationError as error:
+                    self.message_user(request, " ".join(error.messages), messages.ERROR)
+                    return None
+                self.message_user(
+                    request,
+                    _("%(audience)s: %(n)d members changed.")
+                    % {"audience": audience.name, "n": changed},
+                )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/segments/audience/tag.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": _("Add a tag") if add else _("Remove a tag"),
+                "form": form,
+                "audiences": queryset,
+                "action": request.POST.get("action"),
+            },
+        )

@@ -171,3 +171,29 @@ class MemberSegment(models.Model):
         if not self.period_orders:
             return Decimal(0)
         return Decimal(self.promotion_orders) / Decimal(self.period_orders)
+
+
+class Audience(models.Model):
+    """A saved member filter (受眾): its query string, so it always means today's members."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.CharField(_("description"), max_length=300, blank=True)
+    query = models.TextField(_("filters"), blank=True, help_text=_("The filter's query string."))
+    created_by = models.ForeignKey(
+        "auth.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("audience")
+        verbose_name_plural = _("audiences")
+
+    def __str__(self) -> str:
+        return self.name
