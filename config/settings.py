@@ -50,6 +50,9 @@ PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="subscriptions.gateways.sandbox
 # Charge attempts in the grace period, in days after the due date; the last ends the grace.
 SUBSCRIPTION_RETRY_DAYS = [1, 3, 5, 7]
 SUBSCRIPTION_REMINDER_DAYS = 7
+# What one point is worth in NT$, for the points liability on the KPI dashboard: the seed's
+# 1,000 points buy a month of 銀卡, which 基礎方案 sells for NT$199.
+POINTS_NTD_PER_POINT = env.str("POINTS_NTD_PER_POINT", default="0.199")
 # The tag that puts a member in the enterprise VIP group; every enterprise master carries it.
 B2B_ENTERPRISE_TAG = env("B2B_ENTERPRISE_TAG", default="企業客戶")
 

@@ -1,9 +1,16 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect, QueryDict, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpResponse,
+    HttpResponseRedirect,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -12,7 +19,8 @@ from imports import exports
 from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin
 from membership.models import Member, Tag
 
-from . import audiences
+from . import audiences, dashboard
+from .kpis import SMALL_GROUP_SHARE
 from .models import Audience, MemberSegment, SegmentSettings
 from .services import BEHAVIOUR_TAGS, CELL_TAGS, CELLS, LIFECYCLE_TAGS
 
@@ -93,6 +101,9 @@ class MemberSegmentAdmin(ReadOnlyAdmin):
     search_fields = ["member__name", "=member__external_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+    def get_urls(self):
+        return DashboardViews(self.admin_site).urls() + super().get_urls()
 
 
 class TagChoiceForm(forms.Form):
@@ -228,3 +239,62 @@ class AudienceAdmin(admin.ModelAdmin):
                 "action": request.POST.get("action"),
             },
         )
+
+
+class DashboardViews:
+    """The KPI dashboard: one page, its charts as SVG images, their tables as CSV."""
+
+    permission = "segments.view_tiersnapshot"
+
+    def __init__(self, admin_site):
+        self.admin_site = admin_site
+
+    def urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("dashboard/", view(self.page), name="segments_dashboard"),
+            path("dashboard/<slug:name>.svg", view(self.chart), name="segments_dashboard_chart"),
+            path("dashboard/<slug:name>.csv", view(self.download), name="segments_dashboard_csv"),
+        ]
+
+    def _check(self, request):
+        if not request.user.has_perm(self.permission):
+            raise PermissionDenied
+
+    def page(self, request):
+        self._check(request)
+        grid = dashboard.rfm_grid_table()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("KPI dashboard"),
+            "figures": dashboard.tier_figures(),
+            "small_share": SMALL_GROUP_SHARE,
+            "points_rate": settings.POINTS_NTD_PER_POINT,
+            "charts": [
+                (name, dashboard.TABLES[name]()) for name in ("tier_mix", "movements", "lifecycle")
+            ],
+            "grid": grid,
+            "grid_cells": list(zip(grid.rows, dashboard.heat_levels(grid), strict=True)),
+        }
+        return TemplateResponse(request, "admin/segments/dashboard.html", context)
+
+    def chart(self, request, name):
+        self._check(request)
+        if name not in ("tier_mix", "movements", "lifecycle"):
+            raise Http404
+        response = HttpResponse(dashboard.chart_svg(name), content_type="image/svg+xml")
+        # The picture is a document of its own: its styles are inline, and it runs nothing.
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return response
+
+    def download(self, request, name):
+        self._check(request)
+        if name not in dashboard.TABLES:
+            raise Http404
+        table = dashboard.TABLES[name]()
+        response = StreamingHttpResponse(
+            exports.csv_lines([str(h) for h in table.header], table.rows),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+        return response

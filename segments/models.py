@@ -197,3 +197,61 @@ class Audience(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TierSnapshot(models.Model):
+    """One day's figures for the members of one tier (or of no tier) in one VIP group.
+
+    Written by the nightly KPI job (and backfilled for the last twelve month-ends from
+    tier history on its first run); the dashboard reads only these rows.
+    """
+
+    day = models.DateField(_("day"))
+    group = models.ForeignKey(
+        "membership.VipGroup",
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="+",
+        verbose_name=_("VIP group"),
+    )
+    tier = models.ForeignKey(
+        "membership.Tier",
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="+",
+        verbose_name=_("tier"),
+    )
+    members = models.PositiveIntegerField(_("members"))
+    buyers = models.PositiveIntegerField(_("bought in the last 12 months"))
+    repeat_buyers = models.PositiveIntegerField(_("bought twice or more in 12 months"))
+    active = models.PositiveIntegerField(_("bought in the last 90 days"))
+    spend = models.BigIntegerField(_("net spend in the last 12 months (NT$)"))
+    lifetime_spend = models.BigIntegerField(_("net spend, all time (NT$)"))
+    points = models.BigIntegerField(_("points outstanding"))
+    upgrades = models.PositiveIntegerField(_("upgrades into this tier, month to date"))
+    downgrades = models.PositiveIntegerField(_("downgrades into this tier, month to date"))
+
+    class Meta:
+        ordering = ["day", "group", "tier"]
+        verbose_name = _("tier snapshot")
+        verbose_name_plural = _("tier snapshots")
+        indexes = [models.Index(fields=["day"], name="tier_snapshot_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.group_id}/{self.tier_id}"
+
+
+class SegmentSnapshot(models.Model):
+    """One day's segment counts: the RFM grid (R × F) and the lifecycle funnel."""
+
+    day = models.DateField(_("day"), unique=True)
+    rfm_grid = models.JSONField(_("RFM grid"), default=dict)
+    lifecycle = models.JSONField(_("lifecycle stages"), default=dict)
+
+    class Meta:
+        ordering = ["day"]
+        verbose_name = _("segment snapshot")
+        verbose_name_plural = _("segment snapshots")
+
+    def __str__(self) -> str:
+        return str(self.day)
