@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters
+from django import forms
 from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import dates, timezone
@@ -75,19 +76,34 @@ class MemberFilter(django_filters.FilterSet):
         label=_("last order before"), method="filter_last_order_before"
     )
     recency = django_filters.MultipleChoiceFilter(
-        label=_("R score"), field_name="segment__recency", choices=SCORES
+        label=_("R score"),
+        widget=forms.CheckboxSelectMultiple,
+        field_name="segment__recency",
+        choices=SCORES,
     )
     frequency = django_filters.MultipleChoiceFilter(
-        label=_("F score"), field_name="segment__frequency", choices=SCORES
+        label=_("F score"),
+        widget=forms.CheckboxSelectMultiple,
+        field_name="segment__frequency",
+        choices=SCORES,
     )
     monetary = django_filters.MultipleChoiceFilter(
-        label=_("M score"), field_name="segment__monetary", choices=SCORES
+        label=_("M score"),
+        widget=forms.CheckboxSelectMultiple,
+        field_name="segment__monetary",
+        choices=SCORES,
     )
     rfm_cell = django_filters.MultipleChoiceFilter(
-        label=_("RFM cell"), field_name="segment__rfm_cell", choices=RfmCell.choices
+        label=_("RFM cell"),
+        widget=forms.CheckboxSelectMultiple,
+        field_name="segment__rfm_cell",
+        choices=RfmCell.choices,
     )
     lifecycle = django_filters.MultipleChoiceFilter(
-        label=_("lifecycle stage"), field_name="segment__lifecycle", choices=Lifecycle.choices
+        label=_("lifecycle stage"),
+        widget=forms.CheckboxSelectMultiple,
+        field_name="segment__lifecycle",
+        choices=Lifecycle.choices,
     )
     birthday_month = django_filters.ChoiceFilter(
         label=_("birthday month"), field_name="birthday__month", choices=MONTHS
