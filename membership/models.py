@@ -271,8 +271,14 @@ class Member(models.Model):
 
 
 class MemberTag(models.Model):
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="member_tags")
-    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="member_tags")
+    # No single-column indexes: the unique (member, tag) and the (tag, member) index serve
+    # both lookups, and every index costs the nightly system-tag writes.
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="member_tags", db_index=False
+    )
+    tag = models.ForeignKey(
+        Tag, on_delete=models.PROTECT, related_name="member_tags", db_index=False
+    )
     added_at = models.DateTimeField(_("added at"), auto_now_add=True)
 
     class Meta:
@@ -598,8 +604,8 @@ class TagHistory(models.Model):
     member = models.ForeignKey(
         Member, on_delete=models.CASCADE, related_name="tag_history", verbose_name=_("member")
     )
-    tag = models.ForeignKey(
-        Tag, on_delete=models.PROTECT, related_name="history", verbose_name=_("tag")
+    tag = models.ForeignKey(  # served by the (tag, member) index
+        Tag, on_delete=models.PROTECT, related_name="history", verbose_name=_("tag"), db_index=False
     )
     entered_at = models.DateTimeField(_("entered at"))
     left_at = models.DateTimeField(_("left at"), null=True, blank=True)

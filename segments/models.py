@@ -142,7 +142,9 @@ class MemberSegment(models.Model):
     big_spender = models.BooleanField(_("shopping enthusiast"), default=False)
     promotion_hunter = models.BooleanField(_("promotion hunter"), default=False)
     loyalist = models.BooleanField(_("brand loyalist"), default=False)
-    computed_at = models.DateTimeField(_("computed at"))
+    # When the job last found something different for this member (unchanged rows are
+    # not rewritten).
+    changed_at = models.DateTimeField(_("changed at"))
 
     class Meta:
         verbose_name = _("member segment")

@@ -1,16 +1,17 @@
 """The nightly segment job: RFM, lifecycle and behaviour, set-based, chunked by member id.
 
-Three passes, each a few statements per id range (nothing per member in Python):
+Three steps, a few statements each (nothing per member in Python):
 
-1. ``aggregate``: each member's orders folded into one ``MemberSegment`` row (first and
-   last paid order, orders, refunds, spend and promotion orders in the RFM period,
-   active quarters), upserted.
-2. ``score``: quintile cut points over everyone who bought in the period (one
-   statement a dimension), then every row scored 1–5, named by its RFM cell, given its
-   lifecycle stage and its behaviours (the rules below, in SQL).
-3. ``tag``: each segment is a system tag; membership's ``sync_system_tag`` makes the
-   tag match the rows, with tag history, and re-evaluates members whose group an
-   entry tag changes.
+1. ``quintile_cuts``: one statement over the period's orders finds the four quintile
+   cut points of R (last order), F (orders) and M (net spend) among its buyers.
+2. ``segment_range``, per id range: each member's orders folded into one
+   ``MemberSegment`` row — first and last paid order, orders, refunds, spend and
+   promotion orders in the period, active quarters — scored 1–5 against the cuts,
+   named by its RFM cell, given its lifecycle stage and behaviours, and upserted;
+   a row that did not change is not written.
+3. ``tag_range``, per id range: each segment is a system tag; membership's
+   ``sync_system_tag`` makes the tag match the rows, with tag history, and
+   re-evaluates members whose group an entry tag changes.
 
 Each range is independent and idempotent, so ranges can be shared across workers.
 """
@@ -28,8 +29,9 @@ from django.utils import timezone
 from membership.models import Member
 from membership.services.rules import add_months
 from membership.services.system_tags import ensure_system_tag, sync_system_tag
+from points.models import Promotion
 
-from .models import Behaviour, Lifecycle, MemberSegment, RfmCell, SegmentSettings
+from .models import Behaviour, Lifecycle, RfmCell, SegmentSettings
 
 # (R high, F high, M high) → cell. "High" is a score at or above SegmentSettings.high_score.
 CELLS = {
@@ -94,16 +96,25 @@ def compute_segments(*, now: dt.datetime | None = None, chunk: int | None = None
     rules = current_settings()
     ranges = id_ranges(chunk or getattr(settings, "SEGMENTS_CHUNK", CHUNK))
     run = SegmentRun()
+    run.buyers, run.cuts = quintile_cuts(rules=rules, now=now)
     for id_from, id_to in ranges:
-        run.members += aggregate_range(id_from=id_from, id_to=id_to, rules=rules, now=now)
-    run.cuts = quintile_cuts()
-    run.buyers = MemberSegment.objects.filter(period_orders__gt=0).count()
-    for id_from, id_to in ranges:
-        score_range(id_from=id_from, id_to=id_to, rules=rules, cuts=run.cuts, now=now)
+        run.members += segment_range(
+            id_from=id_from, id_to=id_to, rules=rules, cuts=run.cuts, now=now
+        )
+    _analyze("segments_membersegment")
     tags = segment_tags()
+    _analyze("membership_membertag")
     for id_from, id_to in ranges:
         run.tag_changes += tag_range(id_from=id_from, id_to=id_to, tags=tags, now=now)
     return run
+
+
+def _analyze(table: str) -> None:
+    """Fresh statistics after a bulk write: without them PostgreSQL plans the next
+    statements for the empty table it last saw (nested loops over every row pair)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {table}")
 
 
 def _p(value):
@@ -118,107 +129,83 @@ def _months_before(now: dt.datetime, months: int) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
-def aggregate_range(*, id_from: int, id_to: int, rules: SegmentSettings, now: dt.datetime) -> int:
-    """Fold the range's orders into segment rows (pass 1). Returns the rows written."""
-    params = {
-        "period_start": _p(_months_before(now, rules.rfm_months)),
-        "now": _p(now),
-        "id_from": id_from,
-        "id_to": id_to,
-    }
-    for k in range(4):  # the last four 3-month windows, q0 the oldest
-        params[f"q{k}"] = _p(_months_before(now, 12 - 3 * k))
-    params["q4"] = _p(now + dt.timedelta(microseconds=1))
-    paid = "o.status = 'paid'"
-    in_period = f"{paid} AND o.placed_at >= %(period_start)s AND o.placed_at <= %(now)s"
-    quarter_hits = " + ".join(
-        f"(CASE WHEN SUM(CASE WHEN {paid} AND o.placed_at >= %(q{k})s "
-        f"AND o.placed_at < %(q{k + 1})s THEN 1 ELSE 0 END) > 0 THEN 1 ELSE 0 END)"
-        for k in range(4)
-    )
-    columns = [
-        "member_id",
-        "first_order_at",
-        "last_order_at",
-        "orders_total",
-        "orders_paid",
-        "orders_returned",
-        "period_orders",
-        "period_spend",
-        "promotion_orders",
-        "quarters_active",
-        "computed_at",
-        "rfm_cell",
-        "lifecycle",
-        "big_spender",
-        "promotion_hunter",
-        "loyalist",
-    ]
-    sql = f"""
-        INSERT INTO segments_membersegment ({", ".join(columns)})
-        SELECT o.member_id,
-               MIN(CASE WHEN {paid} THEN o.placed_at END),
-               MAX(CASE WHEN {paid} THEN o.placed_at END),
-               COUNT(*),
-               SUM(CASE WHEN {paid} THEN 1 ELSE 0 END),
-               SUM(CASE WHEN o.status <> 'paid' OR o.refunded_amount > 0 THEN 1 ELSE 0 END),
-               SUM(CASE WHEN {in_period} THEN 1 ELSE 0 END),
-               SUM(CASE WHEN {in_period} THEN o.amount - o.refunded_amount ELSE 0 END),
-               SUM(CASE WHEN {in_period} AND EXISTS (
-                       SELECT 1 FROM points_promotion p
-                       WHERE o.placed_at >= p.starts_at AND o.placed_at < p.ends_at
-                   ) THEN 1 ELSE 0 END),
-               {quarter_hits},
-               %(now)s, '', '', FALSE, FALSE, FALSE
-        FROM membership_order o
-        WHERE o.member_id >= %(id_from)s AND o.member_id < %(id_to)s
-        GROUP BY o.member_id
-        ON CONFLICT (member_id) DO UPDATE SET
-        {", ".join(f"{c} = excluded.{c}" for c in columns[1:11])}
-    """
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
+PAID = "o.status = 'paid'"
+IN_PERIOD = f"{PAID} AND o.placed_at >= %(period_start)s AND o.placed_at <= %(now)s"
 QUINTILE_COLUMNS = {"r": "last_order_at", "f": "period_orders", "m": "period_spend"}
 
 
-def quintile_cuts() -> dict[str, list]:
-    """The four quintile cut points of R (last order), F and M among the period's buyers.
+def quintile_cuts(*, rules: SegmentSettings, now: dt.datetime) -> tuple[int, dict[str, list]]:
+    """How many bought in the period, and the four quintile cuts of R, F and M among them.
 
     A cut is the value at position ⌈N·k/5⌉ in ascending order (percentile_disc); a
     score is 1 + the number of cuts the member's value is above, so ties share a score.
     """
-    buyers = "FROM segments_membersegment WHERE period_orders > 0"
-    cuts: dict[str, list] = {}
+    params = {"period_start": _p(_months_before(now, rules.rfm_months)), "now": _p(now)}
+    buyers = f"""(
+        SELECT o.member_id, MAX(o.placed_at) AS last_order_at, COUNT(*) AS period_orders,
+               SUM(o.amount - o.refunded_amount) AS period_spend
+        FROM membership_order o WHERE {IN_PERIOD} GROUP BY o.member_id
+    ) b"""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            for name, column in QUINTILE_COLUMNS.items():
-                cursor.execute(
-                    "SELECT percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) "
-                    f"WITHIN GROUP (ORDER BY {column}) {buyers}"
+            cursor.execute(
+                "SELECT COUNT(*), "
+                + ", ".join(
+                    f"percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY {c})"
+                    for c in QUINTILE_COLUMNS.values()
                 )
-                cuts[name] = list(cursor.fetchone()[0] or [])
-            return cuts
-        cursor.execute(f"SELECT COUNT(*) {buyers}")
+                + f" FROM {buyers}",
+                params,
+            )
+            n, *arrays = cursor.fetchone()
+            return n, {k: list(a or []) for k, a in zip(QUINTILE_COLUMNS, arrays, strict=True)}
+        cursor.execute(f"SELECT COUNT(*) FROM {buyers}", params)
         n = cursor.fetchone()[0]
+        cuts: dict[str, list] = {}
         for name, column in QUINTILE_COLUMNS.items():
             cuts[name] = []
             for k in range(1, 5) if n else ():
                 position = -(-n * k // 5)  # ⌈n·k/5⌉
                 cursor.execute(
-                    f"SELECT {column} {buyers} ORDER BY {column} LIMIT 1 OFFSET %s", [position - 1]
+                    f"SELECT {column} FROM {buyers} ORDER BY {column} LIMIT 1 OFFSET %(at)s",
+                    {**params, "at": position - 1},
                 )
                 cuts[name].append(cursor.fetchone()[0])
-    return cuts
+    return n, cuts
 
 
-def score_range(
+COLUMNS = [
+    "member_id",
+    "first_order_at",
+    "last_order_at",
+    "orders_total",
+    "orders_paid",
+    "orders_returned",
+    "period_orders",
+    "period_spend",
+    "promotion_orders",
+    "quarters_active",
+    "recency",
+    "frequency",
+    "monetary",
+    "rfm_cell",
+    "lifecycle",
+    "big_spender",
+    "promotion_hunter",
+    "loyalist",
+    "changed_at",
+]
+
+
+def segment_range(
     *, id_from: int, id_to: int, rules: SegmentSettings, cuts: dict, now: dt.datetime
 ) -> int:
-    """Score, name and stage every segment row in the range (pass 2)."""
+    """Fold, score, name and stage the range's members in one upsert. Returns rows written."""
     params = {
+        "period_start": _p(_months_before(now, rules.rfm_months)),
+        "now": _p(now),
+        "id_from": id_from,
+        "id_to": id_to,
         "high": rules.high_score,
         "churn": _p(now - dt.timedelta(days=rules.churn_days)),
         "active": _p(now - dt.timedelta(days=rules.active_days)),
@@ -229,41 +216,90 @@ def score_range(
         "promo_orders": rules.promotion_min_orders,
         "promo_share": rules.promotion_share,
         "quarters": rules.loyal_quarters,
-        "id_from": id_from,
-        "id_to": id_to,
     }
+    for k in range(4):  # the last four 3-month windows, q0 the oldest
+        params[f"q{k}"] = _p(_months_before(now, 12 - 3 * k))
+    params["q4"] = _p(now + dt.timedelta(microseconds=1))
+    quarter_hits = " + ".join(
+        f"(CASE WHEN SUM(CASE WHEN {PAID} AND o.placed_at >= %(q{k})s "
+        f"AND o.placed_at < %(q{k + 1})s THEN 1 ELSE 0 END) > 0 THEN 1 ELSE 0 END)"
+        for k in range(4)
+    )
+    # The period's promotion windows (a handful) inlined, rather than a lookup per order.
+    windows = Promotion.objects.filter(
+        ends_at__gt=_months_before(now, rules.rfm_months), starts_at__lte=now
+    ).values_list("starts_at", "ends_at")
+    promoted = []
+    for k, (starts_at, ends_at) in enumerate(windows):
+        params[f"promo{k}_from"], params[f"promo{k}_to"] = _p(starts_at), _p(ends_at)
+        promoted.append(f"(o.placed_at >= %(promo{k}_from)s AND o.placed_at < %(promo{k}_to)s)")
+    promoted = " OR ".join(promoted) or "1 = 0"
     score = {}
     for name, column in QUINTILE_COLUMNS.items():
         values = cuts.get(name) or []
         params.update({f"{name}{k}": _p(v) for k, v in enumerate(values)})
         above = " + ".join(
-            f"CASE WHEN {column} > %({name}{k})s THEN 1 ELSE 0 END" for k in range(len(values))
+            f"CASE WHEN a.{column} > %({name}{k})s THEN 1 ELSE 0 END" for k in range(len(values))
         )
-        score[name] = f"(CASE WHEN period_orders > 0 THEN 1 + {above} END)" if values else "NULL"
+        score[name] = (
+            f"CASE WHEN a.period_orders > 0 THEN 1 + {above} END"
+            if values
+            else "CAST(NULL AS INTEGER)"
+        )
     cell = " ".join(
-        f"WHEN {score['r']} {'>=' if r else '<'} %(high)s "
-        f"AND {score['f']} {'>=' if f else '<'} %(high)s "
-        f"AND {score['m']} {'>=' if m else '<'} %(high)s THEN '{name.value}'"
+        f"WHEN s.recency {'>=' if r else '<'} %(high)s AND s.frequency {'>=' if f else '<'} "
+        f"%(high)s AND s.monetary {'>=' if m else '<'} %(high)s THEN '{name.value}'"
         for (r, f, m), name in CELLS.items()
     )
+    same = "IS NOT DISTINCT FROM" if connection.vendor == "postgresql" else "IS"
+    unchanged = " AND ".join(
+        f"segments_membersegment.{c} {same} excluded.{c}" for c in COLUMNS[1:-1]
+    )
     sql = f"""
-        UPDATE segments_membersegment SET
-            recency = {score["r"]},
-            frequency = {score["f"]},
-            monetary = {score["m"]},
-            rfm_cell = COALESCE(CASE {cell} END, ''),
-            lifecycle = CASE
-                WHEN last_order_at IS NULL THEN ''
-                WHEN last_order_at < %(churn)s THEN '{Lifecycle.CHURNED.value}'
-                WHEN last_order_at < %(active)s THEN '{Lifecycle.DECLINING.value}'
-                WHEN first_order_at >= %(new)s THEN '{Lifecycle.NEW.value}'
-                WHEN orders_paid >= %(mature)s THEN '{Lifecycle.MATURE.value}'
-                ELSE '{Lifecycle.GROWING.value}' END,
-            big_spender = COALESCE({score["f"]} >= %(big)s AND {score["m"]} >= %(big)s, FALSE),
-            promotion_hunter = (period_orders >= %(promo_orders)s
-                                AND promotion_orders * 100 >= %(promo_share)s * period_orders),
-            loyalist = (quarters_active >= %(quarters)s AND first_order_at <= %(loyal)s)
-        WHERE member_id >= %(id_from)s AND member_id < %(id_to)s
+        INSERT INTO segments_membersegment ({", ".join(COLUMNS)})
+        SELECT s.member_id, s.first_order_at, s.last_order_at, s.orders_total, s.orders_paid,
+               s.orders_returned, s.period_orders, s.period_spend, s.promotion_orders,
+               s.quarters_active, s.recency, s.frequency, s.monetary,
+               COALESCE(CASE {cell} END, ''),
+               CASE
+                   WHEN s.last_order_at IS NULL THEN ''
+                   WHEN s.last_order_at < %(churn)s THEN '{Lifecycle.CHURNED.value}'
+                   WHEN s.last_order_at < %(active)s THEN '{Lifecycle.DECLINING.value}'
+                   WHEN s.first_order_at >= %(new)s THEN '{Lifecycle.NEW.value}'
+                   WHEN s.orders_paid >= %(mature)s THEN '{Lifecycle.MATURE.value}'
+                   ELSE '{Lifecycle.GROWING.value}' END,
+               COALESCE(s.frequency >= %(big)s AND s.monetary >= %(big)s, FALSE),
+               (s.period_orders >= %(promo_orders)s
+                AND s.promotion_orders * 100 >= %(promo_share)s * s.period_orders),
+               COALESCE(s.quarters_active >= %(quarters)s AND s.first_order_at <= %(loyal)s,
+                        FALSE),
+               %(now)s
+        FROM (
+            SELECT a.*, {score["r"]} AS recency, {score["f"]} AS frequency,
+                   {score["m"]} AS monetary
+            FROM (
+                SELECT o.member_id,
+                       MIN(CASE WHEN {PAID} THEN o.placed_at END) AS first_order_at,
+                       MAX(CASE WHEN {PAID} THEN o.placed_at END) AS last_order_at,
+                       COUNT(*) AS orders_total,
+                       SUM(CASE WHEN {PAID} THEN 1 ELSE 0 END) AS orders_paid,
+                       SUM(CASE WHEN o.status <> 'paid' OR o.refunded_amount > 0
+                                THEN 1 ELSE 0 END) AS orders_returned,
+                       SUM(CASE WHEN {IN_PERIOD} THEN 1 ELSE 0 END) AS period_orders,
+                       SUM(CASE WHEN {IN_PERIOD} THEN o.amount - o.refunded_amount ELSE 0 END)
+                           AS period_spend,
+                       SUM(CASE WHEN {IN_PERIOD} AND ({promoted}) THEN 1 ELSE 0 END)
+                           AS promotion_orders,
+                       {quarter_hits} AS quarters_active
+                FROM membership_order o
+                WHERE o.member_id >= %(id_from)s AND o.member_id < %(id_to)s
+                GROUP BY o.member_id
+            ) a
+        ) s
+        WHERE TRUE
+        ON CONFLICT (member_id) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])}
+        WHERE NOT ({unchanged})
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -63,31 +63,56 @@ def sync_system_tag(
     holding = (
         "SELECT 1 FROM membership_membertag t WHERE t.member_id = w.member_id AND t.tag_id = %s"
     )
+    # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join instead of a subplan
+    # rescanned for every row.
     leaving = (
-        "tag_id = %s AND member_id >= %s AND member_id < %s "
-        f"AND member_id NOT IN (SELECT member_id FROM {wanted} w)"
+        "tag_id = %s AND member_id >= %s AND member_id < %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {wanted} w WHERE w.member_id = {{table}}.member_id)"
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO membership_taghistory (member_id, tag_id, entered_at) "
-            f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
-            [tag.pk, stamp, *params, tag.pk],
-        )
-        entered = cursor.rowcount
-        cursor.execute(
-            "INSERT INTO membership_membertag (member_id, tag_id, added_at) "
-            f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
-            [tag.pk, stamp, *params, tag.pk],
-        )
-        cursor.execute(
-            f"UPDATE membership_taghistory SET left_at = %s WHERE left_at IS NULL AND {leaving}",
-            [stamp, tag.pk, id_from, id_to, *params],
-        )
-        left = cursor.rowcount
-        cursor.execute(
-            f"DELETE FROM membership_membertag WHERE {leaving}",
-            [tag.pk, id_from, id_to, *params],
-        )
+        if connection.vendor == "postgresql":
+            # One pass each way: the rows written feed their history rows.
+            cursor.execute(
+                "WITH entering AS (INSERT INTO membership_membertag (member_id, tag_id, added_at) "
+                f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding}) "
+                "RETURNING member_id) "
+                "INSERT INTO membership_taghistory (member_id, tag_id, entered_at) "
+                "SELECT member_id, %s, %s FROM entering",
+                [tag.pk, stamp, *params, tag.pk, tag.pk, stamp],
+            )
+            entered = cursor.rowcount
+            cursor.execute(
+                "WITH gone AS (DELETE FROM membership_membertag WHERE "
+                + leaving.format(table="membership_membertag")
+                + " RETURNING member_id) UPDATE membership_taghistory h SET left_at = %s "
+                "FROM gone WHERE h.member_id = gone.member_id AND h.tag_id = %s "
+                "AND h.left_at IS NULL",
+                [tag.pk, id_from, id_to, *params, stamp, tag.pk],
+            )
+            left = cursor.rowcount
+        else:
+            cursor.execute(
+                "INSERT INTO membership_taghistory (member_id, tag_id, entered_at) "
+                f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
+                [tag.pk, stamp, *params, tag.pk],
+            )
+            entered = cursor.rowcount
+            cursor.execute(
+                "INSERT INTO membership_membertag (member_id, tag_id, added_at) "
+                f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
+                [tag.pk, stamp, *params, tag.pk],
+            )
+            cursor.execute(
+                "UPDATE membership_taghistory SET left_at = %s WHERE left_at IS NULL AND "
+                + leaving.format(table="membership_taghistory"),
+                [stamp, tag.pk, id_from, id_to, *params],
+            )
+            left = cursor.rowcount
+            cursor.execute(
+                "DELETE FROM membership_membertag WHERE "
+                + leaving.format(table="membership_membertag"),
+                [tag.pk, id_from, id_to, *params],
+            )
         if (entered or left) and VipGroup.objects.filter(entry_tags=tag).exists():
             moved = TagHistory.objects.filter(tag=tag, member_id__gte=id_from, member_id__lt=id_to)
             changed = set(moved.filter(entered_at=now).values_list("member_id", flat=True))
