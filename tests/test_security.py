@@ -25,6 +25,8 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tests.factories import MemberFactory, UserFactory, staff_with
+from tests.test_browser import browser as chromium  # noqa: F401  (a fixture)
+from tests.test_browser import shot
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "right-password-1"
@@ -439,3 +441,102 @@ def cookie_like(browser: Browser, name: str, value: str) -> http.cookiejar.Cooki
         0, name, value, None, False, original.domain, original.domain_specified,
         original.domain_initial_dot, "/", True, False, None, False, None, None, {},
     )  # fmt: skip
+
+
+# -- the policy in a real browser ----------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_no_member_or_admin_page_breaks_the_policy_in_chromium(live_server, chromium):  # noqa: F811
+    # given: the demo programme, a member with an order, an administrator
+    from membership import services
+    from membership.management.commands.seed_demo import Command as Seed
+    from membership.models import Cause, Tier, VipGroup
+
+    Seed()._programme()
+    member = MemberFactory(
+        user=get_user_model().objects.create_user("xiaoming", password=PASSWORD), name="王小明"
+    )
+    order = services.record_order(
+        member_id=member.pk, external_id="O-1", amount=12_000, placed_at=timezone.now()
+    ).order
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    device_user = UserFactory(username="clerk")
+    TOTPDevice.objects.create(user=device_user, name="phone", confirmed=True)
+    base = live_server.url
+    problems: list[str] = []
+    page = chromium.new_page(locale="zh-TW", viewport={"width": 1280, "height": 900})
+    page.on(
+        "console",
+        lambda m: "Content Security Policy" in m.text and problems.append(f"{page.url}: {m.text}"),
+    )
+    page.on("pageerror", lambda e: problems.append(f"{page.url}: {e}"))
+
+    def visit(path: str, screenshot: str | None = None) -> None:
+        page.goto(base + path)
+        page.wait_for_load_state("networkidle")
+        if screenshot:
+            shot(page, screenshot)
+
+    # when: a member's pages, then the lockout page, then the admin's
+    visit("/login/")
+    page.get_by_label("帳號").fill("xiaoming")
+    page.get_by_label("密碼").fill(PASSWORD)
+    page.get_by_role("button", name="登入").click()
+    page.wait_for_load_state("networkidle")
+    shot(page, "security-member-page-with-data-download.png")
+    visit("/me/calculator/?amount=20000&on=2026-12-31")
+    visit(f"/me/orders/{order.pk}/")
+    visit("/me/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="下載我的資料").click()
+    assert download.value.suggested_filename.endswith(".zip")
+    page.get_by_role("button", name="登出").click()
+    for _ in range(5):
+        page.goto(base + "/login/")
+        page.get_by_label("帳號").fill("xiaoming")
+        page.get_by_label("密碼").fill("wrong")
+        page.get_by_role("button", name="登入").click()
+    assert page.get_by_text("登入失敗次數過多").first.is_visible()
+    shot(page, "security-lockout-zh-hant.png")
+
+    visit("/admin/login/")
+    page.locator("#id_username").fill("boss")
+    page.locator("#id_password").fill(PASSWORD)
+    page.locator("#login-form [type=submit]").click()
+    page.wait_for_load_state("networkidle")
+    group = VipGroup.objects.order_by("pk").first()
+    tier = Tier.objects.order_by("pk").first()
+    for path in [
+        "/admin/",
+        "/admin/membership/member/",
+        f"/admin/membership/member/{member.pk}/change/",
+        "/admin/membership/member/add/",
+        "/admin/membership/vipgroup/",
+        f"/admin/membership/vipgroup/{group.pk}/change/",
+        f"/admin/membership/tier/{tier.pk}/change/",
+        reverse("admin:imports_upload", args=["members"]),
+        "/admin/axes/accessattempt/",
+        "/admin/otp_totp/totpdevice/add/",
+        "/admin/otp_totp/totpdevice/",
+    ]:
+        visit(path)
+    visit("/admin/membership/vipgroup/", "security-admin-sortable-groups.png")
+    visit("/admin/membership/member/")
+    page.locator(f"input[name=_selected_action][value='{member.pk}']").check()
+    page.locator("select[name=action]").select_option("erase_personal_data_action")
+    page.get_by_role("button", name="執行").click()
+    page.wait_for_load_state("networkidle")
+    shot(page, "security-erase-confirmation.png")
+
+    # then
+    assert problems == []
+    # and the watch works: an inline script added to the page is refused and reported
+    page.evaluate(
+        "document.body.appendChild(Object.assign(document.createElement('script'),"
+        " {textContent: 'document.title = 1'}))"
+    )
+    page.wait_for_timeout(200)
+    assert any("inline script" in p for p in problems)
