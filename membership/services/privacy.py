@@ -83,7 +83,9 @@ def erase_member(*, member_id: int, actor, reason: str) -> Member:
     if not reason:
         raise ValidationError(_("Give the reason for the erasure (the request it answers)."))
     with transaction.atomic():
-        member = Member.objects.select_for_update().select_related("user").get(pk=member_id)
+        member = (
+            Member.objects.select_for_update(of=("self",)).select_related("user").get(pk=member_id)
+        )
         if is_erased(member.pk):
             raise ValidationError(_("%(member)s was already erased.") % {"member": member})
         live = Subscription.objects.filter(member=member).exclude(state=Subscription.State.EXPIRED)
