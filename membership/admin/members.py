@@ -5,8 +5,11 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q
+from django.http import HttpResponse
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -25,6 +28,7 @@ from membership.models import (
     Tier,
     TierHistory,
 )
+from membership.services import privacy
 
 from .common import EstimatedCountPaginator, ReadOnlyInline
 
@@ -348,4 +352,56 @@ class MemberAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             _("%(n)d members changed group or tier.") % {"n": result.history_rows},
+        )
+
+    # -- the member's data rights (PDPA): export and erasure, in membership.services.privacy
+
+    actions = [*actions, "export_personal_data_action", "erase_personal_data_action"]
+
+    def _one_member(self, request, queryset) -> Member | None:
+        if queryset.count() != 1:
+            self.message_user(request, _("Choose exactly one member."), messages.ERROR)
+            return None
+        return queryset.get()
+
+    @admin.action(description=_("Export personal data (PDPA request)"), permissions=["view"])
+    def export_personal_data_action(self, request, queryset):
+        member = self._one_member(request, queryset)
+        if member is None:
+            return None
+        export = privacy.export_member_data(
+            member_id=member.pk, actor=request.user, reason=request.POST.get("reason", "")
+        )
+        response = HttpResponse(export.content, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return response
+
+    @admin.action(description=_("Erase personal data (PDPA request)"), permissions=["delete"])
+    def erase_personal_data_action(self, request, queryset):
+        member = self._one_member(request, queryset)
+        if member is None:
+            return None
+        reason = request.POST.get("reason", "")
+        if request.POST.get("post") == "yes":
+            try:
+                privacy.erase_member(member_id=member.pk, actor=request.user, reason=reason)
+            except ValidationError as error:
+                return self._erase_confirmation(request, member, reason, error.messages[0])
+            self.message_user(request, _("The member's personal data was erased."))
+            return None
+        return self._erase_confirmation(request, member, reason, "")
+
+    def _erase_confirmation(self, request, member, reason, error):
+        return TemplateResponse(
+            request,
+            "admin/membership/member/erase_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "member": member,
+                "reason": reason,
+                "error": error,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "title": _("Erase personal data"),
+            },
         )
