@@ -20,9 +20,13 @@ from membership.audit_display import (
     object_type_label,
     readable_entry,
 )
+from membership.management.commands.seed_demo import Command as Seed
 from membership.models import AuditEntry, Cause, Member
+from tests import test_browser
 from tests.factories import MemberFactory, OrderFactory, UserFactory, staff_with
+from tests.test_browser import shot
 
+chromium = test_browser.browser  # a fixture: Debian's Chromium through Playwright
 ROOT = Path(__file__).resolve().parent.parent
 TAIPEI_NEW_YEAR = dt.datetime(
     2025, 12, 31, 16, 30, 5, tzinfo=dt.UTC
@@ -77,6 +81,41 @@ class FormData(HTMLParser):
         for name, value in self.data:
             post.setdefault(name, []).append(value)
         return post
+
+
+class ChangeRows(HTMLParser):
+    """The rows of the field tables on a page: (field, before, after, highlighted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._row, self._in_table = [], None, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and "audit-changes" in (attrs.get("class") or ""):
+            self._in_table += 1
+        elif tag == "tr" and self._in_table:
+            self._row = {"cells": [], "changed": "audit-changed" in (attrs.get("class") or "")}
+        elif tag in {"th", "td"} and self._row is not None:
+            self._row["cells"].append("")
+
+    def handle_data(self, data):
+        if self._row is not None and self._row["cells"]:
+            self._row["cells"][-1] += data.strip()
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self._in_table:
+            self._in_table -= 1
+        elif tag == "tr" and self._row is not None:
+            if self._row["cells"] and self._row["cells"][0] != "欄位":
+                self.rows.append((*self._row["cells"], self._row["changed"]))
+            self._row = None
+
+
+def change_rows(html: str) -> list[tuple]:
+    parser = ChangeRows()
+    parser.feed(html)
+    return parser.rows
 
 
 def posted_as_rendered(client, url: str, form_id: str, **changes) -> dict:
@@ -191,8 +230,9 @@ def test_the_entry_page_shows_a_field_table_with_names_and_highlights_only_chang
     assert page.status_code == 200
     assert "調整等級" in text
     assert "客訴補償" in text
-    assert '<tr class="audit-changed"><th scope="row">等級</th><td>銀卡</td>' in text
-    assert '<tr><th scope="row">VIP 群組</th><td>全館 VIP</td>' in text
+    rows = change_rows(text)
+    assert ("等級", "銀卡", "金卡", True) in rows
+    assert ("VIP 群組", "全館 VIP", "全館 VIP", False) in rows
     assert f"<td>{silver_member.tier_id}</td>" not in text
 
 
@@ -276,8 +316,7 @@ def test_times_in_the_list_the_title_and_the_fields_are_in_asia_taipei(programme
     assert "2025-12-31 16:30" not in listing + text
     assert page.context["subtitle"].startswith("2026-01-01 00:30:05")
     assert str(entry).startswith("2026-01-01 00:30:05")
-    assert "<td>2026-01-01 00:30:05</td>" in text
-    assert "<strong>2026-01-01 00:00:00</strong>" in text
+    assert change_rows(text) == [("加入時間", "2026-01-01 00:30:05", "2026-01-01 00:00:00", True)]
 
 
 # -- a save that changes nothing --------------------------------------------------------------
@@ -399,7 +438,7 @@ def test_the_member_page_shows_their_entries_in_words_with_a_link_to_each(
     text = page.content.decode()
     assert "調整等級" in text
     assert "訂單退款" in text
-    assert "<td>銀卡</td><td><strong>金卡</strong></td>" in text
+    assert ("等級", "銀卡", "金卡", True) in change_rows(text)
     assert "<strong>NT$2,000</strong>" in text
     assert reverse("admin:membership_auditentry_change", args=[adjusted.pk]) in text
     assert f"?member={silver_member.pk}" in text
@@ -411,3 +450,54 @@ def test_the_member_link_lists_exactly_that_members_entries(
     adjusted, refund, _tags = three_entries
 
     assert set(changelist(admin_client, member=str(silver_member.pk))) == {adjusted, refund}
+
+
+# -- in a browser -----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_operator_reads_an_adjustment_from_the_member_page_in_chromium(live_server, chromium):
+    # given the demo programme, a 銀卡 member lifted to 金卡 and locked by an operator
+    Seed()._programme()
+    operator = staff_with("view_member", "change_member", "view_auditentry", "adjust_tier")
+    operator.username = "operator"
+    operator.set_password("pw-for-browser-3")
+    operator.save()
+    member = MemberFactory(name="王小明", external_id="M-20031", phone="0912345678")
+    OrderFactory(member=member, amount=12_000, placed_at=timezone.now())
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    member.refresh_from_db()
+    services.adjust_tier(
+        member_id=member.pk,
+        tier=member.group.tiers.get(name="金卡"),
+        reason="年度大客戶，主管核准提前升等",
+        actor=operator,
+        locked_until=timezone.localdate() + dt.timedelta(days=180),
+    )
+
+    # when the operator opens the member, unfolds the audit log and opens the entry
+    page = chromium.new_page(locale="zh-TW", viewport={"width": 1366, "height": 900})
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("使用者名稱").fill("operator")
+    page.get_by_label("密碼").fill("pw-for-browser-3")
+    page.get_by_role("button", name="登入").click()
+    page.goto(f"{live_server.url}/admin/membership/member/{member.pk}/change/")
+    page.locator("summary", has_text="稽核紀錄").click()
+    section = page.locator("table.audit-entries")
+    section.scroll_into_view_if_needed()
+    section.screenshot(path=str(test_browser.SHOTS / "audit-member-section-desktop.png"))
+    page.get_by_role("link", name="查看紀錄").first.click()
+
+    # then
+    shot(page, "audit-entry-desktop.png")
+    assert "operator 調整等級 王小明" in page.locator("#content h2").first.inner_text()
+    changes = page.locator("table.audit-changes").inner_text()
+    assert "等級\t銀卡\t金卡" in changes
+    assert "鎖定等級\t—\t金卡" in changes
+    assert page.get_by_text("年度大客戶，主管核准提前升等").is_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1366
+    page.goto(f"{live_server.url}/admin/membership/auditentry/?member={member.pk}")
+    shot(page, "audit-list-desktop.png")
+    assert page.locator("#result_list tbody tr").count() == 1

@@ -79,7 +79,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     list_display = [
         "when",
-        "actor",
+        "actor_display",
         "action_label",
         "object_type_label",
         "object_repr",
@@ -100,7 +100,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     )
     readonly_fields = [
         "when",
-        "actor",
+        "actor_display",
         "action_label",
         "object_type_label",
         "object_link",
@@ -115,15 +115,15 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             {
                 "fields": [
                     "when",
-                    "actor",
+                    "actor_display",
                     "action_label",
                     "object_type_label",
                     "object_link",
                     "reason",
+                    "changes",
                 ]
             },
         ),
-        (_("Changes"), {"fields": ["changes"]}),
         (_("Stored data"), {"fields": ["before", "after"], "classes": ["collapse"]}),
     ]
     show_full_result_count = False
@@ -145,10 +145,12 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("time"), ordering="created_at")
     def when(self, entry: AuditEntry) -> str:
-        return audit_display.local_time(entry.created_at)
+        return format_html(
+            '<span style="white-space:nowrap">{}</span>', audit_display.local_time(entry.created_at)
+        )
 
     @admin.display(description=_("actor"), ordering="actor_name")
-    def actor(self, entry: AuditEntry) -> str:
+    def actor_display(self, entry: AuditEntry) -> str:
         return audit_display.actor_label(entry)
 
     @admin.display(description=_("action"), ordering="action")
