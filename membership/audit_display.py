@@ -12,6 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
@@ -89,6 +90,8 @@ THRESHOLD_FIELDS = {
     ("membership.tier", "upgrade_threshold"),
     ("membership.tier", "retention_threshold"),
 }
+# Keys holding the id of a row that has no page of its own (a ledger entry).
+REFERENCE_KEYS = {"entry"}
 # Lists whose order is the point (the groups' priority); other lists are sets.
 ORDERED_LISTS = {"priority"}
 VERBS = {"add": _("Add %(thing)s"), "change": _("Edit %(thing)s"), "delete": _("Delete %(thing)s")}
@@ -151,10 +154,6 @@ class ReadableEntry:
     def has_after(self) -> bool:
         return self.entry.after is not None
 
-    @property
-    def changed_labels(self) -> list[str]:
-        return [row.label for row in self.rows if row.changed]
-
 
 def readable_entries(entries: Iterable) -> list[ReadableEntry]:
     """Audit entries in words. Names behind ids are fetched in one query per model."""
@@ -185,12 +184,11 @@ def readable_entry(entry) -> ReadableEntry:
 def changed_field_labels(entry) -> list[str]:
     """The fields an entry changed (all it recorded, for an add or a delete); no queries."""
     model = _model(entry.object_type)
-    before, after = entry.before or {}, entry.after or {}
-    both = entry.before is not None and entry.after is not None
+    one_sided = entry.before is None or entry.after is None
     return [
         _label(_field(model, key), key)
         for key in _values(entry)
-        if not both or before.get(key) != after.get(key)
+        if one_sided or _changed(entry, key)
     ]
 
 
@@ -218,14 +216,20 @@ def _values(entry) -> dict[str, list]:
     return {key: [before.get(key), after.get(key)] for key in keys}
 
 
+def _changed(entry, key: str) -> bool:
+    """A field changed: the entry has both sides and they differ (an add changes nothing)."""
+    if entry.before is None or entry.after is None:
+        return False
+    return entry.before.get(key) != entry.after.get(key)
+
+
 def _rows(entry, names: _Names) -> list[FieldChange]:
     model = _model(entry.object_type)
     before, after = entry.before or {}, entry.after or {}
-    both = entry.before is not None and entry.after is not None
+    context = {**before, **after}
     rows = []
     for key in _values(entry):
         field = _field(model, key)
-        context = {**before, **after}
         rows.append(
             FieldChange(
                 key=key,
@@ -236,7 +240,7 @@ def _rows(entry, names: _Names) -> list[FieldChange]:
                 after=_display(entry.object_type, field, key, after.get(key), names, context)
                 if entry.after is not None
                 else "",
-                changed=both and before.get(key) != after.get(key),
+                changed=_changed(entry, key),
             )
         )
     return rows
@@ -269,6 +273,11 @@ def _display(object_type: str, field, key: str, value, names: _Names, context: d
         return local_time(moment)
     if isinstance(field, models.DateField) and (day := _date(value)):
         return day.isoformat()
+    if isinstance(field, models.DecimalField):
+        with contextlib.suppress(InvalidOperation):
+            return f"{Decimal(str(value)).normalize():f}"  # 5.0 → 5, 12.5 stays
+    if key in REFERENCE_KEYS:
+        return f"#{value}"
     if isinstance(value, int):
         if (object_type, key) in MONEY_FIELDS or (
             (object_type, key) in THRESHOLD_FIELDS and names.counts_spend(context.get("group"))

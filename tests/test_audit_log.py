@@ -501,3 +501,41 @@ def test_an_operator_reads_an_adjustment_from_the_member_page_in_chromium(live_s
     page.goto(f"{live_server.url}/admin/membership/auditentry/?member={member.pk}")
     shot(page, "audit-list-desktop.png")
     assert page.locator("#result_list tbody tr").count() == 1
+
+
+def test_the_groups_priority_reads_as_the_order_of_their_names(programme, admin_user):
+    entry = services.record_audit(
+        actor=admin_user,
+        action="vipgroup.reorder",
+        object_type="membership.vipgroup",
+        object_id="*",
+        object_repr="VIP 群組優先順序",
+        before={"priority": ["KOL 合作", "員工福利"]},
+        after={"priority": ["員工福利", "KOL 合作"]},
+    )
+
+    row = readable_entry(entry).rows[0]
+
+    assert (row.before, row.after) == ("KOL 合作 › 員工福利", "員工福利 › KOL 合作")
+
+
+def test_a_points_adjustment_reads_in_english(english, programme, admin_user):
+    # given
+    member = MemberFactory()
+    entry = services.record_audit(
+        actor=admin_user,
+        action="points.adjust",
+        obj=member,
+        after={"points": 1500, "entry": 42},
+        reason="goodwill",
+    )
+
+    # when
+    readable = readable_entry(entry)
+
+    # then
+    assert (readable.action, readable.object_type) == ("Adjust points", "Member")
+    assert [(row.label, row.after) for row in readable.rows] == [
+        ("points", "1,500"),
+        ("ledger entry", "#42"),
+    ]
