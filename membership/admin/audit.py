@@ -98,7 +98,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_help_text = _(
         "A member's name, external id, e-mail or phone; or an object, actor or reason."
     )
-    readonly_fields = [
+    fields = [
         "when",
         "actor_display",
         "action_label",
@@ -106,26 +106,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         "object_link",
         "reason",
         "changes",
-        "before",
-        "after",
     ]
-    fieldsets = [
-        (
-            None,
-            {
-                "fields": [
-                    "when",
-                    "actor_display",
-                    "action_label",
-                    "object_type_label",
-                    "object_link",
-                    "reason",
-                    "changes",
-                ]
-            },
-        ),
-        (_("Stored data"), {"fields": ["before", "after"], "classes": ["collapse"]}),
-    ]
+    readonly_fields = fields
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 
