@@ -517,9 +517,11 @@ class AuditEntry(models.Model):
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
 
     def __str__(self) -> str:
-        return (
-            f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
-        )
+        # In words and in Asia/Taipei, as the admin's title shows it.
+        from membership.audit_display import action_label, actor_label, local_time
+
+        when, action = local_time(self.created_at), action_label(self.action)
+        return f"{when} {actor_label(self)} {action} {self.object_repr}"
 
 
 class NudgeKind(models.TextChoices):

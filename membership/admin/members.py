@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponse
 from django.template.loader import render_to_string
@@ -15,10 +16,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from membership import services
+from membership import audit_display, services
 from membership.admin_views import adjust_tier_view, calculator_view
 from membership.models import (
-    AuditEntry,
     Cause,
     GiftIssue,
     Member,
@@ -31,6 +31,7 @@ from membership.models import (
 from membership.services import privacy
 
 from .common import EstimatedCountPaginator, ReadOnlyInline
+from .widgets import SecondsSplitDateTime
 
 
 class TagActionForm(ActionForm):
@@ -177,6 +178,8 @@ class MemberAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
     actions = ["add_tag_action", "remove_tag_action", "reevaluate_action"]
     inlines = [TierHistoryInline, GiftInline]
+    # Seconds kept on joined_at: an unchanged form must post back the same moment.
+    formfield_overrides = {models.DateTimeField: {"widget": SecondsSplitDateTime}}
     readonly_fields = [
         "group",
         "earned_tier",
@@ -261,23 +264,35 @@ class MemberAdmin(admin.ModelAdmin):
             services.evaluate_member(member_id=form.instance.pk, cause=Cause.RECOMPUTE)
 
     def save_model(self, request, obj, form, change):
-        before = (
-            services.snapshot(Member.objects.get(pk=obj.pk), form.changed_data) if change else None
-        )
-        super().save_model(request, obj, form, change)
-        changed = [f for f in form.changed_data if f != "tag_choices"]
-        if change and changed:
-            services.record_audit(
-                actor=request.user,
-                action="member.change",
-                obj=obj,
-                before={k: before[k] for k in changed},
-                after=services.snapshot(obj, changed),
-            )
+        """Write only the fields the operator changed; an unchanged form writes nothing.
+
+        Tags are saved in save_related. Writing only the changed columns also leaves the
+        evaluation state (group, tier) to the services that own it.
+        """
+        changed = [f for f in form.changed_data if f in self._model_fields]
         if not change:
+            super().save_model(request, obj, form, change)
             services.record_audit(
                 actor=request.user, action="member.add", obj=obj, after=services.snapshot(obj)
             )
+            return
+        if not changed:
+            return
+        before = services.snapshot(Member.objects.get(pk=obj.pk), changed)
+        obj.save(update_fields=changed)
+        services.record_audit(
+            actor=request.user,
+            action="member.change",
+            obj=obj,
+            before=before,
+            after=services.snapshot(obj, changed),
+        )
+
+    def log_change(self, request, obj, message):
+        # Django's history would note "No fields changed."; a no-op save writes nothing.
+        return super().log_change(request, obj, message) if message else None
+
+    _model_fields = frozenset(f.name for f in Member._meta.concrete_fields if not f.primary_key)
 
     # -- list columns and panels ------------------------------------------
 
@@ -311,10 +326,18 @@ class MemberAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Audit log"))
     def audit_entries(self, obj: Member):
-        entries = AuditEntry.objects.filter(
-            object_type="membership.member", object_id=str(obj.pk)
-        ).order_by("-created_at", "-id")[:50]
-        return render_to_string("admin/membership/member/audit_entries.html", {"entries": entries})
+        """The member's audit entries (and their orders'), in words, newest first."""
+        entries = audit_display.entries_about_members(Member.objects.filter(pk=obj.pk))
+        url = reverse("admin:membership_auditentry_changelist") + f"?member={obj.pk}"
+        return render_to_string(
+            "admin/membership/auditentry/member_entries.html",
+            {
+                "entries": audit_display.readable_entries(
+                    entries.order_by("-created_at", "-id")[:20]
+                ),
+                "all_url": url,
+            },
+        )
 
     # -- actions ----------------------------------------------------------
 
