@@ -42,6 +42,7 @@ Result = ChargeAttempt.Result
 CLAIM = dt.timedelta(minutes=5)
 ASK_AGAIN = dt.timedelta(hours=1)
 UNANSWERED = "no answer from the gateway by the deadline: counted as not paid"
+NOT_CHARGED = "stopped before the first charge was made: nothing was charged"
 
 
 def _add_period(start: dt.datetime, plan: Plan) -> dt.datetime:
@@ -385,19 +386,21 @@ def settle_pending_charges(*, now: dt.datetime | None = None) -> dict[str, int]:
     Each is asked with its own key, so nothing is charged twice. A success pays its
     period once (a pending first payment becomes the subscription; a pending renewal
     renews); a decline fails as a declined charge would have; still no answer waits for
-    the next sweep, until SUBSCRIPTION_ANSWER_DEADLINE counts it as not paid. A
-    subscription another worker holds is left for the next sweep; one failure does not
-    stop the others. Returns how many attempts ended succeeded, declined or still pending.
+    the next sweep, until SUBSCRIPTION_ANSWER_HOURS have passed and it counts as not
+    paid. A pending subscription whose first charge was never even written (its worker
+    died first) ends, nothing charged. A subscription another worker holds is left for
+    the next sweep; one failure does not stop the others. Returns how many attempts
+    ended succeeded, declined or still pending, and how many subscriptions ended
+    not charged.
     """
     now = now or timezone.now()
-    counts = {"succeeded": 0, "declined": 0, "pending": 0, "errors": 0}
-    waiting = (
-        ChargeAttempt.objects.filter(result=Result.PENDING)
-        .order_by("subscription_id")
-        .values_list("subscription_id", flat=True)
-        .distinct()
-    )
-    for subscription_id in list(waiting):
+    counts = {"succeeded": 0, "declined": 0, "pending": 0, "not_charged": 0, "errors": 0}
+    waiting = set(
+        ChargeAttempt.objects.filter(result=Result.PENDING).values_list(
+            "subscription_id", flat=True
+        )
+    ) | set(Subscription.objects.filter(state=State.PENDING).values_list("pk", flat=True))
+    for subscription_id in sorted(waiting):
         try:
             for result in _settle_subscription(subscription_id, now):
                 counts[result] += 1
@@ -423,9 +426,20 @@ def _settle_subscription(subscription_id: int, now: dt.datetime) -> list[str]:
             elif sub.state in (State.ACTIVE, State.PAST_DUE) and row.period_start == sub.period_end:
                 _after_renewal_charge(sub, attempt, now)
             # else: the period is no longer due (ended, cancelled): the answer is recorded.
+        if sub.state == State.PENDING and not sub.attempts.exists():
+            _end_uncharged(sub, now)
+            results.append("not_charged")
         return results
     finally:
         _release(subscription_id)
+
+
+def _end_uncharged(sub: Subscription, now: dt.datetime) -> None:
+    """End a pending subscription whose first charge was never written: nothing was paid."""
+    with transaction.atomic():
+        if Subscription.objects.filter(pk=sub.pk, state=State.PENDING).update(state=State.EXPIRED):
+            sub.state = State.EXPIRED
+            _event(sub, "subscribe_failed", State.PENDING, reason=NOT_CHARGED, now=now)
 
 
 def expire_cancelled(*, now: dt.datetime | None = None) -> int:
@@ -468,7 +482,7 @@ def run_jobs(*, now: dt.datetime | None = None) -> dict:
     """The periodic job: reminders, ends of cancelled plans, renewals and retries.
 
     Each subscription renews on its own: an error renewing one is logged, counted under
-    "errors" and does not stop the others (its claim runs out and the next run retries).
+    "errors" and does not stop the others; the next run tries it again.
     """
     now = now or timezone.now()
     result = {"reminders": send_reminders(now=now), "ended": expire_cancelled(now=now)}

@@ -211,8 +211,47 @@ def test_the_sweeper_leaves_alone_a_subscription_another_worker_is_charging(plan
     result = sweep_at(START + dt.timedelta(minutes=5))
 
     # then
-    assert result == {"succeeded": 0, "declined": 0, "pending": 0, "errors": 0}
+    assert result == {"succeeded": 0, "declined": 0, "pending": 0, "not_charged": 0, "errors": 0}
     assert attempts(sub) == [(1, "pending")]
+
+
+def test_beat_runs_the_sweeper_as_a_task(plans, settings):
+    from config.celery import app
+
+    # given: a first payment whose answer was lost
+    settings.SUBSCRIPTION_ASK_AGAIN_AFTER = []
+    sub = subscribe(new_member(), plans["基礎方案"], "tok_timeout_then_ok")
+    entry = settings.CELERY_BEAT_SCHEDULE["settle-pending-charges"]
+
+    # when: the task beat names runs
+    with time_machine.travel(START + dt.timedelta(minutes=5), tick=False):
+        app.loader.import_default_modules()  # what a worker does at start-up
+        app.tasks[entry["task"]].delay().get()
+
+    # then
+    assert state(sub) == State.ACTIVE
+
+
+def test_the_sweeper_ends_a_pending_subscription_whose_first_charge_was_never_made(plans):
+    # given: subscribing stopped (a killed worker) after the subscription was written
+    member = new_member()
+    sub = Subscription.objects.create(
+        member=member,
+        plan=plans["基礎方案"],
+        card_token="tok_ok",
+        state=State.PENDING,
+        period_start=START,
+        period_end=DUE,
+    )
+
+    # when
+    result = sweep_at(START + dt.timedelta(minutes=10))
+
+    # then: nothing charged, nothing subscribed, the member free to subscribe again
+    assert result["not_charged"] == 1
+    assert (state(sub), tier(member)) == (State.EXPIRED, "一般會員")
+    assert SandboxCharge.objects.count() == 0
+    assert list(sub.events.values_list("kind", flat=True)) == ["subscribe_failed"]
 
 
 # Renewals: one failure never stops the others
