@@ -20,7 +20,7 @@ from points.services import earn
 from subscriptions import services as subscriptions
 from subscriptions.demo import create_demo_plans
 from subscriptions.models import ChargeAttempt, Plan, SubscriptionEvent
-from tests.factories import MemberFactory
+from tests.factories import MemberFactory, OrderFactory
 
 pytestmark = pytest.mark.postgres
 
@@ -109,6 +109,20 @@ def test_the_application_role_still_posts_to_the_ledgers(as_app_role, ledgers):
     # then
     assert Entry.objects.filter(idempotency_key="again").exists()
     assert TierHistory.objects.filter(member=ledgers, cause=Cause.ORDER).count() == 2
+
+
+def test_the_set_based_recompute_runs_as_the_application_role(as_app_role, ledgers):
+    from membership.services.bulk import recompute_members
+
+    # given: an order recorded without its evaluation (as an import writes them)
+    OrderFactory(member=ledgers, amount=30_000, placed_at=timezone.now())
+
+    # when: the recompute (temporary tables, set-based writes) runs as the role
+    recompute_members()
+
+    # then
+    ledgers.refresh_from_db()
+    assert ledgers.tier.name == "金卡"
 
 
 def test_the_email_outbox_may_still_mark_a_tier_change_as_notified(as_app_role):
