@@ -288,11 +288,16 @@ def _claim(subscription_id: int, now: dt.datetime, *, due_only: bool) -> bool:
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     )
     if due_only:
-        rows = rows.filter(
-            Q(state=State.ACTIVE, period_end__lte=now)
-            | Q(state=State.PAST_DUE, next_attempt_at__lte=now)
-        )
+        rows = rows.filter(_due(now))
     return bool(rows.update(claimed_until=now + CLAIM))
+
+
+def _due(now: dt.datetime) -> Q:
+    """Subscriptions to charge now: a period ended, or a retry (or a question again) due."""
+    active = Q(state=State.ACTIVE, period_end__lte=now) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    return active | Q(state=State.PAST_DUE, next_attempt_at__lte=now)
 
 
 def _release(subscription_id: int) -> None:
@@ -350,6 +355,14 @@ def _after_renewal_charge(sub: Subscription, attempt: ChargeAttempt, now: dt.dat
         return "renewed"
     retry_days = settings.SUBSCRIPTION_RETRY_DAYS
     grace_until = due + dt.timedelta(days=retry_days[-1])
+    if attempt.result == Result.PENDING:
+        # No answer even when asked again: nobody is told anything yet. The state stays,
+        # the tier is kept as through a grace period, and the same key is asked again.
+        with transaction.atomic():
+            sub.next_attempt_at = now + ASK_AGAIN
+            sub.save(update_fields=["next_attempt_at"])
+            _grant(sub, due, grace_until, "grace")
+        return "pending"
     failed_tries = ChargeAttempt.objects.filter(
         subscription=sub, period_start=due, result=Result.DECLINED
     ).count()
@@ -364,13 +377,8 @@ def _after_renewal_charge(sub: Subscription, attempt: ChargeAttempt, now: dt.dat
     entering_grace = old != State.PAST_DUE
     with transaction.atomic():
         sub.state, sub.grace_until = State.PAST_DUE, grace_until
-        if attempt.result == Result.PENDING:
-            sub.next_attempt_at = now + ASK_AGAIN
-        else:
-            later = [
-                due + dt.timedelta(days=d) for d in retry_days if due + dt.timedelta(days=d) > now
-            ]
-            sub.next_attempt_at = later[0] if later else grace_until
+        later = [due + dt.timedelta(days=d) for d in retry_days if due + dt.timedelta(days=d) > now]
+        sub.next_attempt_at = later[0] if later else grace_until
         sub.save(update_fields=["state", "grace_until", "next_attempt_at"])
         if entering_grace:
             _event(sub, "payment_failed", old, reason=attempt.message, now=now)
@@ -486,10 +494,7 @@ def run_jobs(*, now: dt.datetime | None = None) -> dict:
     """
     now = now or timezone.now()
     result = {"reminders": send_reminders(now=now), "ended": expire_cancelled(now=now)}
-    due = Subscription.objects.filter(
-        Q(state=State.ACTIVE, period_end__lte=now)
-        | Q(state=State.PAST_DUE, next_attempt_at__lte=now)
-    ).values_list("pk", flat=True)
+    due = Subscription.objects.filter(_due(now)).values_list("pk", flat=True)
     outcomes = []
     for pk in list(due):
         try:
@@ -497,7 +502,7 @@ def run_jobs(*, now: dt.datetime | None = None) -> dict:
         except Exception:
             logger.exception("renewing subscription %s failed", pk)
             outcomes.append("errors")
-    for kind in ("renewed", "past_due", "expired", "errors"):
+    for kind in ("renewed", "pending", "past_due", "expired", "errors"):
         result[kind] = outcomes.count(kind)
     return result
 

@@ -166,6 +166,26 @@ def test_the_sweeper_fails_a_first_payment_the_gateway_declined(plans, settings)
     assert subscribe(member, plans["基礎方案"], "tok_ok").state == State.ACTIVE
 
 
+def test_a_renewal_whose_answer_is_lost_tells_the_member_nothing_and_keeps_the_tier(
+    plans, settings, mailoutbox
+):
+    # given: a renewal charged, its answer lost for the whole run
+    settings.SUBSCRIPTION_ASK_AGAIN_AFTER = []
+    member = new_member()
+    sub = subscribe(member, plans["基礎方案"], "tok_ok")
+    Subscription.objects.filter(pk=sub.pk).update(card_token="tok_timeout_then_ok")
+
+    # when
+    result = jobs_at(DUE)
+
+    # then
+    assert result["pending"] == 1
+    assert attempts(sub, DUE) == [(1, "pending")]
+    assert (state(sub), tier(member)) == (State.ACTIVE, "銀卡")
+    assert mailoutbox == []
+    assert not sub.events.filter(kind="payment_failed").exists()
+
+
 def test_the_sweeper_settles_a_renewal_whose_answer_was_lost(plans, settings):
     # given: a renewal charged, its answer lost for the whole run
     settings.SUBSCRIPTION_ASK_AGAIN_AFTER = []
@@ -173,7 +193,6 @@ def test_the_sweeper_settles_a_renewal_whose_answer_was_lost(plans, settings):
     sub = subscribe(member, plans["基礎方案"], "tok_ok")
     Subscription.objects.filter(pk=sub.pk).update(card_token="tok_timeout_then_ok")
     jobs_at(DUE)
-    assert attempts(sub, DUE) == [(1, "pending")]
 
     # when
     sweep_at(DUE + dt.timedelta(minutes=5))
@@ -183,6 +202,27 @@ def test_the_sweeper_settles_a_renewal_whose_answer_was_lost(plans, settings):
     assert (renewed.state, renewed.period_start) == (State.ACTIVE, DUE)
     assert attempts(sub, DUE) == [(1, "succeeded")]
     assert SandboxCharge.objects.filter(amount=199).count() == 2  # subscribing and renewing
+
+
+def test_a_renewal_declined_after_a_lost_answer_opens_the_grace_period_and_tells_the_member_once(
+    plans, settings, mailoutbox
+):
+    # given: a renewal declined, the decline's answer lost for the whole run
+    settings.SUBSCRIPTION_ASK_AGAIN_AFTER = []
+    member = new_member()
+    sub = subscribe(member, plans["基礎方案"], "tok_ok")
+    Subscription.objects.filter(pk=sub.pk).update(card_token="tok_timeout_then_decline")
+    jobs_at(DUE)
+
+    # when
+    sweep_at(DUE + dt.timedelta(minutes=5))
+    sweep_at(DUE + dt.timedelta(minutes=10))
+
+    # then
+    assert (state(sub), tier(member)) == (State.PAST_DUE, "銀卡")
+    assert attempts(sub, DUE) == [(1, "declined")]
+    assert sub.events.filter(kind="payment_failed").count() == 1
+    assert len(mailoutbox) == 1
 
 
 def test_an_attempt_unanswered_past_the_deadline_counts_as_not_paid(plans, settings):
@@ -258,11 +298,17 @@ def test_the_sweeper_ends_a_pending_subscription_whose_first_charge_was_never_ma
 
 
 def subscribed_members(plans, tokens_at_renewal: list[str]) -> list[Subscription]:
+    """Subscriptions whose cards answer these tokens at renewal, the first the newest.
+
+    The renewal job takes the newest first, so the first in the list is renewed first.
+    """
     subs = []
-    for token in tokens_at_renewal:
+    for newer, token in enumerate(reversed(tokens_at_renewal)):
         sub = subscribe(new_member(), plans["基礎方案"], "tok_ok")
-        Subscription.objects.filter(pk=sub.pk).update(card_token=token)
-        subs.append(sub)
+        Subscription.objects.filter(pk=sub.pk).update(
+            card_token=token, created_at=START + dt.timedelta(seconds=newer)
+        )
+        subs.insert(0, sub)
     return subs
 
 
@@ -274,8 +320,9 @@ def test_a_gateway_raising_for_one_subscription_does_not_stop_four_others(plans)
     result = jobs_at(DUE)
 
     # then
-    assert (result["renewed"], result["past_due"], result["errors"]) == (4, 1, 0)
-    assert [state(s) for s in subs] == [State.PAST_DUE, *[State.ACTIVE] * 4]
+    assert (result["renewed"], result["pending"], result["errors"]) == (4, 1, 0)
+    periods = [Subscription.objects.get(pk=s.pk).period_start for s in subs]
+    assert periods == [START, *[DUE] * 4]
     failed = ChargeAttempt.objects.get(subscription=subs[0], period_start=DUE)
     assert failed.result == "pending"  # no answer: asked again with the same key
     assert "SandboxError" in failed.message

@@ -190,7 +190,7 @@ def test_a_gateway_timeout_followed_by_a_late_success_records_one_charge(plans, 
     sub = subscribed(member, plans["基礎方案"], card_after="tok_timeout_then_ok")
 
     jobs_at(DUE)
-    assert (state(sub), tier(member)) == (State.PAST_DUE, "銀卡")  # no answer yet
+    assert (state(sub), tier(member)) == (State.ACTIVE, "銀卡")  # no answer yet
     jobs_at(DUE + dt.timedelta(hours=1, minutes=5))
 
     assert state(sub) == State.ACTIVE
@@ -210,6 +210,7 @@ def test_running_every_job_twice_changes_nothing_the_second_time(plans, member):
         "reminders": 0,
         "ended": 0,
         "renewed": 0,
+        "pending": 0,
         "past_due": 0,
         "expired": 0,
         "errors": 0,
