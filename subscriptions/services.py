@@ -207,10 +207,21 @@ def _settle_first_payment(
 
 
 def cancel(*, subscription: Subscription, actor=None, reason: str = "") -> Subscription:
-    """Stop auto-renewal. The plan is kept until the period ends; in grace it ends now."""
+    """Stop auto-renewal. The plan is kept until the period ends; in grace it ends now.
+
+    Refused while a charge waits for the gateway's answer: a success arriving after the
+    plan ended would be a payment for nothing.
+    """
     now = timezone.now()
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        if sub.attempts.filter(result=Result.PENDING).exists():
+            raise ValidationError(
+                _(
+                    "A payment of this subscription is waiting for the gateway's answer; "
+                    "cancel it once the payment is settled."
+                )
+            )
         old = sub.state
         if old == State.ACTIVE:
             sub.state = State.CANCELLING

@@ -294,6 +294,35 @@ def test_the_sweeper_ends_a_pending_subscription_whose_first_charge_was_never_ma
     assert list(sub.events.values_list("kind", flat=True)) == ["subscribe_failed"]
 
 
+def test_cancelling_while_a_renewal_waits_for_the_gateways_answer_is_refused_in_the_admin(
+    plans, settings, client
+):
+    from django.contrib.auth.models import Permission
+
+    # given: a renewal whose answer is lost
+    settings.SUBSCRIPTION_ASK_AGAIN_AFTER = []
+    sub = subscribe(new_member(), plans["基礎方案"], "tok_ok")
+    Subscription.objects.filter(pk=sub.pk).update(card_token="tok_timeout_then_ok")
+    jobs_at(DUE)
+    staff = UserFactory()
+    staff.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_subscription", "manage_subscription"])
+    )
+    client.force_login(staff)
+
+    # when
+    with time_machine.travel(DUE + dt.timedelta(minutes=1), tick=False):
+        response = client.post(
+            reverse("admin:subscriptions_subscription_changelist"),
+            {"action": "cancel_action", "_selected_action": [sub.pk], "reason": "客戶來電取消"},
+            follow=True,
+        )
+
+    # then
+    assert "付款正在等待金流回覆" in response.content.decode()
+    assert state(sub) == State.ACTIVE
+
+
 # Renewals: one failure never stops the others
 
 
