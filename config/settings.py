@@ -230,6 +230,19 @@ CELERY_BEAT_SCHEDULE = {
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
 
+# Payment faults (subscriptions.services): a lost gateway answer is asked again with the
+# same key after these waits (seconds) before anything is decided; the sweeper asks again
+# every 5 minutes, and an attempt still unanswered after SUBSCRIPTION_ANSWER_HOURS counts
+# as not paid.
+SUBSCRIPTION_ASK_AGAIN_AFTER = env.list(
+    "SUBSCRIPTION_ASK_AGAIN_AFTER", cast=float, default=[1.0, 3.0]
+)
+SUBSCRIPTION_ANSWER_HOURS = env.int("SUBSCRIPTION_ANSWER_HOURS", default=24)
+CELERY_BEAT_SCHEDULE["settle-pending-charges"] = {
+    "task": "subscriptions.tasks.settle_pending_charges",
+    "schedule": 60 * 5,
+}
+
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -53,6 +53,8 @@ class Subscription(models.Model):
     """One member's paid plan. State moves only through subscriptions.services."""
 
     class State(models.TextChoices):
+        # The first payment's answer was lost: asked again by the sweeper, no tier yet.
+        PENDING = "pending", _("Awaiting payment confirmation")
         ACTIVE = "active", _("Active")
         PAST_DUE = "past_due", _("Past due (grace period)")
         CANCELLING = "cancelling", _("Cancelled at period end")
