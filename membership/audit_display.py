@@ -33,6 +33,8 @@ ACTION_LABELS = {
     "member.adjust_tier": _("Adjust tier"),
     "member.tags": _("Change tags"),
     "member.import": _("Import members"),
+    "member.data_export": _("Export personal data"),
+    "member.erase": _("Erase personal data"),
     "order.add": _("Add order"),
     "order.refund": _("Refund order"),
     "order.import": _("Import orders"),

@@ -68,7 +68,9 @@ def export_member_data(*, member_id: int, actor, reason: str = "") -> DataExport
 
 def is_erased(member_id: int) -> bool:
     return AuditEntry.objects.filter(
-        action="member.erase", object_type="membership.member", object_id=str(member_id)
+        action="member.erase",
+        object_type="membership.member",
+        object_id=str(member_id),
     ).exists()
 
 
