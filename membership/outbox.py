@@ -20,10 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from functools import partial
 
 from celery import current_app
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -63,31 +63,20 @@ def enqueue(task_name: str, **kwargs) -> OutboxMessage:
             message = OutboxMessage.objects.create(
                 task_name=task_name, kwargs=kwargs, created_at=timezone.now()
             )
-        _dispatch_after_commit(message.pk)
+        transaction.on_commit(partial(dispatch, message_id=message.pk))
     return message
 
 
-@dataclass(frozen=True)
-class _Dispatch:
-    message_id: int
-
-    def __call__(self) -> None:
-        dispatch(message_id=self.message_id)
-
-
-def _dispatch_after_commit(message_id: int) -> None:
-    """Once per row and transaction: a service that owes the same follow-up many times
-    (a tier e-mail per sub-account) sends it once, and waits once for a broker that is
-    away. ``run_on_commit`` is the list Django's own test tools read."""
-    callback = _Dispatch(message_id)
-    if all(registered != callback for _ids, registered, _robust in connection.run_on_commit):
-        transaction.on_commit(callback)
-
-
 def dispatch(*, message_id: int) -> bool:
-    """Send one row unless it is sent, started or done already; a broker error is
-    logged and leaves the row for the sweeper, never raised after the commit."""
-    return _send(_claim(OutboxMessage.objects.filter(pk=message_id), now=timezone.now())) == 1
+    """Send one row if nobody has tried to yet; a broker error is logged and leaves the
+    row for the sweeper, never raised after the commit.
+
+    A row whose send failed is left to the sweeper too, so a transaction that owes the
+    same follow-up many times (a tier e-mail per sub-account) waits at most once for a
+    broker that is away.
+    """
+    untried = OutboxMessage.objects.filter(pk=message_id, dispatched_at__isnull=True, last_error="")
+    return _send(_claim(untried, now=timezone.now())) == 1
 
 
 def sweep(*, now: dt.datetime | None = None) -> int:
