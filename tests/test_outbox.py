@@ -405,3 +405,26 @@ def test_with_the_broker_away_a_threshold_edit_is_saved_and_members_are_recomput
     assert member.tier.name == "銀卡"
     assert [m.to for m in mailoutbox] == [[member.email]]
     assert outbox.sweep() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_mail_server_away_a_tier_adjustment_still_answers_success(client, settings):
+    # given: Celery eager (no broker), and nothing listening where the e-mail goes
+    programme = build_design_programme()
+    member = placed_member()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 6390
+
+    # when
+    response = logged_in_admin(client).post(
+        reverse("admin:membership_member_adjust_tier", args=[member.pk]),
+        {"tier": programme.tiers["金卡"].pk, "reason": "VIP 客訴補償"},
+        follow=True,
+    )
+
+    # then: saved and said so; the e-mail is owed, with why it is not sent yet
+    assert levels(response) == {messages.SUCCESS}
+    member.refresh_from_db()
+    assert member.tier.name == "金卡"
+    owed = OutboxMessage.objects.get(task_name=TIER_EMAILS, done_at__isnull=True)
+    assert "Connection refused" in owed.last_error
