@@ -227,6 +227,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
+# take, or that no worker finished, are sent again every minute.
+CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
+    "task": "membership.tasks.sweep_outbox",
+    "schedule": 60,
+}
+
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
 

@@ -589,3 +589,39 @@ class NudgeOffer(models.Model):
 
     def __str__(self) -> str:
         return self.get_kind_display()
+
+
+class OutboxMessage(models.Model):
+    """A follow-up owed after a commit: a Celery task to run, written in the same
+    transaction as the change that owes it (``membership.outbox``).
+
+    A row is sent after the commit and again by the sweeper while it is not done, so
+    a broker that was away loses nothing. ``dispatched_at`` is the last send,
+    ``started_at`` the run a worker holds now (cleared when it fails), ``done_at``
+    the run that finished; ``attempts`` counts the runs started, ``last_error`` says
+    why the last send or run failed.
+    """
+
+    task_name = models.CharField(_("task"), max_length=200)
+    kwargs = models.JSONField(_("arguments"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    done_at = models.DateTimeField(_("done at"), null=True, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("follow-up")
+        verbose_name_plural = _("follow-ups")
+        indexes = [
+            models.Index(
+                fields=["task_name"],
+                condition=Q(done_at__isnull=True),
+                name="outbox_pending_idx",
+            ),
+            models.Index(fields=["done_at"], name="outbox_done_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} #{self.pk}"
