@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('membership', '0006_nudges'),
+        ('membership', '0007_ledgers_append_only'),
     ]
 
     operations = [
