@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "adminsortable2",
     "django_celery_beat",
+    "import_export",
     "membership",
     "b2b",
     "subscriptions",
@@ -195,6 +196,15 @@ CELERY_BEAT_SCHEDULE = {
 
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
+
+# django-import-export: every list's Export (CSV with BOM, XLSX, JSON) needs the model's
+# "export" permission (created for each exporting admin by membership.admin.exports);
+# configuration imports are audited in our own log instead of Django's LogEntry.
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+IMPORT_EXPORT_IMPORT_IGNORE_BLANK_LINES = True
+IMPORT_EXPORT_CHUNK_SIZE = 2000
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,12 +1,15 @@
 from django.contrib import admin
 
 from membership.models import AuditEntry, GiftIssue, TierHistory
+from membership.resources import AuditEntryResource, GiftIssueResource, TierHistoryResource
 
 from .common import EstimatedCountPaginator, ReadOnlyAdmin
+from .exports import ListExportMixin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
+class AuditEntryAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [AuditEntryResource]
     list_display = ["created_at", "actor_name", "action", "object_repr", "reason"]
     list_filter = ["action", "object_type"]
     search_fields = ["object_repr", "actor_name", "reason", "=object_id"]
@@ -26,7 +29,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TierHistory)
-class TierHistoryAdmin(ReadOnlyAdmin):
+class TierHistoryAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [TierHistoryResource]
     list_display = [
         "created_at",
         "member",
@@ -45,7 +49,8 @@ class TierHistoryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GiftIssue)
-class GiftIssueAdmin(ReadOnlyAdmin):
+class GiftIssueAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [GiftIssueResource]
     list_display = ["issued_at", "member", "tier", "gift"]
     list_select_related = ["member", "tier", "tier__group"]
     list_filter = ["tier__group", "tier"]
