@@ -20,9 +20,9 @@ from django.utils import timezone
 from b2b import services as b2b
 from b2b.models import Role
 from membership import services
+from membership.management.commands.seed_demo import Command as Seed
 from membership.models import (
     AuditEntry,
-    Cause,
     Nudge,
     NudgeKind,
     Tag,
@@ -34,8 +34,11 @@ from membership.models import (
 from points import services as points
 from points.models import Partner, PartnerBonus, Promotion, Reward
 from subscriptions.models import ChargeAttempt, Plan, Subscription
+from tests import test_browser
 from tests.factories import MemberFactory, UserFactory, staff_with
+from tests.test_browser import DESKTOP, shot
 
+browser = test_browser.browser  # the Chromium fixture, shared
 CSV, XLSX, JSON = "0", "1", "2"
 LISTS = {
     # list: (admin url prefix, header, a value the list shows for the world below)
@@ -422,21 +425,37 @@ def test_the_programme_copies_to_a_fresh_site_through_preview_and_confirm(
     assert programme_picture() == before
 
 
-def test_a_confirmed_import_is_one_audit_entry_and_a_recompute(programme, client, admin_user):
+def test_a_confirmed_import_is_one_audit_entry(programme, client, admin_user):
     # given
     client.force_login(admin_user)
-    member = MemberFactory(external_id="M1")
-    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
     data = "名稱,類型,說明\n新標籤,系統標籤,從測試站複製\n".encode("utf-8-sig")
 
     # when
-    preview, confirm = import_file(client, "membership_tag", data, CSV, "tags.csv")
+    import_file(client, "membership_tag", data, CSV, "tags.csv")
 
     # then
     entry = AuditEntry.objects.get(action="tag.import")
     assert entry.actor_name == "root"
     assert entry.after == {"new": ["新標籤"], "updated": []}
     assert Tag.objects.get(name="新標籤").kind == Tag.Kind.SYSTEM
+
+
+def test_an_imported_tier_change_re_ranks_the_members_at_once(programme, client, admin_user):
+    # given: 王小明 spent NT$12,000 (銀卡); 金卡 needs NT$30,000
+    member = MemberFactory(name="王小明")
+    services.record_order(
+        member_id=member.pk, external_id="A-1", amount=12_000, placed_at=timezone.now()
+    )
+    client.force_login(admin_user)
+    data = "VIP 群組,階層,名稱,升等門檻,續等門檻\n全館 VIP,3,金卡,12000,10000\n".encode("utf-8-sig")
+
+    # when: the live site takes the test site's lower 金卡 threshold
+    preview, confirm = import_file(client, "membership_tier", data, CSV, "tiers.csv")
+
+    # then
+    assert confirm.status_code == 302
+    member.refresh_from_db()
+    assert member.tier.name == "金卡"
 
 
 def test_a_preview_writes_nothing(programme, client, admin_user):
@@ -492,3 +511,99 @@ def test_importing_configuration_needs_add_and_change_permissions(programme, cli
     response = client.get(reverse("admin:membership_tag_import"))
 
     assert response.status_code == 403
+
+
+def test_the_demo_operator_role_may_export_every_list(programme):
+    # given
+    from membership.management.commands.seed_demo import Command
+
+    # when
+    Command()._logins()
+
+    # then
+    from django.contrib.auth import get_user_model
+
+    operator = get_user_model().objects.get(username="operator")
+    for prefix, _header, _value in LISTS.values():
+        app_label, model_name = prefix.split("_", 1)
+        codename = {"member": "imports.export_members", "order": "imports.export_orders"}.get(
+            model_name, f"{app_label}.export_{model_name}"
+        )
+        assert operator.has_perm(codename), codename
+
+
+# -- in Chromium -------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_operator_exports_the_filtered_ledger_as_xlsx_in_chromium(
+    live_server, browser, tmp_path
+):
+    # given: two ledger entries, one earned and one adjusted
+    Seed()._programme()
+    member = MemberFactory(name="王小明", external_id="M1")
+    points.earn(member_id=member.pk, points=100, source="action", source_ref="x", key="k-1")
+    points.adjust(member_id=member.pk, points=-30, reason="更正", actor=UserFactory(), key="k-2")
+    operator = operator_role()
+    operator.set_password("pw-for-exports-1")
+    operator.save()
+
+    page = browser.new_page(locale="zh-TW", viewport=DESKTOP, accept_downloads=True)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("使用者名稱").fill("operator")
+    page.get_by_label("密碼").fill("pw-for-exports-1")
+    page.get_by_role("button", name="登入").click()
+
+    # when: the list filtered to 獲得, then 匯出 › xlsx › 送出
+    page.goto(f"{live_server.url}/admin/points/entry/?kind__exact=earn")
+    page.get_by_role("link", name="匯出", exact=True).click()
+    page.get_by_label("格式").select_option(label="xlsx")
+    shot(page, "export-ledger-desktop.png")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="送出").click()
+    path = tmp_path / "ledger.xlsx"
+    download.value.save_as(path)
+
+    # then
+    sheet = openpyxl.load_workbook(path).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:5] == ("時間", "會員編號", "會員", "類型", "點數")
+    assert [row[3:5] for row in rows[1:]] == [("獲得", 100)]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_operator_imports_tags_through_preview_and_confirm_in_chromium(
+    live_server, browser, tmp_path
+):
+    # given
+    Seed()._programme()
+    user = UserFactory(username="root", is_superuser=True)
+    user.set_password("pw-for-exports-2")
+    user.save()
+    upload = tmp_path / "tags.csv"
+    upload.write_text("名稱,類型,說明\n週年慶熟客,營運標籤,從測試站複製\n", encoding="utf-8-sig")
+
+    page = browser.new_page(locale="zh-TW", viewport=DESKTOP)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("使用者名稱").fill("root")
+    page.get_by_label("密碼").fill("pw-for-exports-2")
+    page.get_by_role("button", name="登入").click()
+    page.goto(f"{live_server.url}/admin/membership/vipgroup/")
+    assert page.get_by_role("link", name="匯出", exact=True).is_visible()
+    assert page.get_by_role("link", name="匯入", exact=True).is_visible()
+    shot(page, "vip-groups-with-import-export-desktop.png")
+
+    page.goto(f"{live_server.url}/admin/membership/tag/import/")
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_label("格式").select_option(label="csv")
+    with page.expect_navigation():
+        page.get_by_role("button", name="送出").click()
+    shot(page, "tag-import-preview-desktop.png")
+    assert "週年慶熟客" in page.locator("table.import-preview").inner_text()
+    with page.expect_navigation():
+        page.get_by_role("button", name="確認匯入").click()
+    assert "匯入完成" in page.locator("ul.messagelist").inner_text()
+
+    assert Tag.objects.filter(name="週年慶熟客").exists()
