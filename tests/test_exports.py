@@ -492,6 +492,7 @@ def test_a_config_row_that_breaks_a_rule_shows_its_error_and_nothing_is_written(
     page = preview.content.decode()
     assert "續等門檻不可高於升等門檻" in page
     assert not Tier.objects.filter(name__in=["白金卡", "鑽石卡"]).exists()
+    assert not AuditEntry.objects.filter(action="tier.import").exists()
 
 
 def test_a_config_row_naming_an_unknown_group_shows_its_error(programme, client, admin_user):

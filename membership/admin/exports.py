@@ -19,6 +19,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
+from django.template.loader import select_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -73,6 +74,20 @@ class ListExportMixin(ExportMixin):
         super().init_change_list_template()
         if self.streamed_export:
             self.change_list_template = None
+
+    def changelist_view(self, request, extra_context=None):
+        if self.ie_base_change_list_template == "admin/change_list.html":
+            # import-export's template names its base; keep a list's own override
+            # (admin/<app>/<model>/change_list.html) under it, as Django would find it.
+            opts = self.opts
+            self.ie_base_change_list_template = select_template(
+                [
+                    f"admin/{opts.app_label}/{opts.model_name}/change_list.html",
+                    f"admin/{opts.app_label}/change_list.html",
+                    "admin/change_list.html",
+                ]
+            ).template.name
+        return super().changelist_view(request, extra_context)
 
     @property
     def export_formats(self):
