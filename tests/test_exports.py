@@ -608,3 +608,17 @@ def test_the_operator_imports_tags_through_preview_and_confirm_in_chromium(
     assert "匯入完成" in page.locator("ul.messagelist").inner_text()
 
     assert Tag.objects.filter(name="週年慶熟客").exists()
+
+
+def test_a_group_naming_an_unknown_entry_tag_is_refused(programme, client, admin_user):
+    client.force_login(admin_user)
+    data = (
+        "名稱,優先順序,預設群組,加入標籤,加入條件,計算指標,計算期間,審核週期（月）\n"
+        "網紅 VIP,1,否,不存在的標籤,A tag or the qualifying amount,消費金額（NT$）,累計,12\n"
+    ).encode("utf-8-sig")
+
+    preview, confirm = import_file(client, "membership_vipgroup", data, CSV, "groups.csv")
+
+    assert confirm is None
+    assert "沒有這些標籤：不存在的標籤" in preview.content.decode()
+    assert not VipGroup.objects.filter(name="網紅 VIP").exists()
