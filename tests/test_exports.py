@@ -288,6 +288,21 @@ def test_the_member_export_stays_a_fixed_number_of_queries_on_a_long_list(
         rows_of(export(client, "membership_member", CSV), CSV)
 
 
+def test_the_ledger_export_stays_a_fixed_number_of_queries_on_a_long_list(
+    world, client, django_assert_max_num_queries
+):
+    # given: forty more members, each with an earning
+    for i in range(40):
+        member = MemberFactory(external_id=f"C{i}")
+        points.earn(member_id=member.pk, points=10, source="action", source_ref="x", key=f"c{i}")
+    client.force_login(operator_role())
+
+    # when / then
+    with django_assert_max_num_queries(15):
+        rows = rows_of(export(client, "points_entry", XLSX), XLSX)
+    assert len(rows) == 42
+
+
 # -- the programme's configuration --------------------------------------------------
 
 
