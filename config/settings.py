@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "adminsortable2",
     "django_celery_beat",
+    "import_export",
     "membership",
     "b2b",
     "subscriptions",
@@ -249,6 +250,14 @@ CELERY_BEAT_SCHEDULE["settle-pending-charges"] = {
     "task": "subscriptions.tasks.settle_pending_charges",
     "schedule": 60 * 5,
 }
+# django-import-export: every list's Export (CSV with BOM, XLSX, JSON) needs the model's
+# "export" permission (created for each exporting admin by membership.admin.exports);
+# configuration imports are audited in our own log instead of Django's LogEntry.
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+IMPORT_EXPORT_IMPORT_IGNORE_BLANK_LINES = True
+IMPORT_EXPORT_CHUNK_SIZE = 2000
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -6,8 +6,10 @@ from django.utils.translation import gettext_lazy as _
 
 from membership import audit_display
 from membership.models import AuditEntry, GiftIssue, Member, TierHistory
+from membership.resources import AuditEntryResource, GiftIssueResource, TierHistoryResource
 
 from .common import EstimatedCountPaginator, ReadOnlyAdmin
+from .exports import ListExportMixin
 
 
 class ActorFilter(admin.SimpleListFilter):
@@ -74,8 +76,10 @@ class MemberFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
+class AuditEntryAdmin(ListExportMixin, ReadOnlyAdmin):
     """The audit log in words: labels, names instead of ids, times in Asia/Taipei. Read-only."""
+
+    resource_classes = [AuditEntryResource]
 
     list_display = [
         "when",
@@ -169,7 +173,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TierHistory)
-class TierHistoryAdmin(ReadOnlyAdmin):
+class TierHistoryAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [TierHistoryResource]
     list_display = [
         "created_at",
         "member",
@@ -188,7 +193,8 @@ class TierHistoryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GiftIssue)
-class GiftIssueAdmin(ReadOnlyAdmin):
+class GiftIssueAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [GiftIssueResource]
     list_display = ["issued_at", "member", "tier", "gift"]
     list_select_related = ["member", "tier", "tier__group"]
     list_filter = ["tier__group", "tier"]

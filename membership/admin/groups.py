@@ -6,8 +6,11 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from membership.models import Tag, Tier, TierBenefit, VipGroup
+from membership.resources import TagResource, TierResource, VipGroupResource
 from membership.services import snapshot
 from membership.services.configuration import programme_warnings, record_configuration_change
+
+from .exports import ConfigImportExportMixin
 
 
 class AuditedConfigMixin:
@@ -82,7 +85,10 @@ class TierInline(admin.TabularInline):
 
 
 @admin.register(VipGroup)
-class VipGroupAdmin(AuditedConfigMixin, SortableAdminMixin, admin.ModelAdmin):
+class VipGroupAdmin(
+    AuditedConfigMixin, ConfigImportExportMixin, SortableAdminMixin, admin.ModelAdmin
+):
+    resource_classes = [VipGroupResource]
     list_display = [
         "name",
         "is_default",
@@ -158,7 +164,8 @@ class TierBenefitInline(SortableTabularInline):
 
 
 @admin.register(Tier)
-class TierAdmin(AuditedConfigMixin, SortableAdminBase, admin.ModelAdmin):
+class TierAdmin(AuditedConfigMixin, ConfigImportExportMixin, SortableAdminBase, admin.ModelAdmin):
+    resource_classes = [TierResource]
     list_display = [
         "name",
         "group",
@@ -192,7 +199,8 @@ class TierAdmin(AuditedConfigMixin, SortableAdminBase, admin.ModelAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(ConfigImportExportMixin, admin.ModelAdmin):
+    resource_classes = [TagResource]
     list_display = ["name", "kind", "description"]
     list_filter = ["kind"]
     search_fields = ["name"]

@@ -28,9 +28,11 @@ from membership.models import (
     Tier,
     TierHistory,
 )
+from membership.resources import MemberResource
 from membership.services import privacy
 
 from .common import EstimatedCountPaginator, ReadOnlyInline
+from .exports import ListExportMixin
 from .widgets import SecondsSplitDateTime
 
 
@@ -165,7 +167,10 @@ class GiftInline(ReadOnlyInline):
 
 
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(ListExportMixin, admin.ModelAdmin):
+    resource_classes = [MemberResource]
+    export_permission = "imports.export_members"
+    streamed_export = "members"
     form = MemberAdminForm
     action_form = TagActionForm
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
