@@ -92,12 +92,17 @@ class TierLadderFormSet(BaseInlineFormSet):
                     removed.append(form.instance.pk)
                 continue
             data = getattr(form, "cleaned_data", None) or {}
-            needed = ["rank", "name", "upgrade_threshold", "retention_threshold"]
-            if any(data.get(field) is None for field in needed):
+            if data.get("rank") is None or not data.get("name"):
                 continue  # an empty extra row, or a row whose own errors are shown
             key = form.instance.pk or f"new-{index}"
             rows[key] = form
-            form.rung = programme.Rung(key=key, **{field: data[field] for field in needed})
+            form.rung = programme.Rung(
+                key=key,
+                rank=data["rank"],
+                name=data["name"],
+                upgrade_threshold=data.get("upgrade_threshold"),
+                retention_threshold=data.get("retention_threshold"),
+            )
         group = self.instance if self.instance.pk else None
         problems = (
             programme.tier_ladder_problems(
@@ -257,11 +262,14 @@ class TierForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        needed = ["group", "rank", "name", "upgrade_threshold", "retention_threshold"]
-        if any(data.get(field) is None for field in needed):
+        if data.get("group") is None or data.get("rank") is None or not data.get("name"):
             return data
         rung = programme.Rung(
-            key=self.instance.pk or "new", **{field: data[field] for field in needed[1:]}
+            key=self.instance.pk or "new",
+            rank=data["rank"],
+            name=data["name"],
+            upgrade_threshold=data.get("upgrade_threshold"),
+            retention_threshold=data.get("retention_threshold"),
         )
         for problem in programme.tier_ladder_problems(group=data["group"], proposed=[rung]):
             self.add_error(problem.field, problem.message)

@@ -29,13 +29,16 @@ from .configuration import record_configuration_change
 
 @dataclass(frozen=True)
 class Rung:
-    """One tier of a group's ladder as it would be saved; ``key`` names it to the caller."""
+    """One tier of a group's ladder as it would be saved; ``key`` names it to the caller.
+
+    A threshold is None when the form could not read it (its own error is shown).
+    """
 
     key: object
     rank: int
     name: str
-    upgrade_threshold: int
-    retention_threshold: int
+    upgrade_threshold: int | None
+    retention_threshold: int | None
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def ladder_problems(rungs: Iterable[Rung]) -> list[LadderProblem]:
     for lower, higher in zip(ladder, ladder[1:], strict=False):
         if higher.rank == lower.rank:
             continue
-        if higher.upgrade_threshold <= lower.upgrade_threshold:
+        if _at_or_below(higher.upgrade_threshold, lower.upgrade_threshold):
             problems.append(
                 LadderProblem(
                     higher.key,
@@ -75,7 +78,7 @@ def ladder_problems(rungs: Iterable[Rung]) -> list[LadderProblem]:
                     },
                 )
             )
-        if higher.retention_threshold < lower.retention_threshold:
+        if _below(higher.retention_threshold, lower.retention_threshold):
             problems.append(
                 LadderProblem(
                     higher.key,
@@ -93,6 +96,14 @@ def ladder_problems(rungs: Iterable[Rung]) -> list[LadderProblem]:
                 )
             )
     return problems
+
+
+def _at_or_below(value: int | None, other: int | None) -> bool:
+    return value is not None and other is not None and value <= other
+
+
+def _below(value: int | None, other: int | None) -> bool:
+    return value is not None and other is not None and value < other
 
 
 def rung_of(tier: Tier, *, key: object = None) -> Rung:
