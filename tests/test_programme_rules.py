@@ -122,7 +122,7 @@ def errors_of(response) -> str:
 
 
 def test_a_gold_upgrade_threshold_below_silvers_is_refused_on_the_group_page(
-    programme, admin_client, english
+    programme, admin_client
 ):
     general = programme.general
     before = thresholds(general)
@@ -135,7 +135,9 @@ def test_a_gold_upgrade_threshold_below_silvers_is_refused_on_the_group_page(
 
     assert response.status_code == 200
     gold_row = response.context["inline_admin_formsets"][0].formset.forms[2]
-    assert "must be above that of 銀卡" in str(gold_row.errors["upgrade_threshold"])
+    assert "金卡的升等門檻（5,000）必須高於低一階的銀卡（10,000）" in str(
+        gold_row.errors["upgrade_threshold"]
+    )
     assert thresholds(general) == before
 
 
@@ -180,9 +182,7 @@ def test_two_tiers_with_the_same_upgrade_threshold_are_refused(programme, admin_
     assert thresholds(general) == before
 
 
-def test_a_retention_threshold_that_falls_as_rank_rises_is_refused(
-    programme, admin_client, english
-):
+def test_a_retention_threshold_that_falls_as_rank_rises_is_refused(programme, admin_client):
     general = programme.general
     before = thresholds(general)
 
@@ -191,7 +191,7 @@ def test_a_retention_threshold_that_falls_as_rank_rises_is_refused(
     )
 
     assert response.status_code == 200
-    assert "retention threshold (7,000) cannot be below that of 銀卡" in errors_of(response)
+    assert "金卡的續等門檻（7,000）不可低於低一階的銀卡（8,000）" in errors_of(response)
     assert thresholds(general) == before
 
 
@@ -275,13 +275,13 @@ def test_a_discount_outside_0_to_100_percent_is_refused_in_the_tiers_inline(
     assert Tier.objects.get(pk=programme.tiers["銀卡"].pk).discount_percent == 0
 
 
-def test_a_badge_colour_that_is_not_rrggbb_is_refused(programme, admin_client, english):
+def test_a_badge_colour_that_is_not_rrggbb_is_refused(programme, admin_client):
     silver = programme.tiers["銀卡"]
 
     response = post_tier(admin_client, silver, tier_form(silver, badge_colour="zzzzzzz"))
 
     assert response.status_code == 200
-    assert "six hexadecimal digits" in str(response.context["adminform"].form.errors)
+    assert "六位十六進位數字" in str(response.context["adminform"].form.errors)
     silver.refresh_from_db()
     assert silver.badge_colour == "#9e9e9e"
 
@@ -456,7 +456,7 @@ def test_postgres_refuses_a_priority_beyond_its_column_written_directly(programm
         VipGroup.objects.filter(pk=programme.kol.pk).update(priority=2**40)
 
 
-def test_a_tier_factory_ladder_outside_the_admin_is_reported_by_the_service(db, english):
+def test_a_tier_factory_ladder_outside_the_admin_is_reported_by_the_service(db):
     group = VipGroupFactory()
     TierFactory(group=group, rank=1, name="銅", upgrade_threshold=1_000)
     TierFactory(group=group, rank=2, name="銀", upgrade_threshold=500)
