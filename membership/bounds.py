@@ -30,3 +30,26 @@ def bounded(field: IntegerFieldT, *, minimum: int | None = None) -> IntegerField
         low = max(low, minimum)
     field._validators = [*field._validators, MinValueValidator(low), MaxValueValidator(high)]
     return field
+
+
+def send_integers_as_text_to_postgresql() -> None:
+    """Let PostgreSQL itself refuse an integer too large for its column.
+
+    With server-side binding Django wraps each integer field's value in psycopg's
+    ``Int2``/``Int4``/``Int8``, whose binary dumpers (psycopg's C implementation) keep only
+    the low 2, 4 or 8 bytes: 2**40 reached an ``integer`` column as 0, with no error. Sent
+    as text, the same values are parsed by the server, which answers "out of range". The
+    validators above say it first, with a message; this stops every path that skips them
+    (``update()``, ``bulk_update()``, a service's arithmetic).
+    """
+    try:
+        import psycopg
+        from psycopg.types import numeric
+    except ImportError:  # psycopg2 or no PostgreSQL driver: nothing is truncated there
+        return
+    for wrapper, text_dumper in [
+        (numeric.Int2, numeric.Int2Dumper),
+        (numeric.Int4, numeric.Int4Dumper),
+        (numeric.Int8, numeric.Int8Dumper),
+    ]:
+        psycopg.adapters.register_dumper(wrapper, text_dumper)

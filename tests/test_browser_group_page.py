@@ -58,3 +58,28 @@ def test_a_gold_threshold_below_silvers_is_refused_with_the_error_at_the_top(
     shot(page, "admin-group-tiers-error-1366.png")
     assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
     assert Tier.objects.get(group__name="全館 VIP", name="金卡").upgrade_threshold == 30_000
+
+
+def test_after_a_drag_the_list_shows_the_order_kept_with_the_default_group_last(
+    live_server, operator_page
+):
+    page = operator_page
+    page.goto(f"{live_server.url}/admin/membership/vipgroup/")
+    kol = VipGroup.objects.get(name="KOL 合作")
+    handle = page.locator(f'.handle[pk="{kol.pk}"]').bounding_box()
+    bottom = page.locator("#result_list tbody tr").last.bounding_box()
+
+    with page.expect_navigation():  # the list reloads once the server has answered
+        page.mouse.move(handle["x"] + 5, handle["y"] + 5)
+        page.mouse.down()
+        for step in range(1, 21):
+            y = handle["y"] + (bottom["y"] + bottom["height"] - handle["y"]) * step / 20
+            page.mouse.move(handle["x"] + 5, y)
+        page.mouse.up()
+
+    names = page.locator("#result_list tbody tr th a").all_inner_texts()
+    kept = list(VipGroup.objects.order_by("priority").values_list("name", flat=True))
+    assert names == kept
+    assert names[0] != "KOL 合作"
+    assert names[-1] == "全館 VIP"
+    shot(page, "admin-group-priority-1366.png")

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -398,12 +398,12 @@ def test_a_group_added_in_the_admin_is_checked_before_the_default_group(programm
     assert [name for name, _p in priorities()][-2:] == ["學生", "全館 VIP"]
 
 
-def test_the_default_group_has_no_drag_handle_in_the_priority_list(programme, admin_client):
+def test_the_default_group_is_marked_as_checked_last_in_the_priority_list(programme, admin_client):
     page = admin_client.get(reverse("admin:membership_vipgroup_changelist"))
 
     text = page.content.decode()
-    assert text.count('class="drag handle"') == 3
     assert text.count('class="pinned"') == 1
+    assert text.index('class="pinned"') > text.index("企業 VIP")
 
 
 # --- integers within their columns ---------------------------------------------------
@@ -450,10 +450,40 @@ def test_an_upgrade_threshold_beyond_its_column_is_refused_on_the_tiers_page(
     assert response.context["adminform"].form.errors["upgrade_threshold"]
 
 
+def write_priority_with_update(group, value):
+    VipGroup.objects.filter(pk=group.pk).update(priority=value)
+
+
+def write_priority_with_bulk_update(group, value):
+    # adminsortable2's drag endpoint wrote this way: CASE WHEN … THEN CAST(%s AS integer).
+    group.priority = value
+    VipGroup.objects.bulk_update([group], ["priority"])
+
+
+def write_review_period_with_update(group, value):
+    VipGroup.objects.filter(pk=group.pk).update(review_period_months=value)
+
+
 @pytest.mark.postgres
-def test_postgres_refuses_a_priority_beyond_its_column_written_directly(programme):
-    with pytest.raises(Exception, match="out of range"), transaction.atomic():
-        VipGroup.objects.filter(pk=programme.kol.pk).update(priority=2**40)
+@pytest.mark.parametrize(
+    ("write", "value"),
+    [
+        (write_priority_with_update, 2**40),
+        (write_priority_with_update, 4_294_967_301),
+        (write_priority_with_bulk_update, 4_294_967_301),
+        (write_review_period_with_update, 65_536 + 12),
+    ],
+)
+def test_postgres_refuses_an_integer_beyond_its_column_even_past_the_validators(
+    programme, write, value
+):
+    # given a connection that binds parameters on the server (the project's setting)
+    before = priorities(), VipGroup.objects.get(pk=programme.kol.pk).review_period_months
+
+    # when / then: an error, not the value's low bytes stored
+    with pytest.raises(DataError, match="out of range"), transaction.atomic():
+        write(VipGroup.objects.get(pk=programme.kol.pk), value)
+    assert (priorities(), VipGroup.objects.get(pk=programme.kol.pk).review_period_months) == before
 
 
 def test_a_tier_factory_ladder_outside_the_admin_is_reported_by_the_service(db):

@@ -176,10 +176,13 @@ class VipGroupAdmin(AuditedConfigMixin, SortableAdminMixin, admin.ModelAdmin):
         drag_handle = self._reorder_
 
         def pinned_or_drag_handle(group: VipGroup) -> str:
-            # The default group is checked last: it has no handle to drag it elsewhere.
+            # The default group keeps its handle (adminsortable2 reads the last row's order
+            # to number a drag) but wherever it is dropped, the list reloads with it last.
             if group.is_default:
                 return format_html(
-                    '<div class="pinned" title="{}">📌</div>', gettext("Always checked last")
+                    '{}<small class="pinned">{}</small>',
+                    drag_handle(group),
+                    gettext("Always checked last"),
                 )
             return drag_handle(group)
 

@@ -1,6 +1,6 @@
 // After a drag on the VIP group list, show the order the server kept: it renumbers the
 // groups and keeps the default group last, whatever was dropped where.
-(function () {
+document.addEventListener("DOMContentLoaded", function () {
   "use strict";
   const config = document.getElementById("admin_sortable2_config");
   if (!config) {
@@ -18,4 +18,4 @@
     }
     return response;
   };
-})();
+});
