@@ -232,6 +232,40 @@ def test_raising_every_tier_at_once_is_judged_on_the_new_values_together(
     ]
 
 
+def test_a_new_group_whose_tiers_fall_with_rank_is_refused_and_nothing_is_saved(
+    programme, admin_client
+):
+    rows = [("銅牌", 1, 20_000, 10_000), ("銀牌", 2, 15_000, 10_000)]
+    data = {
+        "name": "學生",
+        "description": "",
+        "entry_amount": "",
+        "entry_requires": "either",
+        "metric": "spend",
+        "window": "rolling_12m",
+        "review_period_months": 12,
+        "tiers-TOTAL_FORMS": len(rows),
+        "tiers-INITIAL_FORMS": 0,
+        "tiers-MIN_NUM_FORMS": 0,
+        "tiers-MAX_NUM_FORMS": 1000,
+    }
+    for i, (name, rank, up, keep) in enumerate(rows):
+        data |= {
+            f"tiers-{i}-name": name,
+            f"tiers-{i}-rank": rank,
+            f"tiers-{i}-upgrade_threshold": up,
+            f"tiers-{i}-retention_threshold": keep,
+            f"tiers-{i}-discount_percent": "0",
+            f"tiers-{i}-points_per_100": 1,
+        }
+
+    response = admin_client.post(reverse("admin:membership_vipgroup_add"), data)
+
+    assert response.status_code == 200
+    assert response.context["inline_admin_formsets"][0].formset.forms[1].errors["upgrade_threshold"]
+    assert not VipGroup.objects.filter(name="學生").exists()
+
+
 def test_a_new_tier_below_the_top_is_checked_against_the_saved_ones(programme, english):
     # given a diamond tier proposed above gold with a lower threshold
     diamond = programme_rules.Rung(
