@@ -85,7 +85,7 @@ class TierLadderFormSet(BaseInlineFormSet):
 
     def clean(self):
         super().clean()
-        rows, removed = {}, []
+        forms_by_key, rungs, removed = {}, [], []
         for index, form in enumerate(self.forms):
             if self.can_delete and self._should_delete_form(form):
                 if form.instance.pk:
@@ -95,25 +95,22 @@ class TierLadderFormSet(BaseInlineFormSet):
             if data.get("rank") is None or not data.get("name"):
                 continue  # an empty extra row, or a row whose own errors are shown
             key = form.instance.pk or f"new-{index}"
-            rows[key] = form
-            form.rung = programme.Rung(
-                key=key,
-                rank=data["rank"],
-                name=data["name"],
-                upgrade_threshold=data.get("upgrade_threshold"),
-                retention_threshold=data.get("retention_threshold"),
+            forms_by_key[key] = form
+            rungs.append(
+                programme.Rung(
+                    key=key,
+                    rank=data["rank"],
+                    name=data["name"],
+                    upgrade_threshold=data.get("upgrade_threshold"),
+                    retention_threshold=data.get("retention_threshold"),
+                )
             )
-        group = self.instance if self.instance.pk else None
-        problems = (
-            programme.tier_ladder_problems(
-                group=group, proposed=[f.rung for f in rows.values()], removed=removed
-            )
-            if group
-            else programme.ladder_problems(f.rung for f in rows.values())
+        problems = programme.tier_ladder_problems(
+            group=self.instance, proposed=rungs, removed=removed
         )
         for problem in problems:
-            if problem.key in rows:
-                rows[problem.key].add_error(problem.field, problem.message)
+            if problem.key in forms_by_key:
+                forms_by_key[problem.key].add_error(problem.field, problem.message)
         if problems:
             raise ValidationError([problem.message for problem in problems])
 

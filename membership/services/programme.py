@@ -122,11 +122,13 @@ def tier_ladder_problems(
     """The ladder's problems once ``proposed`` tiers replace (by pk key) or join the saved ones.
 
     A proposed rung whose key is a saved tier's pk stands in for that tier; any other key
-    is a new tier. ``removed`` lists the pks of tiers about to be deleted.
+    is a new tier. ``removed`` lists the pks of tiers about to be deleted. An unsaved
+    ``group`` (the add page) has no saved tiers: only the proposed ones count.
     """
     proposed = list(proposed)
     replaced = {r.key for r in proposed} | set(removed)
-    saved = [rung_of(t) for t in Tier.objects.filter(group=group) if t.pk not in replaced]
+    tiers = Tier.objects.filter(group=group) if group.pk else Tier.objects.none()
+    saved = [rung_of(t) for t in tiers if t.pk not in replaced]
     return ladder_problems([*saved, *proposed])
 
 
