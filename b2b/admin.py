@@ -4,10 +4,12 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
+from membership.admin.exports import ListExportMixin
 from membership.models import Member
 
 from . import services
 from .models import Enterprise, Role, SubAccount
+from .resources import EnterpriseResource
 from .selectors import enterprise_rollup, sub_account_breakdown
 
 
@@ -20,7 +22,8 @@ class SubAccountInline(admin.TabularInline):
 
 
 @admin.register(Enterprise)
-class EnterpriseAdmin(admin.ModelAdmin):
+class EnterpriseAdmin(ListExportMixin, admin.ModelAdmin):
+    resource_classes = [EnterpriseResource]
     list_display = ["name", "business_id", "master", "master_tier", "contact_name"]
     list_select_related = ["master__tier"]
     search_fields = ["name", "=business_id", "master__name"]

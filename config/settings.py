@@ -4,10 +4,12 @@ Local defaults run the whole site alone: SQLite, eager Celery, console e-mail.
 Production sets DJANGO_DEBUG=0 and supplies the secrets; nothing secret lives here.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,7 +26,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site, with TOTP for staff when STAFF_TOTP_REQUIRED is on (config/security.py).
+    "config.apps.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -32,12 +35,21 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "adminsortable2",
     "django_celery_beat",
+    "import_export",
     "membership",
     "b2b",
     "subscriptions",
     "points",
     "imports",
     "segments",
+]
+# -- Security: login throttling, TOTP for staff, Content-Security-Policy (README "Security") --
+INSTALLED_APPS += [
+    "axes",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
 ]
 # Points from an order wait out the return window before they can be spent.
 POINTS_PENDING_DAYS = env.int("POINTS_PENDING_DAYS", default=7)
@@ -65,6 +77,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Security: the verified second factor on request.user, the CSP header, and axes last
+    # (it turns a locked-out login into the lockout page).
+    "django_otp.middleware.OTPMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -139,10 +156,13 @@ STORAGES = {
     },
 }
 
-# Sessions are read from the cache on every page and written through to the database.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions live in the database, which every worker reads, so a logout ends the session
+# everywhere at once. Only a cache all workers share (CACHE_URL, e.g. Redis) may sit in
+# front of it: a per-process cache would keep serving a logged-out session.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 if "CACHE_URL" in env.ENVIRON:
     CACHES = {"default": env.cache("CACHE_URL")}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "members:my_tier"
@@ -216,8 +236,36 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
+# take, or that no worker finished, are sent again every minute.
+CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
+    "task": "membership.tasks.sweep_outbox",
+    "schedule": 60,
+}
+
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
+
+# Payment faults (subscriptions.services): a lost gateway answer is asked again with the
+# same key after these waits (seconds) before anything is decided; the sweeper asks again
+# every 5 minutes, and an attempt still unanswered after SUBSCRIPTION_ANSWER_HOURS counts
+# as not paid.
+SUBSCRIPTION_ASK_AGAIN_AFTER = env.list(
+    "SUBSCRIPTION_ASK_AGAIN_AFTER", cast=float, default=[1.0, 3.0]
+)
+SUBSCRIPTION_ANSWER_HOURS = env.int("SUBSCRIPTION_ANSWER_HOURS", default=24)
+CELERY_BEAT_SCHEDULE["settle-pending-charges"] = {
+    "task": "subscriptions.tasks.settle_pending_charges",
+    "schedule": 60 * 5,
+}
+# django-import-export: every list's Export (CSV with BOM, XLSX, JSON) needs the model's
+# "export" permission (created for each exporting admin by membership.admin.exports);
+# configuration imports are audited in our own log instead of Django's LogEntry.
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+IMPORT_EXPORT_IMPORT_IGNORE_BLANK_LINES = True
+IMPORT_EXPORT_CHUNK_SIZE = 2000
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -228,6 +276,50 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# -- Security -------------------------------------------------------------------------
+# Login throttling (django-axes) on /login/ and /admin/login/: after AXES_FAILURE_LIMIT
+# wrong passwords for one username from one address, that pair is locked for the
+# cool-off. The pair, not the address alone, so members behind a carrier's shared address
+# are not locked out by a stranger, and a stranger cannot lock a member out everywhere.
+# Operators with "delete access attempt" unlock early in the admin (Axes › Access attempts).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+# Behind N reverse proxies the client is the Nth address from the right of X-Forwarded-For;
+# 0 (the default) reads the socket's address, which a client cannot forge.
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+
+# TOTP for staff (django-otp): with STAFF_TOTP_REQUIRED on, the admin asks for a token from
+# a confirmed device after the password, and a staff login without one does not reach it.
+# On by default in production, off in development. Devices are managed in the admin
+# (OTP_TOTP › TOTP devices, with a QR code); the first one via `manage.py addstatictoken USER`.
+STAFF_TOTP_REQUIRED = env.bool("STAFF_TOTP_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = "VIP 會員管理"
+
+# Content-Security-Policy (django-csp): scripts and style sheets only from this site, no
+# inline script. Style attributes stay allowed (style-src-attr) for colours from data: the
+# tier badges and progress bars.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,

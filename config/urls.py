@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config.views import health
+from membership.views import my_data
 
 admin.site.site_header = admin.site.site_title = "VIP 會員管理"
 
@@ -46,6 +47,8 @@ urlpatterns = [
         ),
         name="password_reset_complete",
     ),
+    # The member's own data as a file (PDPA art. 10).
+    path("me/data/", my_data, name="my_data"),
     path("me/", include("membership.urls")),
     path("", RedirectView.as_view(pattern_name="members:my_tier", permanent=False)),
 ]

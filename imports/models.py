@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from membership.bounds import bounded
+
 
 class ImportJob(models.Model):
     class Kind(models.TextChoices):
@@ -33,14 +35,16 @@ class ImportJob(models.Model):
     )
     allow_new_tags = models.BooleanField(_("create unknown tags"), default=False)
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.QUEUED)
-    total_rows = models.PositiveIntegerField(_("rows"), default=0)
-    rows_done = models.PositiveIntegerField(_("rows checked"), default=0)
-    error_rows = models.PositiveIntegerField(_("rows with errors"), default=0)
-    existing_rows = models.PositiveIntegerField(_("rows updating existing records"), default=0)
+    total_rows = bounded(models.PositiveIntegerField(_("rows"), default=0))
+    rows_done = bounded(models.PositiveIntegerField(_("rows checked"), default=0))
+    error_rows = bounded(models.PositiveIntegerField(_("rows with errors"), default=0))
+    existing_rows = bounded(
+        models.PositiveIntegerField(_("rows updating existing records"), default=0)
+    )
     valid_only = models.BooleanField(_("valid rows only"), default=False)
-    created = models.PositiveIntegerField(_("created"), default=0)
-    updated = models.PositiveIntegerField(_("updated"), default=0)
-    skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    created = bounded(models.PositiveIntegerField(_("created"), default=0))
+    updated = bounded(models.PositiveIntegerField(_("updated"), default=0))
+    skipped = bounded(models.PositiveIntegerField(_("skipped"), default=0))
     message = models.TextField(_("message"), blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -91,7 +95,7 @@ class Problem(models.Model):
     """One reason one row of the file cannot be imported."""
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="problems")
-    line = models.PositiveIntegerField(_("line"))
+    line = bounded(models.PositiveIntegerField(_("line")))
     column = models.CharField(_("column"), max_length=40)
     message = models.CharField(_("reason"), max_length=300)
 
@@ -107,14 +111,14 @@ class Problem(models.Model):
 
 class StagedMember(models.Model):
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+")
-    line = models.PositiveIntegerField()
+    line = bounded(models.PositiveIntegerField())
     external_id = models.CharField(max_length=64)
     name = models.CharField(max_length=100)
     phone = models.CharField(max_length=20, blank=True)
     email = models.CharField(max_length=254, blank=True)
     birthday = models.DateField(null=True)
     joined_at = models.DateTimeField(null=True)
-    opening_spend = models.BigIntegerField(null=True)
+    opening_spend = bounded(models.BigIntegerField(null=True))
     opening_tier = models.ForeignKey(
         "membership.Tier",
         on_delete=models.CASCADE,
@@ -122,7 +126,7 @@ class StagedMember(models.Model):
         related_name="+",
         db_constraint=False,
     )
-    opening_points = models.BigIntegerField(null=True)
+    opening_points = bounded(models.BigIntegerField(null=True))
 
     class Meta:
         indexes = [models.Index(fields=["job", "external_id"], name="staged_member_job_ext_idx")]
@@ -142,11 +146,11 @@ class StagedTag(models.Model):
 
 class StagedOrder(models.Model):
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+")
-    line = models.PositiveIntegerField()
+    line = bounded(models.PositiveIntegerField())
     external_id = models.CharField(max_length=64)
     member_external_id = models.CharField(max_length=64)
-    amount = models.BigIntegerField()
-    refunded_amount = models.BigIntegerField(default=0)
+    amount = bounded(models.BigIntegerField())
+    refunded_amount = bounded(models.BigIntegerField(default=0))
     placed_at = models.DateTimeField()
     channel = models.CharField(max_length=30, blank=True)
 

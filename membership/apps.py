@@ -9,5 +9,7 @@ class MembershipConfig(AppConfig):
 
     def ready(self):
         from . import display
+        from .bounds import send_integers_as_text_to_postgresql
 
         display.connect()
+        send_integers_as_text_to_postgresql()

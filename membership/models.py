@@ -5,9 +5,16 @@ small derived properties only.
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+
+from membership.bounds import bounded
+
+# A badge colour as the colour picker writes it, and as CSS reads it: #RRGGBB.
+COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
 
 
 class Metric(models.TextChoices):
@@ -49,7 +56,7 @@ class VipGroup(models.Model):
 
     name = models.CharField(_("name"), max_length=50, unique=True)
     description = models.TextField(_("description"), blank=True)
-    priority = models.PositiveIntegerField(_("priority"), default=0, db_index=True)
+    priority = bounded(models.PositiveIntegerField(_("priority"), default=0, db_index=True))
     is_default = models.BooleanField(
         _("default group"),
         default=False,
@@ -58,18 +65,22 @@ class VipGroup(models.Model):
     entry_tags = models.ManyToManyField(
         Tag, blank=True, related_name="entry_for_groups", verbose_name=_("entry tags")
     )
-    entry_amount = models.PositiveBigIntegerField(
-        _("qualifying amount"),
-        null=True,
-        blank=True,
-        help_text=_("Spend (NT$) in this group's window that admits a member; blank for none."),
+    entry_amount = bounded(
+        models.PositiveBigIntegerField(
+            _("qualifying amount"),
+            null=True,
+            blank=True,
+            help_text=_("Spend (NT$) in this group's window that admits a member; blank for none."),
+        )
     )
     entry_requires = models.CharField(
         _("entry condition"), max_length=10, choices=EntryRequires, default=EntryRequires.EITHER
     )
     metric = models.CharField(_("qualifying metric"), max_length=20, choices=Metric)
     window = models.CharField(_("window"), max_length=20, choices=Window)
-    review_period_months = models.PositiveSmallIntegerField(_("review period (months)"), default=12)
+    review_period_months = bounded(
+        models.PositiveSmallIntegerField(_("review period (months)"), default=12), minimum=1
+    )
 
     class Meta:
         ordering = ["priority", "id"]
@@ -81,6 +92,11 @@ class VipGroup(models.Model):
                 condition=Q(is_default=True),
                 name="one_default_vip_group",
                 violation_error_message=_("Exactly one VIP group is the default."),
+            ),
+            models.CheckConstraint(
+                condition=Q(review_period_months__gte=1),
+                name="vip_group_review_at_least_a_month",
+                violation_error_message=_("The review period is at least one month."),
             ),
         ]
 
@@ -94,16 +110,35 @@ class Tier(models.Model):
     group = models.ForeignKey(
         VipGroup, on_delete=models.PROTECT, related_name="tiers", verbose_name=_("VIP group")
     )
-    rank = models.PositiveSmallIntegerField(_("rank"))
+    rank = bounded(models.PositiveSmallIntegerField(_("rank")), minimum=1)
     name = models.CharField(_("name"), max_length=50)
-    badge_colour = models.CharField(_("badge colour"), max_length=7, default="#9e9e9e")
-    upgrade_threshold = models.PositiveBigIntegerField(_("upgrade threshold"))
-    retention_threshold = models.PositiveBigIntegerField(_("retention threshold"))
-    discount_percent = models.DecimalField(
-        _("discount (% off)"), max_digits=4, decimal_places=1, default=0
+    badge_colour = models.CharField(
+        _("badge colour"),
+        max_length=7,
+        default="#9e9e9e",
+        validators=[
+            RegexValidator(
+                COLOUR_PATTERN,
+                _("Enter a colour as # and six hexadecimal digits, e.g. #c0c0c0."),
+                code="colour",
+            )
+        ],
+        help_text=_("# and six hexadecimal digits, e.g. #c0c0c0."),
     )
-    points_per_100 = models.PositiveSmallIntegerField(
-        _("points per NT$100"), default=1, help_text=_("Points earned for every NT$100 spent.")
+    upgrade_threshold = bounded(models.PositiveBigIntegerField(_("upgrade threshold")))
+    retention_threshold = bounded(models.PositiveBigIntegerField(_("retention threshold")))
+    discount_percent = models.DecimalField(
+        _("discount (% off)"),
+        max_digits=4,
+        decimal_places=1,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text=_("From 0 to 100."),
+    )
+    points_per_100 = bounded(
+        models.PositiveSmallIntegerField(
+            _("points per NT$100"), default=1, help_text=_("Points earned for every NT$100 spent.")
+        )
     )
     free_shipping = models.BooleanField(_("free shipping"), default=False)
     birthday_perk = models.CharField(_("birthday perk"), max_length=200, blank=True)
@@ -129,17 +164,41 @@ class Tier(models.Model):
                 ),
             ),
             models.CheckConstraint(condition=Q(rank__gte=1), name="tier_rank_from_one"),
+            models.CheckConstraint(
+                condition=Q(discount_percent__gte=0, discount_percent__lte=100),
+                name="tier_discount_within_0_100",
+                violation_error_message=_("The discount is between 0 and 100 %."),
+            ),
+            models.CheckConstraint(
+                condition=Q(badge_colour__regex=COLOUR_PATTERN),
+                name="tier_badge_colour_rrggbb",
+                violation_error_message=_(
+                    "Enter a colour as # and six hexadecimal digits, e.g. #c0c0c0."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.group.name} · {self.name}"
+
+    def clean(self) -> None:
+        # The constraint says it too; here the message lands beside the field.
+        up, keep = self.upgrade_threshold, self.retention_threshold
+        if up is not None and keep is not None and keep > up:
+            raise ValidationError(
+                {
+                    "retention_threshold": _(
+                        "The retention threshold cannot be above the upgrade threshold."
+                    )
+                }
+            )
 
 
 class TierBenefit(models.Model):
     """One line of a tier's free-text benefits, in the order the operator dragged them."""
 
     tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="benefits")
-    position = models.PositiveIntegerField(_("position"), default=0, db_index=True)
+    position = bounded(models.PositiveIntegerField(_("position"), default=0, db_index=True))
     text = models.CharField(_("benefit"), max_length=200)
 
     class Meta:
@@ -306,8 +365,8 @@ class Order(models.Model):
     )
     external_id = models.CharField(_("external id"), max_length=64)
     channel = models.CharField(_("channel"), max_length=30, blank=True)
-    amount = models.PositiveBigIntegerField(_("amount (NT$)"))
-    refunded_amount = models.PositiveBigIntegerField(_("refunded (NT$)"), default=0)
+    amount = bounded(models.PositiveBigIntegerField(_("amount (NT$)")))
+    refunded_amount = bounded(models.PositiveBigIntegerField(_("refunded (NT$)"), default=0))
     placed_at = models.DateTimeField(_("placed at"))
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.PAID)
     created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
@@ -344,7 +403,7 @@ class Refund(models.Model):
         Order, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("order")
     )
     external_id = models.CharField(_("external id"), max_length=64)
-    amount = models.PositiveBigIntegerField(_("amount (NT$)"))
+    amount = bounded(models.PositiveBigIntegerField(_("amount (NT$)")))
     refunded_at = models.DateTimeField(_("refunded at"))
     created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
 
@@ -523,9 +582,11 @@ class AuditEntry(models.Model):
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
 
     def __str__(self) -> str:
-        return (
-            f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
-        )
+        # In words and in Asia/Taipei, as the admin's title shows it.
+        from membership.audit_display import action_label, actor_label, local_time
+
+        when, action = local_time(self.created_at), action_label(self.action)
+        return f"{when} {actor_label(self)} {action} {self.object_repr}"
 
 
 class NudgeKind(models.TextChoices):
@@ -550,7 +611,7 @@ class Nudge(models.Model):
     tier = models.ForeignKey(
         Tier, on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
     )
-    amount = models.BigIntegerField(_("still needed"))
+    amount = bounded(models.BigIntegerField(_("still needed")))
     created_at = models.DateTimeField(_("created at"))
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
 
@@ -625,3 +686,39 @@ class TagHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}:{self.tag_id}"
+
+
+class OutboxMessage(models.Model):
+    """A follow-up owed after a commit: a Celery task to run, written in the same
+    transaction as the change that owes it (``membership.outbox``).
+
+    A row is sent after the commit and again by the sweeper while it is not done, so
+    a broker that was away loses nothing. ``dispatched_at`` is the last send,
+    ``started_at`` the run a worker holds now (cleared when it fails), ``done_at``
+    the run that finished; ``attempts`` counts the runs started, ``last_error`` says
+    why the last send or run failed.
+    """
+
+    task_name = models.CharField(_("task"), max_length=200)
+    kwargs = models.JSONField(_("arguments"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    done_at = models.DateTimeField(_("done at"), null=True, blank=True)
+    attempts = bounded(models.PositiveIntegerField(_("attempts"), default=0))
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("follow-up")
+        verbose_name_plural = _("follow-ups")
+        indexes = [
+            models.Index(
+                fields=["task_name"],
+                condition=Q(done_at__isnull=True),
+                name="outbox_pending_idx",
+            ),
+            models.Index(fields=["done_at"], name="outbox_done_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} #{self.pk}"

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from membership import services
+from membership import outbox, services
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
@@ -28,3 +28,13 @@ def review_due_members() -> dict:
 @shared_task
 def compute_and_send_nudges() -> dict:
     return {"new": services.compute_nudges(), "sent": services.send_nudges()}
+
+
+@shared_task
+def run_outbox_message(message_id: int) -> bool:
+    return outbox.run(message_id=message_id)
+
+
+@shared_task
+def sweep_outbox() -> int:
+    return outbox.sweep()

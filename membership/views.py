@@ -3,7 +3,7 @@
 import datetime as dt
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -12,6 +12,7 @@ from .forms import CalculatorForm
 from .models import Member, Order
 from .portal import panels_for
 from .selectors import calculate_tier, member_dashboard
+from .services.privacy import export_member_data
 
 
 def _member(request) -> Member:
@@ -55,3 +56,14 @@ def order_detail(request, order_id: int):
     member = _member(request)
     order = get_object_or_404(Order.objects.prefetch_related("refunds"), pk=order_id, member=member)
     return render(request, "members/order.html", {"member": member, "order": order})
+
+
+@login_required
+def my_data(request):
+    """The member's own data as a file (PDPA art. 10): their rows only, audited."""
+    member = _member(request)
+    export = export_member_data(member_id=member.pk, actor=request.user)
+    response = HttpResponse(export.content, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response["Cache-Control"] = "no-store"
+    return response

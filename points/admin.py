@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
+from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
 from membership.models import Member
 
 from .models import (
@@ -21,10 +22,18 @@ from .models import (
     Reward,
     TierCoefficient,
 )
+from .resources import (
+    AccountResource,
+    EntryResource,
+    PartnerResource,
+    PromotionResource,
+    RewardResource,
+)
 
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdmin):
+class EntryAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [EntryResource]
     list_display = ["created_at", "account", "kind", "points", "shortfall", "source", "source_ref"]
     list_select_related = ["account__member"]
     list_filter = ["kind", "source"]
@@ -34,7 +43,9 @@ class EntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [AccountResource]
+
     def get_urls(self):
         from django.urls import path
 
@@ -57,7 +68,8 @@ class AccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(ConfigImportExportMixin, admin.ModelAdmin):
+    resource_classes = [PromotionResource]
     list_display = ["name", "starts_at", "ends_at", "multiplier"]
     fieldsets = [
         (
@@ -78,7 +90,8 @@ class TierCoefficientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reward)
-class RewardAdmin(admin.ModelAdmin):
+class RewardAdmin(ConfigImportExportMixin, admin.ModelAdmin):
+    resource_classes = [RewardResource]
     list_display = ["name", "points_cost", "stock", "tier", "months", "active"]
     list_select_related = ["tier__group"]
 
@@ -110,7 +123,8 @@ class PartnerBonusInline(admin.TabularInline):
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(ConfigImportExportMixin, admin.ModelAdmin):
+    resource_classes = [PartnerResource]
     list_display = ["name", "code", "rate", "monthly_cap", "min_tier", "active"]
     list_select_related = ["min_tier__group"]
     inlines = [PartnerBonusInline]

@@ -10,15 +10,16 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
+from membership.bounds import bounded
 from membership.models import Member
 
 
 class Account(models.Model):
     member = models.OneToOneField(Member, on_delete=models.PROTECT, related_name="points_account")
     # A cache of SUM(entries.points), moved only in the same transaction as an entry.
-    balance = models.BigIntegerField(_("balance"), default=0)
+    balance = bounded(models.BigIntegerField(_("balance"), default=0))
     # Points reversed after they were spent: settled from future earnings, never negative.
-    shortfall = models.BigIntegerField(_("shortfall"), default=0)
+    shortfall = bounded(models.BigIntegerField(_("shortfall"), default=0))
 
     class Meta:
         verbose_name = _("points account")
@@ -50,14 +51,20 @@ class Entry(models.Model):
         Account, on_delete=models.PROTECT, related_name="entries", db_index=False
     )
     kind = models.CharField(_("kind"), max_length=12, choices=Kind)
-    points = models.BigIntegerField(_("points"), help_text=_("Positive adds, negative takes."))
+    points = bounded(
+        models.BigIntegerField(_("points"), help_text=_("Positive adds, negative takes."))
+    )
     source = models.CharField(_("source"), max_length=30)
     source_ref = models.CharField(_("source reference"), max_length=100)
     idempotency_key = models.CharField(_("idempotency key"), max_length=150, unique=True)
-    shortfall = models.BigIntegerField(
-        _("shortfall"),
-        default=0,
-        help_text=_("Points of this reversal already spent: owed, settled from future earnings."),
+    shortfall = bounded(
+        models.BigIntegerField(
+            _("shortfall"),
+            default=0,
+            help_text=_(
+                "Points of this reversal already spent: owed, settled from future earnings."
+            ),
+        )
     )
     reason = models.TextField(_("reason"), blank=True)
     created_at = models.DateTimeField(_("time"), db_index=True)
@@ -77,8 +84,8 @@ class Lot(models.Model):
 
     entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="lot")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
-    points = models.BigIntegerField()
-    remaining = models.BigIntegerField()
+    points = bounded(models.BigIntegerField())
+    remaining = bounded(models.BigIntegerField())
     available_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
     reminded_at = models.DateTimeField(null=True, blank=True)
@@ -102,9 +109,11 @@ class Reward(models.Model):
     """Something points buy: a gift from stock, or months of a tier through a tier grant."""
 
     name = models.CharField(_("name"), max_length=100, unique=True)
-    points_cost = models.PositiveIntegerField(_("points"))
-    stock = models.PositiveIntegerField(
-        _("stock"), null=True, blank=True, help_text=_("Blank: unlimited.")
+    points_cost = bounded(models.PositiveIntegerField(_("points")))
+    stock = bounded(
+        models.PositiveIntegerField(
+            _("stock"), null=True, blank=True, help_text=_("Blank: unlimited.")
+        )
     )
     tier = models.ForeignKey(
         "membership.Tier",
@@ -113,7 +122,7 @@ class Reward(models.Model):
         blank=True,
         verbose_name=_("tier granted"),
     )
-    months = models.PositiveSmallIntegerField(_("months of the tier"), default=1)
+    months = bounded(models.PositiveSmallIntegerField(_("months of the tier"), default=1))
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:
@@ -130,7 +139,7 @@ class Action(models.Model):
 
     code = models.SlugField(_("code"), unique=True)
     name = models.CharField(_("name"), max_length=100)
-    points = models.PositiveIntegerField(_("points"))
+    points = bounded(models.PositiveIntegerField(_("points")))
 
     class Meta:
         verbose_name = _("action")
@@ -220,7 +229,9 @@ class BirthdayRule(models.Model):
         decimal_places=2,
         help_text=_("The largest order of the birthday month earns its points × this in all."),
     )
-    cap = models.PositiveIntegerField(_("cap (points)"), help_text=_("Most bonus points a year."))
+    cap = bounded(
+        models.PositiveIntegerField(_("cap (points)"), help_text=_("Most bonus points a year."))
+    )
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:
@@ -247,11 +258,13 @@ class Partner(models.Model):
         decimal_places=3,
         help_text=_("Partner points for one of ours (1:0.8 → 0.8)."),
     )
-    monthly_cap = models.PositiveIntegerField(
-        _("monthly cap (our points)"),
-        null=True,
-        blank=True,
-        help_text=_("Most of our points one member may exchange with this partner in a month."),
+    monthly_cap = bounded(
+        models.PositiveIntegerField(
+            _("monthly cap (our points)"),
+            null=True,
+            blank=True,
+            help_text=_("Most of our points one member may exchange with this partner in a month."),
+        )
     )
     min_tier = models.ForeignKey(
         "membership.Tier",
@@ -283,7 +296,7 @@ class PartnerBonus(models.Model):
     tier = models.ForeignKey(
         "membership.Tier", on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
     )
-    percent = models.PositiveSmallIntegerField(_("VIP bonus (%)"))
+    percent = bounded(models.PositiveSmallIntegerField(_("VIP bonus (%)")))
 
     class Meta:
         verbose_name = _("VIP bonus")
@@ -301,8 +314,8 @@ class PartnerTransfer(models.Model):
 
     entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="transfer")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="transfers")
-    partner_points = models.PositiveBigIntegerField(_("partner points"))
-    bonus_percent = models.PositiveSmallIntegerField(_("VIP bonus (%)"), default=0)
+    partner_points = bounded(models.PositiveBigIntegerField(_("partner points")))
+    bonus_percent = bounded(models.PositiveSmallIntegerField(_("VIP bonus (%)"), default=0))
     created_at = models.DateTimeField(_("time"))
 
     class Meta:

@@ -26,8 +26,11 @@ def redeem_reward(*, member_id: int, reward: Reward, key: str) -> Entry:
     """Spend points on a reward, in one transaction with its stock and its tier grant.
 
     Idempotent on ``key``; refused (nothing changes) without enough points or stock.
+    The key is checked under the member's account lock before any stock is taken, so the
+    same redemption sent several times at once takes one item.
     """
     with transaction.atomic():
+        _locked_account(member_id)
         if done := Entry.objects.filter(idempotency_key=key).first():
             return done
         if not reward.active:

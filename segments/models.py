@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from membership.bounds import bounded
+
 
 class Lifecycle(models.TextChoices):
     NEW = "new", _("New")
@@ -41,62 +43,84 @@ class Behaviour(models.TextChoices):
 class SegmentSettings(models.Model):
     """The merchant's boundaries for the segments; one row, edited in the admin."""
 
-    rfm_months = models.PositiveSmallIntegerField(
-        _("RFM period (months)"),
-        default=12,
-        validators=[MinValueValidator(1), MaxValueValidator(60)],
-        help_text=_("Members who bought in this period are scored 1–5 by quintile."),
+    rfm_months = bounded(
+        models.PositiveSmallIntegerField(
+            _("RFM period (months)"),
+            default=12,
+            validators=[MinValueValidator(1), MaxValueValidator(60)],
+            help_text=_("Members who bought in this period are scored 1–5 by quintile."),
+        )
     )
-    high_score = models.PositiveSmallIntegerField(
-        _("high score from"),
-        default=3,
-        validators=[MinValueValidator(2), MaxValueValidator(5)],
-        help_text=_("A score at or above this is 'high' when naming the RFM cell."),
+    high_score = bounded(
+        models.PositiveSmallIntegerField(
+            _("high score from"),
+            default=3,
+            validators=[MinValueValidator(2), MaxValueValidator(5)],
+            help_text=_("A score at or above this is 'high' when naming the RFM cell."),
+        )
     )
-    new_days = models.PositiveSmallIntegerField(
-        _("new: first order within (days)"),
-        default=30,
-        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+    new_days = bounded(
+        models.PositiveSmallIntegerField(
+            _("new: first order within (days)"),
+            default=30,
+            validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        )
     )
-    active_days = models.PositiveSmallIntegerField(
-        _("active: last order within (days)"),
-        default=90,
-        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+    active_days = bounded(
+        models.PositiveSmallIntegerField(
+            _("active: last order within (days)"),
+            default=90,
+            validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        )
     )
-    churn_days = models.PositiveSmallIntegerField(
-        _("churned: no order for (days)"),
-        default=365,
-        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+    churn_days = bounded(
+        models.PositiveSmallIntegerField(
+            _("churned: no order for (days)"),
+            default=365,
+            validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        )
     )
-    mature_orders = models.PositiveSmallIntegerField(
-        _("mature: orders at least"),
-        default=5,
-        validators=[MinValueValidator(2), MaxValueValidator(1000)],
+    mature_orders = bounded(
+        models.PositiveSmallIntegerField(
+            _("mature: orders at least"),
+            default=5,
+            validators=[MinValueValidator(2), MaxValueValidator(1000)],
+        )
     )
-    big_spender_score = models.PositiveSmallIntegerField(
-        _("shopping enthusiast: F and M scores at least"),
-        default=4,
-        validators=[MinValueValidator(1), MaxValueValidator(5)],
+    big_spender_score = bounded(
+        models.PositiveSmallIntegerField(
+            _("shopping enthusiast: F and M scores at least"),
+            default=4,
+            validators=[MinValueValidator(1), MaxValueValidator(5)],
+        )
     )
-    promotion_share = models.PositiveSmallIntegerField(
-        _("promotion hunter: share of orders in promotions at least (%)"),
-        default=50,
-        validators=[MinValueValidator(1), MaxValueValidator(100)],
+    promotion_share = bounded(
+        models.PositiveSmallIntegerField(
+            _("promotion hunter: share of orders in promotions at least (%)"),
+            default=50,
+            validators=[MinValueValidator(1), MaxValueValidator(100)],
+        )
     )
-    promotion_min_orders = models.PositiveSmallIntegerField(
-        _("promotion hunter: orders in the period at least"),
-        default=2,
-        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+    promotion_min_orders = bounded(
+        models.PositiveSmallIntegerField(
+            _("promotion hunter: orders in the period at least"),
+            default=2,
+            validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        )
     )
-    loyal_quarters = models.PositiveSmallIntegerField(
-        _("brand loyalist: bought in at least this many of the last 4 quarters"),
-        default=3,
-        validators=[MinValueValidator(1), MaxValueValidator(4)],
+    loyal_quarters = bounded(
+        models.PositiveSmallIntegerField(
+            _("brand loyalist: bought in at least this many of the last 4 quarters"),
+            default=3,
+            validators=[MinValueValidator(1), MaxValueValidator(4)],
+        )
     )
-    loyal_days = models.PositiveSmallIntegerField(
-        _("brand loyalist: first order at least (days) ago"),
-        default=365,
-        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+    loyal_days = bounded(
+        models.PositiveSmallIntegerField(
+            _("brand loyalist: first order at least (days) ago"),
+            default=365,
+            validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        )
     )
 
     class Meta:
@@ -127,16 +151,24 @@ class MemberSegment(models.Model):
     )
     first_order_at = models.DateTimeField(_("first order"), null=True)
     last_order_at = models.DateTimeField(_("last order"), null=True)
-    orders_total = models.PositiveIntegerField(_("orders (all time)"), default=0)
-    orders_paid = models.PositiveIntegerField(_("paid orders (all time)"), default=0)
-    orders_returned = models.PositiveIntegerField(_("orders refunded or cancelled"), default=0)
-    period_orders = models.PositiveIntegerField(_("orders in the RFM period"), default=0)
-    period_spend = models.BigIntegerField(_("net spend in the RFM period (NT$)"), default=0)
-    promotion_orders = models.PositiveIntegerField(_("orders in promotion windows"), default=0)
-    quarters_active = models.PositiveSmallIntegerField(_("active quarters (of 4)"), default=0)
-    recency = models.PositiveSmallIntegerField(_("R"), null=True)
-    frequency = models.PositiveSmallIntegerField(_("F"), null=True)
-    monetary = models.PositiveSmallIntegerField(_("M"), null=True)
+    orders_total = bounded(models.PositiveIntegerField(_("orders (all time)"), default=0))
+    orders_paid = bounded(models.PositiveIntegerField(_("paid orders (all time)"), default=0))
+    orders_returned = bounded(
+        models.PositiveIntegerField(_("orders refunded or cancelled"), default=0)
+    )
+    period_orders = bounded(models.PositiveIntegerField(_("orders in the RFM period"), default=0))
+    period_spend = bounded(
+        models.BigIntegerField(_("net spend in the RFM period (NT$)"), default=0)
+    )
+    promotion_orders = bounded(
+        models.PositiveIntegerField(_("orders in promotion windows"), default=0)
+    )
+    quarters_active = bounded(
+        models.PositiveSmallIntegerField(_("active quarters (of 4)"), default=0)
+    )
+    recency = bounded(models.PositiveSmallIntegerField(_("R"), null=True))
+    frequency = bounded(models.PositiveSmallIntegerField(_("F"), null=True))
+    monetary = bounded(models.PositiveSmallIntegerField(_("M"), null=True))
     rfm_cell = models.CharField(_("RFM cell"), max_length=20, choices=RfmCell, blank=True)
     lifecycle = models.CharField(_("lifecycle stage"), max_length=10, choices=Lifecycle, blank=True)
     big_spender = models.BooleanField(_("shopping enthusiast"), default=False)
@@ -223,15 +255,15 @@ class TierSnapshot(models.Model):
         related_name="+",
         verbose_name=_("tier"),
     )
-    members = models.PositiveIntegerField(_("members"))
-    buyers = models.PositiveIntegerField(_("bought in the last 12 months"))
-    repeat_buyers = models.PositiveIntegerField(_("bought twice or more in 12 months"))
-    active = models.PositiveIntegerField(_("bought in the last 90 days"))
-    spend = models.BigIntegerField(_("net spend in the last 12 months (NT$)"))
-    lifetime_spend = models.BigIntegerField(_("net spend, all time (NT$)"))
-    points = models.BigIntegerField(_("points outstanding"))
-    upgrades = models.PositiveIntegerField(_("upgrades into this tier, month to date"))
-    downgrades = models.PositiveIntegerField(_("downgrades into this tier, month to date"))
+    members = bounded(models.PositiveIntegerField(_("members")))
+    buyers = bounded(models.PositiveIntegerField(_("bought in the last 12 months")))
+    repeat_buyers = bounded(models.PositiveIntegerField(_("bought twice or more in 12 months")))
+    active = bounded(models.PositiveIntegerField(_("bought in the last 90 days")))
+    spend = bounded(models.BigIntegerField(_("net spend in the last 12 months (NT$)")))
+    lifetime_spend = bounded(models.BigIntegerField(_("net spend, all time (NT$)")))
+    points = bounded(models.BigIntegerField(_("points outstanding")))
+    upgrades = bounded(models.PositiveIntegerField(_("upgrades into this tier, month to date")))
+    downgrades = bounded(models.PositiveIntegerField(_("downgrades into this tier, month to date")))
 
     class Meta:
         ordering = ["day", "group", "tier"]

@@ -7,10 +7,12 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from membership.admin.common import ReadOnlyAdmin, ReadOnlyInline
+from membership.admin.exports import ListExportMixin
 from membership.models import Member
 
 from . import services
 from .models import ChargeAttempt, Plan, Subscription, SubscriptionEvent
+from .resources import ChargeAttemptResource, SubscriptionResource
 
 
 @admin.register(Plan)
@@ -55,7 +57,8 @@ class ReasonForm(ActionForm):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ListExportMixin, admin.ModelAdmin):
+    resource_classes = [SubscriptionResource]
     list_display = [
         "member",
         "plan",
@@ -122,7 +125,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChargeAttempt)
-class ChargeAttemptAdmin(ReadOnlyAdmin):
+class ChargeAttemptAdmin(ListExportMixin, ReadOnlyAdmin):
+    resource_classes = [ChargeAttemptResource]
     list_display = [
         "created_at",
         "subscription",

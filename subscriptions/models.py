@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from membership.bounds import bounded
 from membership.models import Member, Tier
 
 
@@ -13,7 +14,7 @@ class Plan(models.Model):
         YEAR = "year", _("Yearly")
 
     name = models.CharField(_("name"), max_length=50, unique=True)
-    price = models.PositiveIntegerField(_("price (NT$ per period)"))
+    price = bounded(models.PositiveIntegerField(_("price (NT$ per period)")))
     interval = models.CharField(
         _("billing period"), max_length=5, choices=Interval, default=Interval.MONTH
     )
@@ -29,7 +30,7 @@ class Plan(models.Model):
     is_free = models.BooleanField(
         _("free plan"), default=False, help_text=_("Where members go when a paid plan ends.")
     )
-    position = models.PositiveIntegerField(_("position"), default=0)
+    position = bounded(models.PositiveIntegerField(_("position"), default=0))
 
     class Meta:
         ordering = ["position", "price"]
@@ -53,6 +54,8 @@ class Subscription(models.Model):
     """One member's paid plan. State moves only through subscriptions.services."""
 
     class State(models.TextChoices):
+        # The first payment's answer was lost: asked again by the sweeper, no tier yet.
+        PENDING = "pending", _("Awaiting payment confirmation")
         ACTIVE = "active", _("Active")
         PAST_DUE = "past_due", _("Past due (grace period)")
         CANCELLING = "cancelling", _("Cancelled at period end")
@@ -130,8 +133,8 @@ class ChargeAttempt(models.Model):
         Subscription, on_delete=models.PROTECT, related_name="attempts"
     )
     period_start = models.DateTimeField(_("period charged"))
-    attempt = models.PositiveSmallIntegerField(_("attempt"))
-    amount = models.PositiveIntegerField(_("amount (NT$)"))
+    attempt = bounded(models.PositiveSmallIntegerField(_("attempt")))
+    amount = bounded(models.PositiveIntegerField(_("amount (NT$)")))
     idempotency_key = models.CharField(_("idempotency key"), max_length=100, unique=True)
     result = models.CharField(_("result"), max_length=10, choices=Result, default=Result.PENDING)
     gateway_reference = models.CharField(_("gateway reference"), max_length=100, blank=True)
@@ -164,7 +167,7 @@ class SandboxCharge(models.Model):
 
     idempotency_key = models.CharField(max_length=100, unique=True)
     token = models.CharField(max_length=100)
-    amount = models.PositiveIntegerField()
+    amount = bounded(models.PositiveIntegerField())
     succeeded = models.BooleanField()
     reference = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)

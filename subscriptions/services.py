@@ -1,17 +1,25 @@
 """The subscription lifecycle: an explicit state machine, renewals, grace and retries.
 
-States: active → (period ends, charge fails) past_due → active | expired;
+States: pending (first payment unanswered) → active | expired;
+active → (period ends, charge fails) past_due → active | expired;
 active → (cancel) cancelling → (resume) active | (period ends) expired.
 Every transition is a SubscriptionEvent. A period is never charged twice: each try is
 a ChargeAttempt whose key (subscription, period, attempt number) is also the
 gateway's idempotency key, a unique constraint allows one success per period, and
 the renewal job claims a subscription with a conditional UPDATE before charging.
 Gateway calls happen outside database transactions.
+
+Faults: a lost answer (a timeout, or any error the gateway raises) is asked again with
+the same key before anything is decided or anyone is told; an attempt still unanswered
+stays pending and the sweeper (settle_pending_charges) asks again on every run, until
+SUBSCRIPTION_ANSWER_HOURS have passed and it counts as not paid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,9 +36,13 @@ from .gateways import GatewayTimeout, get_gateway
 from .models import ChargeAttempt, Plan, Subscription, SubscriptionEvent
 from .notifications import notify
 
+logger = logging.getLogger(__name__)
 State = Subscription.State
+Result = ChargeAttempt.Result
 CLAIM = dt.timedelta(minutes=5)
 ASK_AGAIN = dt.timedelta(hours=1)
+UNANSWERED = "no answer from the gateway by the deadline: counted as not paid"
+NOT_CHARGED = "stopped before the first charge was made: nothing was charged"
 
 
 def _add_period(start: dt.datetime, plan: Plan) -> dt.datetime:
@@ -71,7 +83,12 @@ def _end_grants(sub: Subscription, now: dt.datetime) -> None:
 
 
 def _charge(sub: Subscription, period_start: dt.datetime, attempt: int, now) -> ChargeAttempt:
-    """Ask the gateway for one attempt; asking again for the same attempt charges nothing new."""
+    """Charge one attempt, or learn how the charge of that attempt went. Never charges twice.
+
+    The attempt's key is the gateway's idempotency key: asking again for the same attempt
+    charges nothing new and returns the first answer. An attempt still without an answer
+    after asking again is returned pending; the sweeper asks again later.
+    """
     # The whole period-start instant: a key by date alone would let two periods share one.
     key = f"sub-{sub.pk}-{timezone.localtime(period_start):%Y%m%dT%H%M%S.%f}-{attempt}"
     row, _created = ChargeAttempt.objects.get_or_create(
@@ -86,24 +103,53 @@ def _charge(sub: Subscription, period_start: dt.datetime, attempt: int, now) -> 
     )
     if (row.subscription_id, row.period_start, row.attempt) != (sub.pk, period_start, attempt):
         raise RuntimeError(f"idempotency key {key} already names another charge")
-    if row.result != ChargeAttempt.Result.PENDING:
+    return _ask_gateway(sub, row, now)
+
+
+def _ask_gateway(sub: Subscription, row: ChargeAttempt, now) -> ChargeAttempt:
+    """Ask the gateway about a pending attempt, asking again with the same key while no
+    answer comes, and record the answer. An answered attempt is returned as it is."""
+    if row.result != Result.PENDING:
         return row
-    try:
-        outcome = get_gateway().charge(token=sub.card_token, amount=row.amount, idempotency_key=key)
-    except GatewayTimeout:
-        row.message = "gateway timeout: will ask again with the same key"
-        row.save(update_fields=["message"])
+    outcome = None
+    for wait in (0, *settings.SUBSCRIPTION_ASK_AGAIN_AFTER):
+        time.sleep(wait)
+        try:
+            outcome = get_gateway().charge(
+                token=sub.card_token, amount=row.amount, idempotency_key=row.idempotency_key
+            )
+            break
+        except GatewayTimeout:
+            message = "gateway timeout: no answer; will ask again with the same key"
+        except Exception as exc:  # noqa: BLE001 - any other gateway error is no answer either
+            logger.exception("charge %s: the gateway raised an error", row.idempotency_key)
+            message = f"gateway error ({type(exc).__name__}): will ask again with the same key"
+    if outcome is None:
+        if row.created_at <= now - dt.timedelta(hours=settings.SUBSCRIPTION_ANSWER_HOURS):
+            return _record_answer(row, Result.DECLINED, "", UNANSWERED, now)
+        ChargeAttempt.objects.filter(pk=row.pk, result=Result.PENDING).update(message=message)
+        row.message = message
         return row
-    row.result = (
-        ChargeAttempt.Result.SUCCEEDED if outcome.succeeded else ChargeAttempt.Result.DECLINED
+    result = Result.SUCCEEDED if outcome.succeeded else Result.DECLINED
+    return _record_answer(row, result, outcome.reference, outcome.message, now)
+
+
+def _record_answer(row: ChargeAttempt, result: str, reference: str, message: str, now):
+    """Write the gateway's answer once; whoever recorded it first wins, the others read it."""
+    ChargeAttempt.objects.filter(pk=row.pk, result=Result.PENDING).update(
+        result=result, gateway_reference=reference, message=message[:200], answered_at=now
     )
-    row.gateway_reference, row.message, row.answered_at = outcome.reference, outcome.message, now
-    row.save(update_fields=["result", "gateway_reference", "message", "answered_at"])
+    row.refresh_from_db()
     return row
 
 
 def subscribe(*, member: Member, plan: Plan, card_token: str, actor=None) -> Subscription:
-    """Start a paid plan now: the first period is charged at once; a decline refuses."""
+    """Start a paid plan now: the first period is charged at once; a decline refuses.
+
+    A lost answer is asked again (same key) before anything is decided. If the gateway
+    still does not answer, the subscription is returned pending (it holds the member's
+    one live subscription, so nobody is charged twice) and the sweeper settles it.
+    """
     if plan.is_free or plan.price == 0:
         raise ValidationError(_("The free plan needs no subscription."))
     now = timezone.now()
@@ -113,30 +159,69 @@ def subscribe(*, member: Member, plan: Plan, card_token: str, actor=None) -> Sub
                 member=member,
                 plan=plan,
                 card_token=card_token,
+                state=State.PENDING,
                 period_start=now,
                 period_end=_add_period(now, plan),
+                claimed_until=now + CLAIM,  # the sweeper leaves it alone while we charge
             )
     except IntegrityError as exc:
         raise ValidationError(
             _("%(name)s already has a subscription.") % {"name": member.name}
         ) from exc
-    attempt = _charge(sub, now, 1, now)
-    if attempt.result != ChargeAttempt.Result.SUCCEEDED:
-        sub.state = State.EXPIRED
-        sub.save(update_fields=["state"])
-        _event(sub, "subscribe_failed", State.ACTIVE, actor=actor, reason=attempt.message, now=now)
+    try:
+        attempt = _charge(sub, now, 1, now)
+        if attempt.result == Result.PENDING:
+            _event(sub, "payment_pending", "", actor=actor, reason=attempt.message, now=now)
+            return sub
+        sub = _settle_first_payment(sub, attempt, now, actor=actor, old="")
+    finally:
+        _release(sub.pk)
+    if sub.state == State.EXPIRED:
         raise ValidationError(_("The first payment did not go through; nothing was subscribed."))
+    return sub
+
+
+def _settle_first_payment(
+    sub: Subscription, attempt: ChargeAttempt, now: dt.datetime, *, actor=None, old: str
+) -> Subscription:
+    """Move a pending subscription on by its first charge's answer; unanswered, it waits.
+
+    ``old`` is the state the history shows it leaving: "" when the answer came at once.
+    """
+    if attempt.result == Result.PENDING:
+        return sub
     with transaction.atomic():
-        _event(sub, "subscribed", "", actor=actor, now=now)
-        _grant(sub, now, sub.period_end, "period")
+        sub = Subscription.objects.select_for_update().select_related("plan").get(pk=sub.pk)
+        if sub.state != State.PENDING:
+            return sub  # settled already
+        if attempt.result == Result.SUCCEEDED:
+            sub.state = State.ACTIVE
+            sub.save(update_fields=["state"])
+            _event(sub, "subscribed", old, actor=actor, now=now)
+            _grant(sub, sub.period_start, sub.period_end, "period")
+        else:
+            sub.state = State.EXPIRED
+            sub.save(update_fields=["state"])
+            _event(sub, "subscribe_failed", old, actor=actor, reason=attempt.message, now=now)
     return sub
 
 
 def cancel(*, subscription: Subscription, actor=None, reason: str = "") -> Subscription:
-    """Stop auto-renewal. The plan is kept until the period ends; in grace it ends now."""
+    """Stop auto-renewal. The plan is kept until the period ends; in grace it ends now.
+
+    Refused while a charge waits for the gateway's answer: a success arriving after the
+    plan ended would be a payment for nothing.
+    """
     now = timezone.now()
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        if sub.attempts.filter(result=Result.PENDING).exists():
+            raise ValidationError(
+                _(
+                    "A payment of this subscription is waiting for the gateway's answer; "
+                    "cancel it once the payment is settled."
+                )
+            )
         old = sub.state
         if old == State.ACTIVE:
             sub.state = State.CANCELLING
@@ -205,29 +290,46 @@ def _audit(sub, actor, action, old, reason):
         )
 
 
+def _claim(subscription_id: int, now: dt.datetime, *, due_only: bool) -> bool:
+    """Claim a subscription for CLAIM with one conditional UPDATE: one worker at a time.
+
+    A claim left by a worker that died runs out by itself.
+    """
+    rows = Subscription.objects.filter(pk=subscription_id).filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
+    if due_only:
+        rows = rows.filter(_due(now))
+    return bool(rows.update(claimed_until=now + CLAIM))
+
+
+def _due(now: dt.datetime) -> Q:
+    """Subscriptions to charge now: a period ended, or a retry (or a question again) due."""
+    active = Q(state=State.ACTIVE, period_end__lte=now) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    return active | Q(state=State.PAST_DUE, next_attempt_at__lte=now)
+
+
+def _release(subscription_id: int) -> None:
+    Subscription.objects.filter(pk=subscription_id).update(claimed_until=None)
+
+
 def renew(*, subscription_id: int, now: dt.datetime | None = None) -> str | None:
     """Charge the period that is due, once, and move the state machine on. Idempotent.
 
-    Returns what happened, or None if nothing was due or another worker holds it.
+    Returns what happened, or None if nothing was due or another worker holds it. The
+    gateway is asked outside any transaction; the state moves in one transaction after.
     """
     now = now or timezone.now()
-    claimed = (
-        Subscription.objects.filter(pk=subscription_id)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .filter(
-            Q(state=State.ACTIVE, period_end__lte=now)
-            | Q(state=State.PAST_DUE, next_attempt_at__lte=now)
-        )
-        .update(claimed_until=now + CLAIM)
-    )
-    if not claimed:
+    if not _claim(subscription_id, now, due_only=True):
         return None
     try:
         return _renew_claimed(
             Subscription.objects.select_related("plan").get(pk=subscription_id), now
         )
     finally:
-        Subscription.objects.filter(pk=subscription_id).update(claimed_until=None)
+        _release(subscription_id)
 
 
 def _renew_claimed(sub: Subscription, now: dt.datetime) -> str:
@@ -240,19 +342,21 @@ def _renew_claimed(sub: Subscription, now: dt.datetime) -> str:
         .order_by("-attempt")
         .first()
     )
-    if last is None or last.result == ChargeAttempt.Result.SUCCEEDED:
+    if last is None or last.result == Result.SUCCEEDED:
         number = 1 if last is None else last.attempt
-    elif last.result == ChargeAttempt.Result.PENDING:
+    elif last.result == Result.PENDING:
         number = last.attempt  # ask again with the same key: no second charge
     else:
         number = last.attempt + 1
-    attempt = (
-        last
-        if last and last.result == ChargeAttempt.Result.SUCCEEDED
-        else _charge(sub, due, number, now)
-    )
+    attempt = last if last and last.result == Result.SUCCEEDED else _charge(sub, due, number, now)
+    return _after_renewal_charge(sub, attempt, now)
+
+
+def _after_renewal_charge(sub: Subscription, attempt: ChargeAttempt, now: dt.datetime) -> str:
+    """Move a claimed subscription on by the answer about its due period's charge."""
+    due = sub.period_end
     old = sub.state
-    if attempt.result == ChargeAttempt.Result.SUCCEEDED:
+    if attempt.result == Result.SUCCEEDED:
         with transaction.atomic():
             sub.state, sub.grace_until, sub.next_attempt_at = State.ACTIVE, None, None
             sub.period_start, sub.period_end = due, _add_period(due, sub.plan)
@@ -262,12 +366,18 @@ def _renew_claimed(sub: Subscription, now: dt.datetime) -> str:
         return "renewed"
     retry_days = settings.SUBSCRIPTION_RETRY_DAYS
     grace_until = due + dt.timedelta(days=retry_days[-1])
+    if attempt.result == Result.PENDING:
+        # No answer even when asked again: nobody is told anything yet. The state stays,
+        # the tier is kept as through a grace period, and the same key is asked again.
+        with transaction.atomic():
+            sub.next_attempt_at = now + ASK_AGAIN
+            sub.save(update_fields=["next_attempt_at"])
+            _grant(sub, due, grace_until, "grace")
+        return "pending"
     failed_tries = ChargeAttempt.objects.filter(
-        subscription=sub, period_start=due, result=ChargeAttempt.Result.DECLINED
+        subscription=sub, period_start=due, result=Result.DECLINED
     ).count()
-    if attempt.result == ChargeAttempt.Result.DECLINED and (
-        failed_tries > len(retry_days) or now >= grace_until
-    ):
+    if attempt.result == Result.DECLINED and (failed_tries > len(retry_days) or now >= grace_until):
         with transaction.atomic():
             sub.state, sub.next_attempt_at = State.EXPIRED, None
             sub.save(update_fields=["state", "next_attempt_at"])
@@ -278,13 +388,8 @@ def _renew_claimed(sub: Subscription, now: dt.datetime) -> str:
     entering_grace = old != State.PAST_DUE
     with transaction.atomic():
         sub.state, sub.grace_until = State.PAST_DUE, grace_until
-        if attempt.result == ChargeAttempt.Result.PENDING:
-            sub.next_attempt_at = now + ASK_AGAIN
-        else:
-            later = [
-                due + dt.timedelta(days=d) for d in retry_days if due + dt.timedelta(days=d) > now
-            ]
-            sub.next_attempt_at = later[0] if later else grace_until
+        later = [due + dt.timedelta(days=d) for d in retry_days if due + dt.timedelta(days=d) > now]
+        sub.next_attempt_at = later[0] if later else grace_until
         sub.save(update_fields=["state", "grace_until", "next_attempt_at"])
         if entering_grace:
             _event(sub, "payment_failed", old, reason=attempt.message, now=now)
@@ -292,6 +397,68 @@ def _renew_claimed(sub: Subscription, now: dt.datetime) -> str:
     if entering_grace:
         notify(sub, "payment_failed")
     return "past_due"
+
+
+def settle_pending_charges(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """The sweeper: ask the gateway again about every charge attempt left pending.
+
+    Each is asked with its own key, so nothing is charged twice. A success pays its
+    period once (a pending first payment becomes the subscription; a pending renewal
+    renews); a decline fails as a declined charge would have; still no answer waits for
+    the next sweep, until SUBSCRIPTION_ANSWER_HOURS have passed and it counts as not
+    paid. A pending subscription whose first charge was never even written (its worker
+    died first) ends, nothing charged. A subscription another worker holds is left for
+    the next sweep; one failure does not stop the others. Returns how many attempts
+    ended succeeded, declined or still pending, and how many subscriptions ended
+    not charged.
+    """
+    now = now or timezone.now()
+    counts = {"succeeded": 0, "declined": 0, "pending": 0, "not_charged": 0, "errors": 0}
+    waiting = set(
+        ChargeAttempt.objects.filter(result=Result.PENDING).values_list(
+            "subscription_id", flat=True
+        )
+    ) | set(Subscription.objects.filter(state=State.PENDING).values_list("pk", flat=True))
+    for subscription_id in sorted(waiting):
+        try:
+            for result in _settle_subscription(subscription_id, now):
+                counts[result] += 1
+        except Exception:
+            logger.exception("settling the charges of subscription %s failed", subscription_id)
+            counts["errors"] += 1
+    return counts
+
+
+def _settle_subscription(subscription_id: int, now: dt.datetime) -> list[str]:
+    if not _claim(subscription_id, now, due_only=False):
+        return []  # being charged right now: the next sweep looks again
+    try:
+        sub = Subscription.objects.select_related("plan").get(pk=subscription_id)
+        results = []
+        for row in ChargeAttempt.objects.filter(subscription=sub, result=Result.PENDING).order_by(
+            "period_start", "attempt"
+        ):
+            attempt = _ask_gateway(sub, row, now)
+            results.append(attempt.result)
+            if sub.state == State.PENDING:
+                sub = _settle_first_payment(sub, attempt, now, old=State.PENDING)
+            elif sub.state in (State.ACTIVE, State.PAST_DUE) and row.period_start == sub.period_end:
+                _after_renewal_charge(sub, attempt, now)
+            # else: the period is no longer due (ended, cancelled): the answer is recorded.
+        if sub.state == State.PENDING and not sub.attempts.exists():
+            _end_uncharged(sub, now)
+            results.append("not_charged")
+        return results
+    finally:
+        _release(subscription_id)
+
+
+def _end_uncharged(sub: Subscription, now: dt.datetime) -> None:
+    """End a pending subscription whose first charge was never written: nothing was paid."""
+    with transaction.atomic():
+        if Subscription.objects.filter(pk=sub.pk, state=State.PENDING).update(state=State.EXPIRED):
+            sub.state = State.EXPIRED
+            _event(sub, "subscribe_failed", State.PENDING, reason=NOT_CHARGED, now=now)
 
 
 def expire_cancelled(*, now: dt.datetime | None = None) -> int:
@@ -331,15 +498,22 @@ def send_reminders(*, now: dt.datetime | None = None) -> int:
 
 
 def run_jobs(*, now: dt.datetime | None = None) -> dict:
-    """The periodic job: reminders, ends of cancelled plans, renewals and retries."""
+    """The periodic job: reminders, ends of cancelled plans, renewals and retries.
+
+    Each subscription renews on its own: an error renewing one is logged, counted under
+    "errors" and does not stop the others; the next run tries it again.
+    """
     now = now or timezone.now()
     result = {"reminders": send_reminders(now=now), "ended": expire_cancelled(now=now)}
-    due = Subscription.objects.filter(
-        Q(state=State.ACTIVE, period_end__lte=now)
-        | Q(state=State.PAST_DUE, next_attempt_at__lte=now)
-    ).values_list("pk", flat=True)
-    outcomes = [renew(subscription_id=pk, now=now) for pk in list(due)]
-    for kind in ("renewed", "past_due", "expired"):
+    due = Subscription.objects.filter(_due(now)).values_list("pk", flat=True)
+    outcomes = []
+    for pk in list(due):
+        try:
+            outcomes.append(renew(subscription_id=pk, now=now))
+        except Exception:
+            logger.exception("renewing subscription %s failed", pk)
+            outcomes.append("errors")
+    for kind in ("renewed", "pending", "past_due", "expired", "errors"):
         result[kind] = outcomes.count(kind)
     return result
 

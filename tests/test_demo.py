@@ -36,7 +36,7 @@ def test_every_list_of_the_programme_has_something_to_see(demo):
 
 
 def test_demo_member_page_shows_their_points(demo, client):
-    client.login(username="member", password="member-demo")
+    client.force_login(Member.objects.get(external_id="DEMO-MEMBER").user)
 
     page = client.get("/me/").content.decode()
 

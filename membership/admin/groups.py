@@ -1,13 +1,28 @@
 """VIP groups (drag-ordered priority), tiers with their benefits, and tags."""
 
+import json
+
 from adminsortable2.admin import SortableAdminBase, SortableAdminMixin, SortableTabularInline
+from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.http import (
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    HttpResponseNotAllowed,
+    JsonResponse,
+)
+from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from membership.models import Tag, Tier, TierBenefit, VipGroup
-from membership.services import snapshot
+from membership.resources import TagResource, TierResource, VipGroupResource
+from membership.services import programme, snapshot
 from membership.services.configuration import programme_warnings, record_configuration_change
+
+from .exports import ConfigImportExportMixin
 
 
 class AuditedConfigMixin:
@@ -64,25 +79,86 @@ class AuditedConfigMixin:
             messages.warning(request, warning)
 
 
+class TierLadderFormSet(BaseInlineFormSet):
+    """The group's tiers checked together: thresholds rise with rank (programme's rule).
+
+    Each problem is shown on the row and field it concerns, and listed above the
+    table (and at the top of the page) so the operator sees it without scrolling.
+    """
+
+    def clean(self):
+        super().clean()
+        forms_by_key, rungs, removed = {}, [], []
+        for index, form in enumerate(self.forms):
+            if self.can_delete and self._should_delete_form(form):
+                if form.instance.pk:
+                    removed.append(form.instance.pk)
+                continue
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("rank") is None or not data.get("name"):
+                continue  # an empty extra row, or a row whose own errors are shown
+            key = form.instance.pk or f"new-{index}"
+            forms_by_key[key] = form
+            rungs.append(
+                programme.Rung(
+                    key=key,
+                    rank=data["rank"],
+                    name=data["name"],
+                    upgrade_threshold=data.get("upgrade_threshold"),
+                    retention_threshold=data.get("retention_threshold"),
+                )
+            )
+        problems = programme.tier_ladder_problems(
+            group=self.instance, proposed=rungs, removed=removed
+        )
+        for problem in problems:
+            if problem.key in forms_by_key:
+                forms_by_key[problem.key].add_error(problem.field, problem.message)
+        if problems:
+            raise ValidationError([problem.message for problem in problems])
+
+
 class TierInline(admin.TabularInline):
+    """What an operator compares across tiers; colours, gifts and perks are on each tier's page."""
+
     model = Tier
+    formset = TierLadderFormSet
     extra = 0
     show_change_link = True
     fields = [
         "rank",
         "name",
-        "badge_colour",
         "upgrade_threshold",
         "retention_threshold",
         "discount_percent",
         "points_per_100",
         "free_shipping",
-        "upgrade_gift",
     ]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        width = INLINE_WIDTHS.get(db_field.name)
+        if field is not None and width:
+            field.widget.attrs["style"] = f"width: {width}"
+        return field
+
+
+# Input widths in the tiers inline, so it fits a 1,366 px screen beside the admin's sidebar.
+INLINE_WIDTHS = {
+    "rank": "3em",
+    "name": "8em",
+    "upgrade_threshold": "7em",
+    "retention_threshold": "7em",
+    "discount_percent": "4em",
+    "points_per_100": "3em",
+}
 
 
 @admin.register(VipGroup)
-class VipGroupAdmin(AuditedConfigMixin, SortableAdminMixin, admin.ModelAdmin):
+class VipGroupAdmin(
+    AuditedConfigMixin, ConfigImportExportMixin, SortableAdminMixin, admin.ModelAdmin
+):
+    resource_classes = [VipGroupResource]
     list_display = [
         "name",
         "is_default",
@@ -93,6 +169,30 @@ class VipGroupAdmin(AuditedConfigMixin, SortableAdminMixin, admin.ModelAdmin):
     ]
     inlines = [TierInline]
     filter_horizontal = ["entry_tags"]
+    change_form_template = "admin/membership/vipgroup/change_form.html"
+
+    class Media:
+        js = ["membership/admin/group_priority.js"]
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        drag_handle = self._reorder_
+
+        def pinned_or_drag_handle(group: VipGroup) -> str:
+            # The default group keeps its handle (adminsortable2 reads the last row's order
+            # to number a drag) but wherever it is dropped, the list reloads with it last.
+            if group.is_default:
+                return format_html(
+                    '{}<small class="pinned">{}</small>',
+                    drag_handle(group),
+                    gettext("Always checked last"),
+                )
+            return drag_handle(group)
+
+        pinned_or_drag_handle.short_description = drag_handle.short_description
+        pinned_or_drag_handle.admin_order_field = drag_handle.admin_order_field
+        self._reorder_ = pinned_or_drag_handle
+
     fieldsets = [
         (None, {"fields": ["name", "description", "is_default"]}),
         (
@@ -124,31 +224,62 @@ class VipGroupAdmin(AuditedConfigMixin, SortableAdminMixin, admin.ModelAdmin):
         joiner = _(" and ") if obj.entry_requires == "both" else _(" or ")
         return joiner.join(str(p) for p in parts) or _("none: nobody enters")
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # A new group is numbered after the others, the default group included.
+        programme.pin_default_group_last()
+        obj.refresh_from_db(fields=["priority"])
+
     def update_order(self, request):
-        """Dragging the list is a configuration change like any other: audited."""
-        with transaction.atomic():
-            before = list(
-                VipGroup.objects.order_by("priority", "id").values_list("name", flat=True)
-            )
-            response = super().update_order(request)
-            after = list(VipGroup.objects.order_by("priority", "id").values_list("name", flat=True))
-            if response.status_code == 200 and before != after:
-                record_configuration_change(
-                    actor=request.user,
-                    action="vipgroup.reorder",
-                    object_type="membership.vipgroup",
-                    object_id="*",
-                    object_repr=str(_("VIP group priority")),
-                    before={"priority": before},
-                    after={"priority": after},
-                )
-        return response
+        """The drag-ordered list's endpoint: through the programme's reorder (checked, audited).
+
+        Replaces adminsortable2's, whose bulk update let PostgreSQL store an out-of-range
+        priority as another number and answered a refused one with a broken transaction.
+        """
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            return HttpResponseForbidden(gettext("You may not reorder the VIP groups."))
+        try:
+            items = json.loads(request.body)["updatedItems"]
+            priorities = dict(items)
+        except (ValueError, KeyError, TypeError):
+            return HttpResponseBadRequest(gettext("The new order could not be read."))
+        try:
+            order = programme.reorder_groups(actor=request.user, priorities=priorities)
+        except ValidationError as error:
+            return HttpResponseBadRequest(" ".join(error.messages))
+        return JsonResponse({"order": order})
+
+    def _bulk_move(self, request, queryset, method):
+        # The "move to page" actions, on a list long enough to have pages.
+        super()._bulk_move(request, queryset, method)
+        programme.pin_default_group_last()
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET":
             for warning in programme_warnings():
                 messages.warning(request, warning)
         return super().changelist_view(request, extra_context)
+
+
+class TierForm(forms.ModelForm):
+    """A tier's own page: its thresholds checked against the other tiers of its group."""
+
+    def clean(self):
+        data = super().clean()
+        if data.get("group") is None or data.get("rank") is None or not data.get("name"):
+            return data
+        rung = programme.Rung(
+            key=self.instance.pk or "new",
+            rank=data["rank"],
+            name=data["name"],
+            upgrade_threshold=data.get("upgrade_threshold"),
+            retention_threshold=data.get("retention_threshold"),
+        )
+        for problem in programme.tier_ladder_problems(group=data["group"], proposed=[rung]):
+            self.add_error(problem.field, problem.message)
+        return data
 
 
 class TierBenefitInline(SortableTabularInline):
@@ -158,7 +289,8 @@ class TierBenefitInline(SortableTabularInline):
 
 
 @admin.register(Tier)
-class TierAdmin(AuditedConfigMixin, SortableAdminBase, admin.ModelAdmin):
+class TierAdmin(AuditedConfigMixin, ConfigImportExportMixin, SortableAdminBase, admin.ModelAdmin):
+    resource_classes = [TierResource]
     list_display = [
         "name",
         "group",
@@ -172,6 +304,7 @@ class TierAdmin(AuditedConfigMixin, SortableAdminBase, admin.ModelAdmin):
     ]
     list_select_related = ["group"]
     list_filter = ["group"]
+    form = TierForm
     inlines = [TierBenefitInline]
     fieldsets = [
         (None, {"fields": ["group", "rank", "name", "badge_colour"]}),
@@ -192,7 +325,8 @@ class TierAdmin(AuditedConfigMixin, SortableAdminBase, admin.ModelAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(ConfigImportExportMixin, admin.ModelAdmin):
+    resource_classes = [TagResource]
     list_display = ["name", "kind", "description"]
     list_filter = ["kind"]
     search_fields = ["name"]

@@ -5,17 +5,20 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Exists, OuterRef, Q
+from django.http import HttpResponse
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from membership import services
+from membership import audit_display, services
 from membership.admin_views import adjust_tier_view, calculator_view
 from membership.models import (
-    AuditEntry,
     Cause,
     GiftIssue,
     Member,
@@ -25,8 +28,12 @@ from membership.models import (
     Tier,
     TierHistory,
 )
+from membership.resources import MemberResource
+from membership.services import privacy
 
 from .common import EstimatedCountPaginator, ReadOnlyInline
+from .exports import ListExportMixin
+from .widgets import SecondsSplitDateTime
 
 
 class TagActionForm(ActionForm):
@@ -160,7 +167,10 @@ class GiftInline(ReadOnlyInline):
 
 
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(ListExportMixin, admin.ModelAdmin):
+    resource_classes = [MemberResource]
+    export_permission = "imports.export_members"
+    streamed_export = "members"
     form = MemberAdminForm
     action_form = TagActionForm
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
@@ -173,6 +183,8 @@ class MemberAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
     actions = ["add_tag_action", "remove_tag_action", "reevaluate_action"]
     inlines = [TierHistoryInline, GiftInline]
+    # Seconds kept on joined_at: an unchanged form must post back the same moment.
+    formfield_overrides = {models.DateTimeField: {"widget": SecondsSplitDateTime}}
     readonly_fields = [
         "group",
         "earned_tier",
@@ -257,23 +269,35 @@ class MemberAdmin(admin.ModelAdmin):
             services.evaluate_member(member_id=form.instance.pk, cause=Cause.RECOMPUTE)
 
     def save_model(self, request, obj, form, change):
-        before = (
-            services.snapshot(Member.objects.get(pk=obj.pk), form.changed_data) if change else None
-        )
-        super().save_model(request, obj, form, change)
-        changed = [f for f in form.changed_data if f != "tag_choices"]
-        if change and changed:
-            services.record_audit(
-                actor=request.user,
-                action="member.change",
-                obj=obj,
-                before={k: before[k] for k in changed},
-                after=services.snapshot(obj, changed),
-            )
+        """Write only the fields the operator changed; an unchanged form writes nothing.
+
+        Tags are saved in save_related. Writing only the changed columns also leaves the
+        evaluation state (group, tier) to the services that own it.
+        """
+        changed = [f for f in form.changed_data if f in self._model_fields]
         if not change:
+            super().save_model(request, obj, form, change)
             services.record_audit(
                 actor=request.user, action="member.add", obj=obj, after=services.snapshot(obj)
             )
+            return
+        if not changed:
+            return
+        before = services.snapshot(Member.objects.get(pk=obj.pk), changed)
+        obj.save(update_fields=changed)
+        services.record_audit(
+            actor=request.user,
+            action="member.change",
+            obj=obj,
+            before=before,
+            after=services.snapshot(obj, changed),
+        )
+
+    def log_change(self, request, obj, message):
+        # Django's history would note "No fields changed."; a no-op save writes nothing.
+        return super().log_change(request, obj, message) if message else None
+
+    _model_fields = frozenset(f.name for f in Member._meta.concrete_fields if not f.primary_key)
 
     # -- list columns and panels ------------------------------------------
 
@@ -307,10 +331,18 @@ class MemberAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Audit log"))
     def audit_entries(self, obj: Member):
-        entries = AuditEntry.objects.filter(
-            object_type="membership.member", object_id=str(obj.pk)
-        ).order_by("-created_at", "-id")[:50]
-        return render_to_string("admin/membership/member/audit_entries.html", {"entries": entries})
+        """The member's audit entries (and their orders'), in words, newest first."""
+        entries = audit_display.entries_about_members(Member.objects.filter(pk=obj.pk))
+        url = reverse("admin:membership_auditentry_changelist") + f"?member={obj.pk}"
+        return render_to_string(
+            "admin/membership/auditentry/member_entries.html",
+            {
+                "entries": audit_display.readable_entries(
+                    entries.order_by("-created_at", "-id")[:20]
+                ),
+                "all_url": url,
+            },
+        )
 
     # -- actions ----------------------------------------------------------
 
@@ -348,4 +380,56 @@ class MemberAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             _("%(n)d members changed group or tier.") % {"n": result.history_rows},
+        )
+
+    # -- the member's data rights (PDPA): export and erasure, in membership.services.privacy
+
+    actions = [*actions, "export_personal_data_action", "erase_personal_data_action"]
+
+    def _one_member(self, request, queryset) -> Member | None:
+        if queryset.count() != 1:
+            self.message_user(request, _("Choose exactly one member."), messages.ERROR)
+            return None
+        return queryset.get()
+
+    @admin.action(description=_("Export personal data (PDPA request)"), permissions=["view"])
+    def export_personal_data_action(self, request, queryset):
+        member = self._one_member(request, queryset)
+        if member is None:
+            return None
+        export = privacy.export_member_data(
+            member_id=member.pk, actor=request.user, reason=request.POST.get("reason", "")
+        )
+        response = HttpResponse(export.content, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return response
+
+    @admin.action(description=_("Erase personal data (PDPA request)"), permissions=["delete"])
+    def erase_personal_data_action(self, request, queryset):
+        member = self._one_member(request, queryset)
+        if member is None:
+            return None
+        reason = request.POST.get("reason", "")
+        if request.POST.get("post") == "yes":
+            try:
+                privacy.erase_member(member_id=member.pk, actor=request.user, reason=reason)
+            except ValidationError as error:
+                return self._erase_confirmation(request, member, reason, error.messages[0])
+            self.message_user(request, _("The member's personal data was erased."))
+            return None
+        return self._erase_confirmation(request, member, reason, "")
+
+    def _erase_confirmation(self, request, member, reason, error):
+        return TemplateResponse(
+            request,
+            "admin/membership/member/erase_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "member": member,
+                "reason": reason,
+                "error": error,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "title": _("Erase personal data"),
+            },
         )

@@ -1,14 +1,17 @@
 from django.contrib import admin
 
 from membership.models import Nudge, NudgeOffer
+from membership.resources import NudgeResource
 
 from .common import EstimatedCountPaginator, ReadOnlyAdmin
+from .exports import ListExportMixin
 
 
 @admin.register(Nudge)
-class NudgeAdmin(ReadOnlyAdmin):
+class NudgeAdmin(ListExportMixin, ReadOnlyAdmin):
     """Made by the daily job (compute_and_send_nudges), never by hand."""
 
+    resource_classes = [NudgeResource]
     list_display = ["period", "kind", "member", "tier", "amount", "created_at", "sent_at"]
     list_select_related = ["member", "tier__group"]
     list_filter = ["kind", "period"]

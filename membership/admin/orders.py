@@ -9,8 +9,10 @@ from django.utils.translation import gettext_lazy as _
 from membership import services
 from membership.admin_views import refund_view
 from membership.models import Order, Refund
+from membership.resources import OrderResource
 
 from .common import EstimatedCountPaginator, ReadOnlyInline
+from .exports import ListExportMixin
 
 
 class RefundInline(ReadOnlyInline):
@@ -41,7 +43,10 @@ class OrderAddForm(forms.ModelForm):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ListExportMixin, admin.ModelAdmin):
+    resource_classes = [OrderResource]
+    export_permission = "imports.export_orders"
+    streamed_export = "orders"
     list_display = [
         "external_id",
         "source",

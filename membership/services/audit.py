@@ -39,7 +39,13 @@ def record_audit(
     after: dict | None = None,
     reason: str = "",
 ) -> AuditEntry:
-    """Append one audit entry. Call inside the transaction of the change it records."""
+    """Append one audit entry. Call inside the transaction of the change it records.
+
+    ``action`` is ``<subject>.<verb>`` (``member.adjust_tier``); a new one gets its label in
+    ``membership.audit_display.ACTION_LABELS`` (a test holds the code to that registry).
+    ``before``/``after`` hold field names and stored values (ids, ISO times): the admin
+    shows them as names and Asia/Taipei times.
+    """
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)

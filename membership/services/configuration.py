@@ -7,6 +7,7 @@ from django.db.models import Count
 from django.utils.translation import gettext as _
 
 from membership.models import VipGroup
+from membership.outbox import enqueue
 
 from .audit import record_audit
 
@@ -19,18 +20,18 @@ def record_configuration_change(
 ) -> None:
     """Audit one change to the programme and recompute every member after commit.
 
-    The recompute runs in the worker (inline when Celery is eager); it only writes
-    members whose group or tier the new configuration changes.
+    The recompute is a follow-up in the outbox, run by the worker (inline when
+    Celery is eager) even if the broker is away at the commit; it only writes members
+    whose group or tier the new configuration changes.
     """
     if before == after:
         return
     record_audit(actor=actor, action=action, obj=obj, before=before, after=after, **target)
     from membership.display import forget
-    from membership.tasks import recompute_all_members
 
     # Drag reordering writes with queryset.update(), which sends no signal.
     transaction.on_commit(forget)
-    transaction.on_commit(recompute_all_members.delay)
+    enqueue("membership.tasks.recompute_all_members")
 
 
 def programme_warnings() -> list[str]:

@@ -288,7 +288,9 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
                 to_tier_id=holder.tier_id,
                 cause=cause,
                 actor=actor,
-                explanation={"shared_from": holder.name},
+                # The holder by id, not name: history is append-only, and a name must be
+                # erasable on request (the member's data rights).
+                explanation={"shared_from_member_id": holder.pk},
                 created_at=now,
             )
             notify_after_commit()

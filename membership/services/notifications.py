@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from membership.models import TierHistory
+from membership.outbox import enqueue
 
 BATCH = 500
 
@@ -31,10 +32,8 @@ def _claim_batch() -> list[TierHistory]:
 
 
 def notify_after_commit() -> None:
-    """Drain the outbox once the current transaction has committed."""
-    from membership.tasks import send_tier_notifications
-
-    transaction.on_commit(send_tier_notifications.delay)
+    """Owe a drain of the unnotified rows, as a follow-up in the current transaction."""
+    enqueue("membership.tasks.send_tier_notifications")
 
 
 def send_tier_notifications() -> int:

@@ -335,6 +335,8 @@ class Command(BaseCommand):
                 content_type__app_label__in=["membership", "points", "imports"]
             ).exclude(codename__in=["add_auditentry", "change_auditentry", "delete_auditentry"])
         )
+        # Every list the operator takes to Excel, enterprises and subscriptions included.
+        operators.permissions.add(*Permission.objects.filter(codename__startswith="export_"))
         if not users.objects.filter(username="operator").exists():
             operator = users.objects.create_user(
                 "operator", "operator@example.com", "operator-demo"

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('membership', '0006_nudges'),
+        ('membership', '0010_outbox_attempts_bounds'),
     ]
 
     operations = [
