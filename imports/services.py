@@ -260,12 +260,19 @@ def _release_or_fail(job_id: int, token: str, reason: str) -> None:
     )
 
 
+def _replace_dead_connection() -> None:
+    """A connection the database dropped is closed, so the next query opens a new one."""
+    if not connection.in_atomic_block and (
+        connection.connection is None or not connection.is_usable()
+    ):
+        connection.close()
+
+
 def _connection_lost(job_id: int, token: str, exc: Exception) -> None:
     """Record a dropped connection on a new one (the old one is dead), never raising."""
     logger.warning("import %s: database connection lost", job_id, exc_info=True)
     try:
-        if not connection.in_atomic_block:
-            connection.close()
+        _replace_dead_connection()
         _release_or_fail(
             job_id, token, _("the database connection was lost (%(error)s)") % {"error": exc}
         )
@@ -302,6 +309,7 @@ def check(job_id: int, progress: Progress | None = None) -> ImportJob:
         )
     except Exception as exc:
         # Never leave the job "checking" for ever: the page would refresh without end.
+        _replace_dead_connection()
         ImportJob.objects.filter(pk=job_id, claimed_by=token).update(
             status=ImportJob.Status.FAILED,
             claimed_by="",
@@ -442,8 +450,10 @@ def confirm(job_id: int, *, actor, valid_only: bool, notify: bool = False) -> Im
         job.notify = notify
         job.written_by = actor
         job.claimed_by, job.lease_until, job.dispatched_at = "", None, None
+        job.attempts = 0  # the write's own attempts, not the check's
         job.save(
             update_fields=[
+                "attempts",
                 "status",
                 "valid_only",
                 "notify",
@@ -473,6 +483,7 @@ def write(job_id: int) -> ImportJob:
     except CONNECTION_LOST as exc:
         _connection_lost(job_id, token, exc)
     except Exception as exc:
+        _replace_dead_connection()
         ImportJob.objects.filter(pk=job_id, claimed_by=token).update(
             status=ImportJob.Status.FAILED,
             claimed_by="",
