@@ -18,6 +18,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import pgettext_lazy
 
 from membership.models import Member, Tag, Tier
 from membership.services.rules import add_months
@@ -43,7 +44,7 @@ REQUIRED = ("external_id", "name")
 # What each column is called on the upload page.
 LABELS = {
     "external_id": _lazy("external id"),
-    "name": _lazy("name"),
+    "name": pgettext_lazy("person", "name"),
     "phone": _lazy("phone"),
     "email": _lazy("e-mail"),
     "birthday": _lazy("birthday"),

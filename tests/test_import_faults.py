@@ -502,3 +502,17 @@ def test_a_confirm_with_the_broker_away_succeeds_and_the_sweeper_writes_it(db, c
     assert (waiting.status, waiting.claimed_by, waiting.dispatched_at) == ("writing", "", None)
     assert ImportJob.objects.get().status == ImportJob.Status.DONE
     assert Member.objects.count() == 1
+
+
+# --- the upload page in the operator's language --------------------------------------------
+
+
+def test_the_upload_page_names_its_columns_in_zh_hant(db, client, operator):
+    url = reverse("admin:imports_upload", args=["members"])
+
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+
+    assert "<td>期初消費（NT$）</td>" in page
+    assert "<td>外部編號 *</td>" in page
+    assert "<code>opening_spend</code>" not in page
+    assert "檔案上限 100 MB" in page
