@@ -67,6 +67,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         job = self.get_object(request, object_id)
         if job is None or not self.has_view_permission(request, job):
             return super().change_view(request, object_id, form_url, extra_context)
+        job = admin_views.revive(job)
         context = {
             **self.admin_site.each_context(request),
             **admin_views.job_context(request, job),

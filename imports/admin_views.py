@@ -64,6 +64,16 @@ def upload_view(request, kind: str):
     return TemplateResponse(request, "admin/imports/upload.html", context)
 
 
+def revive(job: ImportJob) -> ImportJob:
+    """A job whose worker's lease ran out is released and sent again when its page is seen,
+    so it is never stuck, even where no beat runs the sweeper (the eager development site)."""
+    if job.claimed_by and job.lease_until and job.lease_until < timezone.now():
+        for job_id in services.sweep(job_id=job.pk):
+            tasks.dispatch(job_id)
+        job.refresh_from_db()
+    return job
+
+
 def job_context(request, job: ImportJob) -> dict:
     problems = list(job.problems.all()[:PROBLEMS_SHOWN])
     titles = services.column_titles(job) if problems and job.status != job.Status.FAILED else {}

@@ -569,12 +569,14 @@ def discard(job_id: int) -> None:
     ImportJob.objects.filter(pk=job_id).update(file="", finished_at=timezone.now())
 
 
-def sweep(*, now: dt.datetime | None = None) -> list[int]:
+def sweep(*, now: dt.datetime | None = None, job_id: int | None = None) -> list[int]:
     """Release (or fail) every claim whose lease ran out; return the jobs to dispatch:
-    queued or confirmed work nobody holds that was never dispatched, or long ago."""
+    queued or confirmed work nobody holds that was never dispatched, or long ago.
+    ``job_id``: that job only (its page does this, so a job is not stuck without beat)."""
     now = now or timezone.now()
+    jobs = ImportJob.objects.filter(pk=job_id) if job_id else ImportJob.objects.all()
     expired = (
-        ImportJob.objects.filter(
+        jobs.filter(
             status__in=[ImportJob.Status.CHECKING, ImportJob.Status.WRITING],
             lease_until__lt=now,
         )
@@ -585,7 +587,7 @@ def sweep(*, now: dt.datetime | None = None) -> list[int]:
         _release_or_fail(job_id, token, _("the worker stopped before its lease ran out"))
     waiting = Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.WRITING, claimed_by="")
     stale = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - _lease())
-    return list(ImportJob.objects.filter(waiting & stale).values_list("pk", flat=True))
+    return list(jobs.filter(waiting & stale).values_list("pk", flat=True))
 
 
 def column_titles(job: ImportJob) -> dict[str, str]:

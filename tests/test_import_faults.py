@@ -516,3 +516,18 @@ def test_the_upload_page_names_its_columns_in_zh_hant(db, client, operator):
     assert "<td>外部編號 *</td>" in page
     assert "<code>opening_spend</code>" not in page
     assert "檔案上限 100 MB" in page
+
+
+def test_a_job_page_whose_lease_ran_out_is_taken_up_again_without_beat(db, client, operator):
+    job = services.create_job(
+        kind="members",
+        file=io.BytesIO((MEMBERS + "A1,王小明,,,,\n").encode()),
+        filename="m.csv",
+        actor=None,
+    )
+    claimed_long_ago(job, ImportJob.Status.CHECKING)  # e.g. a web timeout in eager mode
+
+    page = job_page(client, job)
+
+    assert ImportJob.objects.get().status == ImportJob.Status.CHECKED
+    assert "1 rows: 1 valid" in page
