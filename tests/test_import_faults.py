@@ -294,6 +294,7 @@ def test_an_import_sends_no_email_and_issues_no_gift_unless_asked(
     assert Member.objects.get(external_id="A1").tier.name == "金卡"
     assert mailoutbox == []
     assert not GiftIssue.objects.exists()
+    assert TierHistory.objects.count() == 2  # the history is kept, only marked as not sent
     assert not TierHistory.objects.filter(notified_at__isnull=True).exists()
     assert "No e-mails were sent and no upgrade gifts issued" in page
 
