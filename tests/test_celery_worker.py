@@ -395,6 +395,8 @@ def test_a_connection_dropped_mid_job_is_recorded_on_a_new_one_and_tried_again(w
     # then: the failure was recorded (not stuck), and the second attempt finished
     assert dropped >= 1
     assert waiting.status == ("queued" if phase == "check" else "writing")
-    assert "Attempt 1 of 3 stopped: the database connection was lost" in waiting.message
+    # (the worker writes in the site's language: "Attempt 1 of 3 stopped: the database
+    # connection was lost")
+    assert waiting.message.startswith("第 1 次嘗試（共 3 次）中斷：資料庫連線中斷")
     assert (final.status, final.attempts) == (("checked" if phase == "check" else "done"), 2)
     assert Member.objects.count() == (0 if phase == "check" else 60_000)
