@@ -79,13 +79,14 @@ def job_context(request, job: ImportJob) -> dict:
     titles = services.column_titles(job) if problems and job.status != job.Status.FAILED else {}
     for problem in problems:
         problem.title = titles.get(problem.column, problem.column)
-    encoding_form, decoded = None, []
+    encoding_form, decoded, read_as = None, [], ""
     if job.status == ImportJob.Status.ENCODING:
         chosen = request.GET.get("encoding", job.encoding)
         encoding_form = EncodingForm(initial={"encoding": job.encoding})
         if EncodingForm({"encoding": chosen}).is_valid():
             encoding_form = EncodingForm(initial={"encoding": chosen})
             decoded = services.encoding_sample(job, chosen)
+            read_as = chosen
     sample = []
     if job.status == ImportJob.Status.DONE and job.kind == ImportJob.Kind.MEMBERS:
         refs = StagedMember.objects.filter(job=job).order_by("line").values("external_id")[:20]
@@ -99,6 +100,7 @@ def job_context(request, job: ImportJob) -> dict:
         "can_write": services.can_import(request.user, job.kind),
         "encoding_form": encoding_form,
         "decoded": decoded,
+        "read_as": read_as,
     }
 
 
