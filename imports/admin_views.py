@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from membership.models import Member, Order
 
-from . import exports, services, tasks
+from . import exports, leases, services, tasks
 from .forms import EncodingForm, UploadForm
 from .models import ImportJob, StagedMember
 
@@ -68,7 +68,7 @@ def revive(job: ImportJob) -> ImportJob:
     """A job whose worker's lease ran out is released and sent again when its page is seen,
     so it is never stuck, even where no beat runs the sweeper (the eager development site)."""
     if job.claimed_by and job.lease_until and job.lease_until < timezone.now():
-        for job_id in services.sweep(job_id=job.pk):
+        for job_id in leases.sweep(job_id=job.pk):
             tasks.dispatch(job_id)
         job.refresh_from_db()
     return job

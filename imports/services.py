@@ -12,14 +12,7 @@ one transaction whose last statement needs the claim still held, so it happens o
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import datetime as dt
-import logging
-import os
-import socket
-import threading
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,15 +20,15 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import File
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from membership.models import Cause, TierHistory
 from membership.services import recompute_members, record_audit
 
-from . import members, orders, staging
+from . import leases, members, orders, staging
 from .models import ImportJob, Problem
 from .reading import (
     ENCODINGS,
@@ -49,8 +42,6 @@ from .reading import (
     sample_rows,
     shown,
 )
-
-logger = logging.getLogger(__name__)
 
 CHUNK = 5000
 RECOMPUTE_BATCH = 50_000
@@ -89,14 +80,6 @@ SPECS = {
         orders.LIMITS,
     ),
 }
-
-
-class LeaseLost(Exception):
-    """The job is no longer this worker's: discarded, or claimed again after its lease ran out."""
-
-
-def _lease() -> dt.timedelta:
-    return dt.timedelta(seconds=settings.IMPORT_LEASE_SECONDS)
 
 
 def can_import(user, kind: str) -> bool:
@@ -169,124 +152,12 @@ def set_encoding(job_id: int, *, encoding: str, actor) -> ImportJob:
     return ImportJob.objects.get(pk=job_id)
 
 
-def _claim(job_id: int, *, status: str, claimed: str) -> str | None:
-    """Take the job with a lease; the token names this claim, or None if another has it."""
-    token = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-    waiting = ImportJob.objects.filter(pk=job_id, status=status, claimed_by="")
-    taken = waiting.update(
-        status=claimed,
-        claimed_by=token,
-        lease_until=timezone.now() + _lease(),
-        attempts=F("attempts") + 1,
-        message="",
-    )
-    return token if taken else None
-
-
-def _renew(job_id: int, token: str, **fields) -> None:
-    """Extend the lease (and save progress); LeaseLost if the job is no longer ours."""
-    held = ImportJob.objects.filter(pk=job_id, claimed_by=token)
-    if not held.update(lease_until=timezone.now() + _lease(), **fields):
-        raise LeaseLost
-
-
-def _finish(job_id: int, token: str, **fields) -> None:
-    held = ImportJob.objects.filter(pk=job_id, claimed_by=token)
-    if not held.update(claimed_by="", lease_until=None, **fields):
-        raise LeaseLost
-
-
-@contextlib.contextmanager
-def _heartbeat(job_id: int, token: str):
-    """Renew the lease from a thread (its own connection) while a long transaction runs.
-
-    On PostgreSQL only: the renewal must be seen by the sweeper while the work is still
-    uncommitted. SQLite has one writer at a time, so nobody can take the job meanwhile.
-    """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        from django.db import connection as own
-
-        try:
-            while not stop.wait(settings.IMPORT_LEASE_SECONDS / 3):
-                try:
-                    _renew(job_id, token)
-                except LeaseLost:
-                    return
-                except DatabaseError:
-                    logger.warning("import %s: lease renewal failed", job_id, exc_info=True)
-                    own.close()
-        finally:
-            own.close()
-
-    thread = threading.Thread(target=beat, name=f"import-{job_id}-lease", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _release_or_fail(job_id: int, token: str, reason: str) -> None:
-    """A claim that stopped: back to its queue for another attempt, or failed after the last."""
-    job = ImportJob.objects.filter(pk=job_id, claimed_by=token).first()
-    if job is None:
-        return
-    most = settings.IMPORT_MAX_ATTEMPTS
-    held = ImportJob.objects.filter(pk=job_id, claimed_by=token)
-    if job.attempts >= most:
-        held.update(
-            status=ImportJob.Status.FAILED,
-            claimed_by="",
-            lease_until=None,
-            finished_at=timezone.now(),
-            message=_("Stopped after %(attempts)s attempts: %(reason)s. Nothing was written.")
-            % {"attempts": job.attempts, "reason": reason},
-        )
-        return
-    back = ImportJob.Status.QUEUED if job.status == ImportJob.Status.CHECKING else job.status
-    held.update(
-        status=back,
-        claimed_by="",
-        lease_until=None,
-        dispatched_at=None,
-        message=_("Attempt %(attempt)s of %(most)s stopped: %(reason)s. It is tried again.")
-        % {"attempt": job.attempts, "most": most, "reason": reason},
-    )
-
-
-def _replace_dead_connection() -> None:
-    """A connection the database dropped is closed, so the next query opens a new one."""
-    if not connection.in_atomic_block and (
-        connection.connection is None or not connection.is_usable()
-    ):
-        connection.close()
-
-
-def _connection_lost(job_id: int, token: str, exc: Exception) -> None:
-    """Record a dropped connection on a new one (the old one is dead), never raising."""
-    logger.warning("import %s: database connection lost", job_id, exc_info=True)
-    try:
-        _replace_dead_connection()
-        _release_or_fail(
-            job_id, token, _("the database connection was lost (%(error)s)") % {"error": exc}
-        )
-    except DatabaseError:
-        # The database is still away: the lease runs out and the sweeper takes it from there.
-        logger.warning("import %s: could not record the lost connection", job_id, exc_info=True)
-
-
 def check(job_id: int, progress: Progress | None = None) -> ImportJob:
     """Read the file once: valid rows to staging, bad ones to problems; then cross-row checks.
 
     Claims the queued job with a lease; a check claimed again starts from the beginning.
     """
-    token = _claim(job_id, status=ImportJob.Status.QUEUED, claimed=ImportJob.Status.CHECKING)
+    token = leases.claim(job_id, status=ImportJob.Status.QUEUED, claimed=ImportJob.Status.CHECKING)
     if token is None:
         return ImportJob.objects.get(pk=job_id)
     job = ImportJob.objects.get(pk=job_id)
@@ -294,12 +165,12 @@ def check(job_id: int, progress: Progress | None = None) -> ImportJob:
         staging.clear(job)
         job.problems.all().delete()
         _check(job, token, progress or (lambda job: None))
-    except LeaseLost:
+    except leases.LeaseLost:
         _leave(job_id)
     except CONNECTION_LOST as exc:
-        _connection_lost(job_id, token, exc)
+        leases.connection_lost(job_id, token, exc)
     except UNREADABLE as exc:
-        _finish(
+        leases.finish(
             job_id,
             token,
             status=ImportJob.Status.FAILED,
@@ -309,7 +180,7 @@ def check(job_id: int, progress: Progress | None = None) -> ImportJob:
         )
     except Exception as exc:
         # Never leave the job "checking" for ever: the page would refresh without end.
-        _replace_dead_connection()
+        leases.replace_dead_connection()
         ImportJob.objects.filter(pk=job_id, claimed_by=token).update(
             status=ImportJob.Status.FAILED,
             claimed_by="",
@@ -332,7 +203,7 @@ def _check(job: ImportJob, token: str, progress: Progress) -> None:
         job.total_rows = estimate_rows(file)
         if not is_xlsx(file) and not job.encoding:
             job.encoding = detect_encoding(file)
-        _renew(job.pk, token, total_rows=job.total_rows, encoding=job.encoding)
+        leases.renew(job.pk, token, total_rows=job.total_rows, encoding=job.encoding)
         reader = rows(file, job.encoding)
         try:
             columns, missing = match_columns(next(reader, []), spec.columns, spec.required)
@@ -355,7 +226,7 @@ def _check(job: ImportJob, token: str, progress: Progress) -> None:
     else:
         checker = spec.rows(job)
         checker.check_across_rows()
-        _renew(job.pk, token)
+        leases.renew(job.pk, token)
         job.error_rows = (
             Problem.objects.filter(job=job).values("line").annotate(n=Count("id")).count()
         )
@@ -363,7 +234,7 @@ def _check(job: ImportJob, token: str, progress: Progress) -> None:
     job.status = ImportJob.Status.CHECKED
     job.finished_at = timezone.now()
     job.claimed_by, job.lease_until = "", None
-    _finish(
+    leases.finish(
         job.pk,
         token,
         status=job.status,
@@ -412,7 +283,7 @@ def _check_rows(job, token: str, reader: Iterator[list[str]], columns, spec, pro
             staged, problems = [], []
             job.rows_done, job.error_rows = done, bad
             job.total_rows = max(job.total_rows, done)
-            _renew(job.pk, token, rows_done=done, error_rows=bad, total_rows=job.total_rows)
+            leases.renew(job.pk, token, rows_done=done, error_rows=bad, total_rows=job.total_rows)
             progress(job)
     staging.write(staged, problems)
     job.total_rows = job.rows_done = done
@@ -472,18 +343,18 @@ def write(job_id: int) -> ImportJob:
     The transaction's last statement marks the job done only while this claim holds it,
     so a write whose lease was taken over (or whose job was discarded) rolls back whole.
     """
-    token = _claim(job_id, status=ImportJob.Status.WRITING, claimed=ImportJob.Status.WRITING)
+    token = leases.claim(job_id, status=ImportJob.Status.WRITING, claimed=ImportJob.Status.WRITING)
     if token is None:
         return ImportJob.objects.get(pk=job_id)
     try:
-        with _heartbeat(job_id, token), transaction.atomic():
+        with leases.heartbeat(job_id, token), transaction.atomic():
             _write(ImportJob.objects.get(pk=job_id), token)
-    except LeaseLost:
+    except leases.LeaseLost:
         pass
     except CONNECTION_LOST as exc:
-        _connection_lost(job_id, token, exc)
+        leases.connection_lost(job_id, token, exc)
     except Exception as exc:
-        _replace_dead_connection()
+        leases.replace_dead_connection()
         ImportJob.objects.filter(pk=job_id, claimed_by=token).update(
             status=ImportJob.Status.FAILED,
             claimed_by="",
@@ -538,7 +409,7 @@ def _write(job: ImportJob, token: str) -> None:
             "gifts_issued": job.gifts_issued,
         },
     )
-    _finish(
+    leases.finish(
         job.pk,
         token,
         status=ImportJob.Status.DONE,
@@ -567,27 +438,6 @@ def discard(job_id: int) -> None:
     job.problems.all().delete()
     job.file.delete(save=False)
     ImportJob.objects.filter(pk=job_id).update(file="", finished_at=timezone.now())
-
-
-def sweep(*, now: dt.datetime | None = None, job_id: int | None = None) -> list[int]:
-    """Release (or fail) every claim whose lease ran out; return the jobs to dispatch:
-    queued or confirmed work nobody holds that was never dispatched, or long ago.
-    ``job_id``: that job only (its page does this, so a job is not stuck without beat)."""
-    now = now or timezone.now()
-    jobs = ImportJob.objects.filter(pk=job_id) if job_id else ImportJob.objects.all()
-    expired = (
-        jobs.filter(
-            status__in=[ImportJob.Status.CHECKING, ImportJob.Status.WRITING],
-            lease_until__lt=now,
-        )
-        .exclude(claimed_by="")
-        .values_list("pk", "claimed_by")
-    )
-    for job_id, token in expired:
-        _release_or_fail(job_id, token, _("the worker stopped before its lease ran out"))
-    waiting = Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.WRITING, claimed_by="")
-    stale = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - _lease())
-    return list(jobs.filter(waiting & stale).values_list("pk", flat=True))
 
 
 def column_titles(job: ImportJob) -> dict[str, str]:

@@ -12,7 +12,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from . import services, staging
+from . import leases, services, staging
 from .models import ImportJob
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def dispatch_after_commit(job_id: int) -> None:
 @shared_task
 def sweep_import_jobs() -> int:
     """Release claims whose lease ran out and dispatch the jobs nobody holds."""
-    return sum(dispatch(job_id) for job_id in services.sweep())
+    return sum(dispatch(job_id) for job_id in leases.sweep())
 
 
 @shared_task

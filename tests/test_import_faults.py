@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.celery import app
-from imports import services, tasks
+from imports import leases, services, tasks
 from imports.models import ImportJob, Problem, StagedMember
 from membership.models import GiftIssue, Member, Order, TierHistory
 from tests.factories import MemberFactory, staff_with
@@ -442,7 +442,7 @@ def test_a_job_page_says_an_attempt_stopped_and_will_be_tried_again(db, client, 
     )
     claimed_long_ago(job, ImportJob.Status.CHECKING)
 
-    waiting = services.sweep()
+    waiting = leases.sweep()
 
     assert waiting == [job.pk]
     assert "Attempt 1 of 3 stopped" in job_page(client, job)
