@@ -10,7 +10,7 @@ from membership import services
 from membership.admin_views import refund_view
 from membership.models import Order, Refund
 
-from .common import EstimatedCountPaginator, ReadOnlyInline
+from .common import EstimatedCountPaginator, ReadOnlyInline, ServiceRefusalsAsFormErrors
 
 
 class RefundInline(ReadOnlyInline):
@@ -41,7 +41,7 @@ class OrderAddForm(forms.ModelForm):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ServiceRefusalsAsFormErrors, admin.ModelAdmin):
     list_display = [
         "external_id",
         "source",
@@ -55,7 +55,7 @@ class OrderAdmin(admin.ModelAdmin):
     list_select_related = ["member"]
     list_filter = ["status", "source", "channel"]
     search_fields = ["=external_id", "=member__external_id"]
-    raw_id_fields = ["member"]
+    autocomplete_fields = ["member"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     inlines = [RefundInline]
@@ -89,9 +89,6 @@ class OrderAdmin(admin.ModelAdmin):
         )
         obj.pk = result.order.pk
         obj._state.adding = False
-
-    def save_related(self, request, form, formsets, change):
-        """Nothing to save: record_order wrote the order; refunds have their own form."""
 
     def get_urls(self):
         return [
