@@ -2,11 +2,15 @@
 
 from contextlib import contextmanager
 
+from django.apps import apps
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy
+
+from membership.templatetags.humanize_nt import discount
 
 
 class EstimatedCountPaginator(Paginator):
@@ -133,3 +137,28 @@ def _refused_formset(formset_class, refusal: InlineRefusal):
                 add_service_errors(self.forms[refusal.index], refusal.error)
 
     return RefusedFormSet
+
+
+LABELLED_APPS = ["membership", "points", "subscriptions", "b2b"]
+
+
+def translate_default_field_labels() -> None:
+    """Fields declared without a verbose name read in the operator's language too.
+
+    Django names such a field after itself ("member", "account"), untranslated, so
+    the admin showed MEMBER and ACCOUNT in zh-Hant. Here its label becomes the
+    translation of that same word. Only the runtime label changes: deconstruct()
+    keeps the declared one, so no migration follows. A verbose_name written on the
+    field itself wins (this touches only fields declared without one).
+    """
+    for config in (apps.get_app_config(label) for label in LABELLED_APPS):
+        for model in config.get_models():
+            for field in model._meta.get_fields():
+                if getattr(field, "_verbose_name", "declared") is None:
+                    field.verbose_name = gettext_lazy(field.verbose_name)
+
+
+@admin.display(description=gettext_lazy("discount"), ordering="discount_percent")
+def discount_column(tier) -> str:
+    """A tier's discount in the list, as the member page writes it (95 折 / 5% off)."""
+    return discount(tier.discount_percent)

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
+from membership.admin.common import discount_column
 from membership.models import Tag, Tier, TierBenefit, VipGroup
 from membership.services import snapshot
 from membership.services.configuration import programme_warnings, record_configuration_change
@@ -165,7 +166,7 @@ class TierAdmin(AuditedConfigMixin, SortableAdminBase, admin.ModelAdmin):
         "rank",
         "upgrade_threshold",
         "retention_threshold",
-        "discount_percent",
+        discount_column,
         "points_per_100",
         "free_shipping",
         "upgrade_gift",
