@@ -62,7 +62,6 @@ def order_form(member) -> dict:
         "amount": "12000",
         "placed_at_0": now.strftime("%Y-%m-%d"),
         "placed_at_1": now.strftime("%H:%M:%S"),
-        **inline("refunds", []),
     }
 
 

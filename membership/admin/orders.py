@@ -61,6 +61,10 @@ class OrderAdmin(ServiceRefusalsAsFormErrors, admin.ModelAdmin):
     inlines = [RefundInline]
     readonly_fields = ["refunded_amount", "status", "created_at"]
 
+    def get_inlines(self, request, obj):
+        # A new order has no refunds yet; they are recorded on the order's page.
+        return self.inlines if obj is not None else []
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = OrderAddForm
