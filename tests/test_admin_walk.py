@@ -118,14 +118,12 @@ def _bounds(field) -> tuple:
 
 
 def _number(field):
+    """A small number inside the field's bounds (7 where nothing narrower is asked)."""
     low, high = _bounds(field)
-    if low is None and high is None:
-        return 7
-    if low is None:
-        return min(high, 7)
-    if high is None:
-        return low + 7
-    return low + (high - low) / 2 if isinstance(field, forms.DecimalField) else (low + high) // 2
+    value = 7 if low is None else low + 7
+    if high is not None and value > high:
+        value = high if low is None else low + (high - low) / 2
+    return int(value) if not isinstance(field, forms.DecimalField) else value
 
 
 def _choice(field, pick: int):
