@@ -82,17 +82,18 @@ class EnterpriseAdmin(ServiceRefusalsAsFormErrors, admin.ModelAdmin):
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for index, sub_form in enumerate(formset.forms):
             with refusal_of(formset, index):
+                # The member the row held before this post (the form may have changed it).
+                previous = sub_form.initial.get("member")
                 if sub_form in formset.deleted_forms:
-                    if sub_form.instance.pk:
+                    if previous:
                         services.remove_sub_account(
-                            member=sub_form.instance.member, actor=request.user
+                            member=Member.objects.get(pk=previous), actor=request.user
                         )
                         formset.deleted_objects.append(sub_form.instance)
                     continue
                 if not sub_form.has_changed():
                     continue
                 data = sub_form.cleaned_data
-                previous = sub_form.initial.get("member")
                 if previous and previous != data["member"].pk:
                     # Another member in an existing row: the old one leaves, the new one joins.
                     services.remove_sub_account(

@@ -248,3 +248,29 @@ def test_admin_links_read_xiugai_not_the_language_switchers_word(operator_client
     assert 'aria-describedby="b2b-enterprise">修改</a>' in index
     assert ">切換<" not in index
     assert "修改 會員" in page.content.decode()
+
+
+def test_an_operator_swaps_the_member_of_a_sub_account_row(operator_client):
+    enterprise = b2b.create_enterprise(
+        master=placed(), actor=None, name="台灣積體電路", business_id="22099131"
+    )
+    leaving, joining = placed(), placed()
+    sub = b2b.add_sub_account(
+        enterprise=enterprise, member=leaving, role=Role.objects.first(), actor=None
+    )
+    row = {"id": sub.pk, "enterprise": enterprise.pk, "member": joining.pk, "role": sub.role_id}
+    form = {
+        "name": "台灣積體電路",
+        "business_id": "22099131",
+        **inline("sub_accounts", [row], initial=1),
+    }
+
+    response = operator_client.post(
+        reverse("admin:b2b_enterprise_change", args=[enterprise.pk]), form
+    )
+
+    assert response.status_code == 302
+    members = set(enterprise.sub_accounts.values_list("member", flat=True))
+    assert members == {joining.pk}
+    leaving.refresh_from_db()
+    assert leaving.tier_holder_id is None
