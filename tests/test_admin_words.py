@@ -145,3 +145,14 @@ def test_the_language_switcher_keeps_its_own_word(db, client):
     page = client.get(reverse("login"), HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
 
     assert ">切換</button>" in page
+
+
+def test_a_refused_page_says_so_in_chinese(db, client):
+    user = get_user_model().objects.create_user("yating", password="x", is_staff=True)
+    client.force_login(user)
+
+    page = client.get(reverse("admin:membership_auditentry_add"), HTTP_ACCEPT_LANGUAGE="zh-hant")
+
+    assert page.status_code == 403
+    assert "沒有權限" in page.content.decode()
+    assert "Forbidden" not in page.content.decode()
