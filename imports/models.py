@@ -48,8 +48,8 @@ class ImportJob(models.Model):
     skipped = bounded(models.PositiveIntegerField(_("skipped"), default=0))
     message = models.TextField(_("message"), blank=True)
     notify = models.BooleanField(_("notify members and issue gifts"), default=False)
-    emails_queued = models.PositiveIntegerField(_("e-mails queued"), default=0)
-    gifts_issued = models.PositiveIntegerField(_("gifts issued"), default=0)
+    emails_queued = bounded(models.PositiveIntegerField(_("e-mails queued"), default=0))
+    gifts_issued = bounded(models.PositiveIntegerField(_("gifts issued"), default=0))
     # The job row is its own outbox: queued (or confirmed) work is dispatched after the
     # commit, and the sweeper dispatches it again if the broker was away.
     dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
@@ -57,7 +57,7 @@ class ImportJob(models.Model):
     # lease that runs out is claimed again by the sweeper, up to a number of attempts.
     claimed_by = models.CharField(_("claimed by"), max_length=100, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    attempts = bounded(models.PositiveSmallIntegerField(_("attempts"), default=0))
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
