@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
+from membership.admin.common import ServiceRefusalsAsFormErrors, refusal_of
 from membership.admin.exports import ListExportMixin
 from membership.models import Member
 
@@ -16,18 +17,18 @@ from .selectors import enterprise_rollup, sub_account_breakdown
 class SubAccountInline(admin.TabularInline):
     model = SubAccount
     extra = 1
-    raw_id_fields = ["member"]
+    autocomplete_fields = ["member"]
     fields = ["member", "role", "added_at"]
     readonly_fields = ["added_at"]
 
 
 @admin.register(Enterprise)
-class EnterpriseAdmin(ListExportMixin, admin.ModelAdmin):
+class EnterpriseAdmin(ServiceRefusalsAsFormErrors, ListExportMixin, admin.ModelAdmin):
     resource_classes = [EnterpriseResource]
     list_display = ["name", "business_id", "master", "master_tier", "contact_name"]
     list_select_related = ["master__tier"]
     search_fields = ["name", "=business_id", "master__name"]
-    raw_id_fields = ["master"]
+    autocomplete_fields = ["master"]
     inlines = [SubAccountInline]
     readonly_fields = ["rollup"]
     fieldsets = [
@@ -79,20 +80,38 @@ class EnterpriseAdmin(ListExportMixin, admin.ModelAdmin):
             obj._state.adding = False
 
     def save_formset(self, request, form, formset, change):
-        for sub_form in formset.deleted_forms:
-            if sub_form.instance.pk:
-                services.remove_sub_account(member=sub_form.instance.member, actor=request.user)
-        for sub_form in formset.forms:
-            if sub_form in formset.deleted_forms or not sub_form.has_changed():
-                continue
-            data = sub_form.cleaned_data
-            if data.get("member") and data.get("role"):
-                services.add_sub_account(
-                    enterprise=form.instance,
+        """Each row through b2b.services; the formset's lists are what the change message reads."""
+        enterprise = form.instance
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for index, sub_form in enumerate(formset.forms):
+            with refusal_of(formset, index):
+                # The member the row held before this post (the form may have changed it).
+                previous = sub_form.initial.get("member")
+                if sub_form in formset.deleted_forms:
+                    if previous:
+                        services.remove_sub_account(
+                            member=Member.objects.get(pk=previous), actor=request.user
+                        )
+                        formset.deleted_objects.append(sub_form.instance)
+                    continue
+                if not sub_form.has_changed():
+                    continue
+                data = sub_form.cleaned_data
+                if previous and previous != data["member"].pk:
+                    # Another member in an existing row: the old one leaves, the new one joins.
+                    services.remove_sub_account(
+                        member=Member.objects.get(pk=previous), actor=request.user
+                    )
+                saved = services.add_sub_account(
+                    enterprise=enterprise,
                     member=data["member"],
                     role=data["role"],
                     actor=request.user,
                 )
+                if sub_form.instance.pk:
+                    formset.changed_objects.append((saved, sub_form.changed_data))
+                else:
+                    formset.new_objects.append(saved)
 
 
 @admin.register(Role)

@@ -234,6 +234,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "imports.tasks.purge_old_imports",
         "schedule": 60 * 60 * 24,
     },
+    # Import jobs whose worker stopped (lease ran out) or whose broker was away.
+    "sweep-import-jobs": {
+        "task": "imports.tasks.sweep_import_jobs",
+        "schedule": 60,
+    },
 }
 
 # The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
@@ -242,6 +247,11 @@ CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
     "task": "membership.tasks.sweep_outbox",
     "schedule": 60,
 }
+# Imports: the largest upload accepted, how long a worker's claim on a job lasts without
+# renewal, and how many attempts a job gets before it is marked failed.
+IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=100)
+IMPORT_LEASE_SECONDS = env.int("IMPORT_LEASE_SECONDS", default=120)
+IMPORT_MAX_ATTEMPTS = env.int("IMPORT_MAX_ATTEMPTS", default=3)
 
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)

@@ -24,6 +24,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         "skipped",
         "created_by",
         "created_at",
+        "attempts",
     ]
     list_filter = ["kind", "status"]
     list_select_related = ["created_by"]
@@ -54,6 +55,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             path("new/<str:kind>/", view(admin_views.upload_view), name="imports_upload"),
             path("<int:job_id>/confirm/", view(admin_views.confirm_view), name="imports_confirm"),
             path("<int:job_id>/discard/", view(admin_views.discard_view), name="imports_discard"),
+            path(
+                "<int:job_id>/encoding/", view(admin_views.encoding_view), name="imports_encoding"
+            ),
             path("<int:job_id>/skipped/", view(admin_views.skipped_view), name="imports_skipped"),
             path("export/<str:kind>/", view(admin_views.export_view), name="imports_export"),
             *super().get_urls(),
@@ -63,6 +67,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         job = self.get_object(request, object_id)
         if job is None or not self.has_view_permission(request, job):
             return super().change_view(request, object_id, form_url, extra_context)
+        job = admin_views.revive(job)
         context = {
             **self.admin_site.each_context(request),
             **admin_views.job_context(request, job),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -14,8 +15,8 @@ from django.views.decorators.http import require_POST
 
 from membership.models import Member, Order
 
-from . import exports, services, tasks
-from .forms import UploadForm
+from . import exports, leases, services, tasks
+from .forms import EncodingForm, UploadForm
 from .models import ImportJob, StagedMember
 
 PROBLEMS_SHOWN = 200
@@ -33,26 +34,44 @@ def upload_view(request, kind: str):
     form = UploadForm(request.POST or None, request.FILES or None, kind=kind)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        job = services.create_job(
-            kind=kind,
-            file=upload,
-            filename=upload.name,
-            actor=request.user,
-            encoding=form.cleaned_data["encoding"],
-            allow_new_tags=form.cleaned_data.get("allow_new_tags", False),
-        )
-        transaction.on_commit(lambda: tasks.check_import.delay(job.pk))
-        return redirect("admin:imports_importjob_change", job.pk)
+        try:
+            with transaction.atomic():
+                job = services.create_job(
+                    kind=kind,
+                    file=upload,
+                    filename=upload.name,
+                    actor=request.user,
+                    encoding=form.cleaned_data["encoding"],
+                    allow_new_tags=form.cleaned_data.get("allow_new_tags", False),
+                )
+                tasks.dispatch_after_commit(job.pk)
+        except ValidationError as exc:
+            form.add_error("file", exc)
+        else:
+            return redirect("admin:imports_importjob_change", job.pk)
+    spec = services.SPECS[kind]
     context = {
         **admin.site.each_context(request),
         "title": _("Import %(kind)s") % {"kind": ImportJob.Kind(kind).label.lower()},
         "form": form,
         "kind": kind,
         "changelist": CHANGELISTS[kind],
-        "columns": services.SPECS[kind].columns,
-        "required": services.SPECS[kind].required,
+        "max_upload_mb": settings.IMPORT_MAX_UPLOAD_MB,
+        "columns": [
+            (spec.labels[key], key in spec.required, names) for key, names in spec.columns.items()
+        ],
     }
     return TemplateResponse(request, "admin/imports/upload.html", context)
+
+
+def revive(job: ImportJob) -> ImportJob:
+    """A job whose worker's lease ran out is released and sent again when its page is seen,
+    so it is never stuck, even where no beat runs the sweeper (the eager development site)."""
+    if job.claimed_by and job.lease_until and job.lease_until < timezone.now():
+        for job_id in leases.sweep(job_id=job.pk):
+            tasks.dispatch(job_id)
+        job.refresh_from_db()
+    return job
 
 
 def job_context(request, job: ImportJob) -> dict:
@@ -60,6 +79,14 @@ def job_context(request, job: ImportJob) -> dict:
     titles = services.column_titles(job) if problems and job.status != job.Status.FAILED else {}
     for problem in problems:
         problem.title = titles.get(problem.column, problem.column)
+    encoding_form, decoded, read_as = None, [], ""
+    if job.status == ImportJob.Status.ENCODING:
+        chosen = request.GET.get("encoding", job.encoding)
+        encoding_form = EncodingForm(initial={"encoding": job.encoding})
+        if EncodingForm({"encoding": chosen}).is_valid():
+            encoding_form = EncodingForm(initial={"encoding": chosen})
+            decoded = services.encoding_sample(job, chosen)
+            read_as = chosen
     sample = []
     if job.status == ImportJob.Status.DONE and job.kind == ImportJob.Kind.MEMBERS:
         refs = StagedMember.objects.filter(job=job).order_by("line").values("external_id")[:20]
@@ -71,6 +98,9 @@ def job_context(request, job: ImportJob) -> dict:
         "sample": sample,
         "changelist": CHANGELISTS[job.kind],
         "can_write": services.can_import(request.user, job.kind),
+        "encoding_form": encoding_form,
+        "decoded": decoded,
+        "read_as": read_as,
     }
 
 
@@ -84,11 +114,37 @@ def confirm_view(request, job_id: int):
         messages.error(request, _("Tick the box to say the rows with errors will be skipped."))
         return redirect("admin:imports_importjob_change", job.pk)
     try:
-        services.confirm(job.pk, actor=request.user, valid_only=valid_only)
+        with transaction.atomic():
+            services.confirm(
+                job.pk,
+                actor=request.user,
+                valid_only=valid_only,
+                notify=bool(request.POST.get("notify")),
+            )
+            tasks.dispatch_after_commit(job.pk)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    else:
-        transaction.on_commit(lambda: tasks.write_import.delay(job.pk))
+    return redirect("admin:imports_importjob_change", job.pk)
+
+
+@require_POST
+def encoding_view(request, job_id: int):
+    """The operator confirms (or changes) a guessed encoding; the check then starts."""
+    job = get_object_or_404(ImportJob, pk=job_id)
+    if not services.can_import(request.user, job.kind):
+        raise PermissionDenied
+    form = EncodingForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose one of the encodings offered."))
+        return redirect("admin:imports_importjob_change", job.pk)
+    try:
+        with transaction.atomic():
+            services.set_encoding(
+                job.pk, encoding=form.cleaned_data["encoding"], actor=request.user
+            )
+            tasks.dispatch_after_commit(job.pk)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
     return redirect("admin:imports_importjob_change", job.pk)
 
 
@@ -97,7 +153,11 @@ def discard_view(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
     if not services.can_import(request.user, job.kind):
         raise PermissionDenied
-    services.discard(job.pk)
+    try:
+        services.discard(job.pk)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("admin:imports_importjob_change", job.pk)
     messages.info(request, _("The file was discarded; nothing was written."))
     return redirect(CHANGELISTS[job.kind])
 

@@ -12,6 +12,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
 from . import services
+from .reading import ENCODINGS
 
 
 class ImportCommand(BaseCommand):
@@ -20,15 +21,21 @@ class ImportCommand(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path", help="CSV (UTF-8, UTF-8 with BOM, CP950) or .xlsx")
         parser.add_argument("--dry-run", action="store_true", help="Check only; write nothing.")
-        parser.add_argument("--encoding", choices=["utf-8", "utf-8-sig", "cp950"], default="")
+        parser.add_argument("--encoding", choices=list(ENCODINGS), default="")
         parser.add_argument(
             "--valid-only",
             action="store_true",
             help="Write the valid rows and skip the bad ones (saved to PATH.skipped.csv).",
         )
         parser.add_argument("--user", help="The operator recorded in the audit log.")
+        parser.add_argument(
+            "--notify",
+            action="store_true",
+            help="E-mail members whose tier the import changes and issue upgrade gifts "
+            "(off by default).",
+        )
 
-    def handle(self, *args, path, dry_run, encoding, valid_only, user, **options):
+    def handle(self, *args, path, dry_run, encoding, valid_only, user, notify, **options):
         file = Path(path)
         if not file.is_file():
             raise CommandError(f"No such file: {path}")
@@ -46,12 +53,22 @@ class ImportCommand(BaseCommand):
                 encoding=encoding,
                 allow_new_tags=options.get("allow_new_tags", False),
             )
+        if job.status == job.Status.ENCODING:
+            sample = "\n".join(",".join(row) for row in services.encoding_sample(job))
+            services.discard(job.pk)
+            raise CommandError(
+                f"The encoding could only be guessed ({job.encoding}); the file reads so:\n"
+                f"{sample}\nRun again with --encoding {job.encoding} if this is right, or "
+                f"with another of: {', '.join(ENCODINGS)}."
+            )
         self.stdout.write(f"Checking {file.name}…")
         job = services.check(job.pk, progress=self._progress)
         if job.status == job.Status.FAILED:
             raise CommandError(job.message)
         for problem in job.problems.all().iterator():
-            self.stdout.write(f"line {problem.line}, {problem.column}: {problem.message}")
+            self.stdout.write(
+                f"line {problem.line}, {problem.column} [{problem.value}]: {problem.message}"
+            )
         self.stdout.write(
             f"{job.total_rows} rows, {job.error_rows} with errors, "
             f"{job.existing_rows} updating existing records"
@@ -61,13 +78,20 @@ class ImportCommand(BaseCommand):
             self.stdout.write("Dry run: nothing written.")
             return
         try:
-            services.confirm(job.pk, actor=actor, valid_only=valid_only)
+            services.confirm(job.pk, actor=actor, valid_only=valid_only, notify=notify)
         except ValidationError as exc:
             services.discard(job.pk)
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write("Writing…")
         job = services.write(job.pk)
         self.stdout.write(f"{job.created} created, {job.updated} updated, {job.skipped} skipped")
+        if job.status != job.Status.DONE:
+            raise CommandError(job.message or job.get_status_display())
+        self.stdout.write(
+            f"{job.emails_queued} e-mails queued, {job.gifts_issued} gifts issued"
+            if notify
+            else "No e-mails sent, no gifts issued (--notify not given)."
+        )
         if job.skipped:
             skipped = file.with_suffix(".skipped.csv")
             with skipped.open("w", encoding="utf-8-sig", newline="") as out:

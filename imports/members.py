@@ -17,6 +17,8 @@ from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import pgettext_lazy
 
 from membership.models import Member, Tag, Tier
 from membership.services.rules import add_months
@@ -24,7 +26,7 @@ from membership.sqltime import to_db
 
 from . import opening_points
 from .models import ImportJob, Problem, StagedMember, StagedTag
-from .reading import normalise_phone, parse_amount, parse_date
+from .reading import normalise_phone, not_in_future, parse_amount, parse_date, shown
 
 COLUMNS = {
     "external_id": ["external_id", "external id", "外部編號", "會員編號"],
@@ -39,6 +41,33 @@ COLUMNS = {
     "opening_points": ["opening_points", "points", "opening points", "點數", "期初點數"],
 }
 REQUIRED = ("external_id", "name")
+# What each column is called on the upload page.
+LABELS = {
+    "external_id": _lazy("external id"),
+    "name": pgettext_lazy("person", "name"),
+    "phone": _lazy("phone"),
+    "email": _lazy("e-mail"),
+    "birthday": _lazy("birthday"),
+    "tags": _lazy("tags"),
+    "joined_at": _lazy("joined at"),
+    "opening_spend": _lazy("opening spend (NT$)"),
+    "opening_tier": _lazy("opening tier"),
+    "opening_points": _lazy("opening points"),
+}
+# The most characters a cell may have: its column's size where it is stored as written,
+# a bound well above any valid value where it is read into something else.
+LIMITS = {
+    "external_id": 64,
+    "name": 100,
+    "phone": 30,
+    "email": 254,
+    "birthday": 30,
+    "tags": 1000,
+    "joined_at": 30,
+    "opening_spend": 30,
+    "opening_tier": 101,
+    "opening_points": 30,
+}
 TAG_SPLIT = re.compile(r"[,;|、，]")
 GRANT_SOURCE = "import"
 
@@ -61,10 +90,6 @@ class MemberRows:
             setattr(staged, key, raw.get(key, ""))
             if not raw.get(key):
                 errors.append((key, _("required")))
-        if len(staged.external_id) > 64:
-            errors.append(("external_id", _("longer than 64 characters")))
-        if len(staged.name) > 100:
-            errors.append(("name", _("longer than 100 characters")))
         if phone := raw.get("phone"):
             try:
                 staged.phone = normalise_phone(phone)
@@ -79,13 +104,14 @@ class MemberRows:
         if value := raw.get("birthday"):
             try:
                 staged.birthday = parse_date(value)
+                not_in_future(staged.birthday)
             except ValueError as exc:
                 errors.append(("birthday", str(exc)))
         if value := raw.get("joined_at"):
             try:
-                staged.joined_at = timezone.make_aware(
-                    dt.datetime.combine(parse_date(value), dt.time())
-                )
+                day = parse_date(value)
+                not_in_future(day)
+                staged.joined_at = timezone.make_aware(dt.datetime.combine(day, dt.time()))
             except ValueError as exc:
                 errors.append(("joined_at", str(exc)))
         for key in ("opening_spend", "opening_points"):
@@ -182,6 +208,7 @@ def flag_duplicates(job, staged, duplicated, *extra_staged) -> None:
                     job=job,
                     line=line,
                     column="external_id",
+                    value=shown(external_id),
                     message=_("%(id)s is also on line %(lines)s")
                     % {"id": external_id, "lines": others},
                 )

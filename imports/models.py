@@ -19,6 +19,7 @@ class ImportJob(models.Model):
         ORDERS = "orders", _("Orders")
 
     class Status(models.TextChoices):
+        ENCODING = "encoding", _("Encoding to confirm")
         QUEUED = "queued", _("Queued")
         CHECKING = "checking", _("Checking")
         CHECKED = "checked", _("Checked")
@@ -46,6 +47,17 @@ class ImportJob(models.Model):
     updated = bounded(models.PositiveIntegerField(_("updated"), default=0))
     skipped = bounded(models.PositiveIntegerField(_("skipped"), default=0))
     message = models.TextField(_("message"), blank=True)
+    notify = models.BooleanField(_("notify members and issue gifts"), default=False)
+    emails_queued = bounded(models.PositiveIntegerField(_("e-mails queued"), default=0))
+    gifts_issued = bounded(models.PositiveIntegerField(_("gifts issued"), default=0))
+    # The job row is its own outbox: queued (or confirmed) work is dispatched after the
+    # commit, and the sweeper dispatches it again if the broker was away.
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+    # A check or write is claimed by one worker with a lease it renews while it works; a
+    # lease that runs out is claimed again by the sweeper, up to a number of attempts.
+    claimed_by = models.CharField(_("claimed by"), max_length=100, blank=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    attempts = bounded(models.PositiveSmallIntegerField(_("attempts"), default=0))
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -87,6 +99,10 @@ class ImportJob(models.Model):
         return self.status in {self.Status.QUEUED, self.Status.CHECKING, self.Status.WRITING}
 
     @property
+    def can_discard(self) -> bool:
+        return self.status not in {self.Status.DONE, self.Status.DISCARDED}
+
+    @property
     def percent(self) -> int:
         return min(100, self.rows_done * 100 // self.total_rows) if self.total_rows else 0
 
@@ -97,6 +113,7 @@ class Problem(models.Model):
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="problems")
     line = bounded(models.PositiveIntegerField(_("line")))
     column = models.CharField(_("column"), max_length=40)
+    value = models.CharField(_("value"), max_length=200, blank=True)
     message = models.CharField(_("reason"), max_length=300)
 
     class Meta:

@@ -35,13 +35,15 @@ def check(job) -> None:
         .exclude(posted=F("opening_points"))
     )
     problems, ids = [], []
-    for line, external_id, posted in clashing.values_list("line", "external_id", "posted"):
+    rows = clashing.values_list("line", "external_id", "posted", "opening_points")
+    for line, external_id, posted, points in rows:
         ids.append(external_id)
         problems.append(
             Problem(
                 job=job,
                 line=line,
                 column="opening_points",
+                value=str(points),
                 message=_("an opening balance of %(points)s points was already imported")
                 % {"points": posted},
             )

@@ -11,13 +11,14 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from membership.models import Member, Order
 from membership.sqltime import to_db
 
 from .members import flag_duplicates
 from .models import ImportJob, Problem, StagedOrder
-from .reading import parse_amount, parse_datetime
+from .reading import not_in_future, parse_amount, parse_datetime, shown
 
 SOURCE = "shop"
 COLUMNS = {
@@ -29,6 +30,23 @@ COLUMNS = {
     "refunded_amount": ["refunded_amount", "refund", "refunded", "退款金額"],
 }
 REQUIRED = ("external_id", "member", "amount", "placed_at")
+LABELS = {
+    "external_id": _lazy("order id"),
+    "member": _lazy("member's external id"),
+    "amount": _lazy("amount (NT$)"),
+    "placed_at": _lazy("placed at"),
+    "channel": _lazy("channel"),
+    "refunded_amount": _lazy("refunded (NT$)"),
+}
+# Text is never cut to fit: a longer cell is a row problem (see members.LIMITS).
+LIMITS = {
+    "external_id": 64,
+    "member": 64,
+    "amount": 30,
+    "placed_at": 40,
+    "channel": 30,
+    "refunded_amount": 30,
+}
 
 
 class OrderRows:
@@ -37,14 +55,12 @@ class OrderRows:
 
     def clean(self, line: int, raw: dict[str, str]):
         errors: list[tuple[str, str]] = []
-        staged = StagedOrder(job_id=self.job.pk, line=line, channel=raw.get("channel", "")[:30])
+        staged = StagedOrder(job_id=self.job.pk, line=line, channel=raw.get("channel", ""))
         for key in REQUIRED:
             if not raw.get(key):
                 errors.append((key, _("required")))
         staged.external_id = raw.get("external_id", "")
         staged.member_external_id = raw.get("member", "")
-        if len(staged.external_id) > 64:
-            errors.append(("external_id", _("longer than 64 characters")))
         for key in ("amount", "refunded_amount"):
             if value := raw.get(key):
                 try:
@@ -54,6 +70,7 @@ class OrderRows:
         if value := raw.get("placed_at"):
             try:
                 staged.placed_at = parse_datetime(value)
+                not_in_future(staged.placed_at)
             except ValueError as exc:
                 errors.append(("placed_at", str(exc)))
         if not errors and staged.refunded_amount > staged.amount:
@@ -72,7 +89,7 @@ class OrderRows:
         member = Member.objects.filter(external_id=OuterRef("member_external_id"))
         unknown = staged.exclude(Exists(member))
         self._refuse(
-            unknown.values_list("line", "member_external_id"),
+            unknown.values_list("line", "member_external_id", "member_external_id"),
             "member",
             lambda ref: _("no member with external id %(id)s") % {"id": ref},
         )
@@ -86,7 +103,7 @@ class OrderRows:
             .filter(~Q(old_amount=F("amount")) | ~Q(old_member=F("member_external_id")))
         )
         self._refuse(
-            clashing.values_list("line", "old_amount"),
+            clashing.values_list("line", "external_id", "old_amount"),
             "external_id",
             lambda amount: (
                 _("already recorded with another member or amount (NT$%(amount)s)")
@@ -96,8 +113,10 @@ class OrderRows:
 
     def _refuse(self, rows, column: str, message) -> None:
         problems = [
-            Problem(job=self.job, line=line, column=column, message=message(value))
-            for line, value in rows
+            Problem(
+                job=self.job, line=line, column=column, value=shown(value), message=message(arg)
+            )
+            for line, value, arg in rows
         ]
         if problems:
             Problem.objects.bulk_create(problems, batch_size=2000)

@@ -28,7 +28,13 @@ def _insert(model, objects: list) -> None:
     names = [f.attname for f in fields]
     # Staging columns hold text, numbers, dates and aware datetimes, which psycopg writes
     # as they are; Django's per-field preparation was a third of the check's time.
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+    # psycopg's own cursor: its errors are made Django's (a lost connection is then an
+    # OperationalError the job's handler knows).
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(sql) as copy,
+    ):
         for obj in objects:
             values = obj.__dict__
             copy.write_row([values[name] for name in names])

@@ -30,16 +30,66 @@ from .resources import (
     RewardResource,
 )
 
+# What each ledger source means to an operator (the codes the services post with).
+SOURCE_LABELS = {
+    "order": _("order"),
+    "refund": _("refund"),
+    "operator": _("manual adjustment"),
+    "birthday": _("birthday bonus"),
+    "reward": _("reward"),
+    "action": _("activity"),
+    "referral": _("referral"),
+    "referral-refund": _("referral reversed"),
+    "partner": _("partner brand"),
+    "import": _("import"),
+    "expiry": _("expiry"),
+}
+
+
+class SourceFilter(admin.SimpleListFilter):
+    title = _("source")
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return list(SOURCE_LABELS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(source=self.value()) if self.value() else queryset
+
 
 @admin.register(Entry)
 class EntryAdmin(ListExportMixin, ReadOnlyAdmin):
     resource_classes = [EntryResource]
-    list_display = ["created_at", "account", "kind", "points", "shortfall", "source", "source_ref"]
+    list_display = [
+        "created_at",
+        "account",
+        "kind",
+        "points",
+        "shortfall",
+        "source_label",
+        "source_ref",
+    ]
     list_select_related = ["account__member"]
-    list_filter = ["kind", "source"]
+    list_filter = ["kind", SourceFilter]
+    fields = [
+        "created_at",
+        "account",
+        "kind",
+        "points",
+        "shortfall",
+        "source_label",
+        "source_ref",
+        "idempotency_key",
+        "reason",
+    ]
+    readonly_fields = fields
     search_fields = ["=idempotency_key", "=account__member__external_id", "source_ref"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+    @admin.display(description=_("source"), ordering="source")
+    def source_label(self, entry: Entry) -> str:
+        return SOURCE_LABELS.get(entry.source, entry.source)
 
 
 @admin.register(Account)

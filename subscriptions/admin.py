@@ -34,9 +34,39 @@ class PlanAdmin(admin.ModelAdmin):
     ]
 
 
+# What each event of a subscription means to an operator (the codes services record).
+EVENT_LABELS = {
+    "subscribed": _("subscribed"),
+    "subscribe_failed": _("first payment failed"),
+    "cancelled": _("cancelled at period end"),
+    "resumed": _("auto-renewal resumed"),
+    "renewed": _("renewed"),
+    "payment_failed": _("payment failed"),
+    "expired_unpaid": _("ended unpaid after the grace period"),
+    "ended": _("ended"),
+}
+
+
+def _state_label(state: str) -> str:
+    return Subscription.State(state).label if state in Subscription.State.values else state
+
+
 class EventInline(ReadOnlyInline):
     model = SubscriptionEvent
-    fields = ["created_at", "kind", "from_state", "to_state", "actor", "reason"]
+    fields = ["created_at", "event", "from_label", "to_label", "actor", "reason"]
+    readonly_fields = fields
+
+    @admin.display(description=_("event"))
+    def event(self, obj: SubscriptionEvent) -> str:
+        return EVENT_LABELS.get(obj.kind, obj.kind)
+
+    @admin.display(description=_("from"))
+    def from_label(self, obj: SubscriptionEvent) -> str:
+        return _state_label(obj.from_state) if obj.from_state else "—"
+
+    @admin.display(description=_("to"))
+    def to_label(self, obj: SubscriptionEvent) -> str:
+        return _state_label(obj.to_state)
 
 
 class AttemptInline(ReadOnlyInline):

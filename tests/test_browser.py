@@ -122,16 +122,79 @@ def test_an_operator_imports_a_file_sees_the_bad_row_and_imports_the_rest(
     page.locator("input[type=file]").set_input_files(str(upload))
     page.get_by_role("button", name="Upload and check").click()
 
+    # CP950 is only ever a guess: the operator sees the rows as read, and confirms
+    assert "it reads as cp950" in page.locator("#import-encoding").inner_text()
+    assert "陳大文" in page.locator("#import-decoded").inner_text()
+    shot(page, "import-encoding-desktop.png")
+    page.get_by_role("button", name="Check the file with this encoding").click()
+
     assert page.get_by_text("3 rows: 2 valid, 1 with errors").is_visible()
     problems = page.locator("#import-problems").inner_text()
-    assert "3\t手機\tnot a Taiwanese mobile number" in problems  # the file's own header
+    assert "3\t手機\t12345\tnot a Taiwanese mobile number" in problems  # header, value
     shot(page, "import-preview-desktop.png")
 
     page.get_by_label("I understand that 1 row with errors will be skipped").check()
     page.get_by_role("button", name="Import only the 2 valid rows").click()
 
     assert page.get_by_text("Imported: 2 created, 0 updated, 1 skipped.").is_visible()
+    assert "No e-mails were sent" in page.locator("#import-notified").inner_text()
     sample = page.locator("#import-sample").inner_text()
     assert "王小明\t全館 VIP" in sample
     assert "陳大文\t企業 VIP" in sample
     shot(page, "import-result-desktop.png")
+
+
+def test_the_import_page_names_its_columns_in_zh_hant(live_server, browser):
+    from tests.factories import staff_with
+
+    operator = staff_with("import_members", "view_member")
+    operator.set_password("pw-for-browser-3")
+    operator.save()
+    page = browser.new_page(locale="zh-TW", viewport=DESKTOP)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.locator("#id_username").fill(operator.username)
+    page.locator("#id_password").fill("pw-for-browser-3")
+    page.locator("input[type=submit]").click()
+
+    page.goto(f"{live_server.url}/admin/imports/importjob/new/members/")
+
+    table = page.locator("table").last.inner_text()
+    assert "外部編號 *" in table
+    assert "期初消費（NT$）" in table
+    assert "opening_spend\t" not in table
+    shot(page, "import-upload-zh-hant-desktop.png")
+
+
+def test_an_operator_previews_a_latin1_file_in_another_encoding_and_imports_it(
+    live_server, browser, tmp_path
+):
+    from membership.models import Member
+    from tests.factories import staff_with
+
+    Seed()._programme()
+    operator = staff_with("import_members", "view_member")
+    operator.set_password("pw-for-browser-4")
+    operator.save()
+    upload = tmp_path / "members.csv"
+    upload.write_bytes("external_id,name\nA1,Renée\n".encode("latin-1"))
+    page = browser.new_page(locale="en-US", viewport=DESKTOP)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("Username").fill(operator.username)
+    page.get_by_label("Password").fill("pw-for-browser-4")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/admin/imports/importjob/new/members/")
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_role("button", name="Upload and check").click()
+
+    guessed = page.locator("#import-decoded").inner_text()
+    page.get_by_label("Encoding").select_option("cp1252")
+    page.get_by_role("button", name="Preview with this encoding").click()
+    previewed = page.locator("#import-decoded").inner_text()
+    shot(page, "import-encoding-preview-desktop.png")
+    page.get_by_role("button", name="Check the file with this encoding").click()
+    page.get_by_role("button", name="Import all 1 rows").click()
+
+    assert "Ren嶪" in guessed  # CP950's reading, without an error
+    assert "Renée" in previewed
+    assert page.get_by_text("Imported: 1 created, 0 updated, 0 skipped.").is_visible()
+    assert Member.objects.get().name == "Renée"

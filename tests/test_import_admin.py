@@ -96,7 +96,10 @@ def test_the_skipped_rows_download_as_a_csv(db, client):
 
     body = streamed(client.get(reverse("admin:imports_skipped", args=[job.pk])))
 
-    assert body.splitlines() == ["external_id,name,phone,email,birthday,tags", "A2,林小美,123,,,"]
+    assert body.splitlines() == [
+        "external_id,name,phone,email,birthday,tags,reason",
+        "A2,林小美,123,,,,phone: not a Taiwanese mobile number (09xx-xxx-xxx)",
+    ]
 
 
 def test_after_the_import_the_page_shows_the_members_with_their_tiers(programme, client):

@@ -1,9 +1,16 @@
 """Pieces shared by the membership admins."""
 
+from contextlib import contextmanager
+
+from django.apps import apps
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy
+
+from membership.templatetags.humanize_nt import discount
 
 
 class EstimatedCountPaginator(Paginator):
@@ -53,3 +60,105 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class InlineRefusal(Exception):
+    """A service refused what one inline form asked for; carries which form it was."""
+
+    def __init__(self, prefix: str, index: int, error: ValidationError):
+        super().__init__(error)
+        self.prefix, self.index, self.error = prefix, index, error
+
+
+@contextmanager
+def refusal_of(formset, index: int):
+    """Report a service's ValidationError against the inline form at ``index``."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise InlineRefusal(formset.prefix, index, exc) from exc
+
+
+def add_service_errors(form, error: ValidationError) -> None:
+    """A service's ValidationError on a form: under the field it names, else at the top."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+class ServiceRefusalsAsFormErrors:
+    """A ModelAdmin mixin: a service that refuses while saving shows as a form error.
+
+    The admin saves inside one transaction (``changeform_view``), so a refusal raised
+    from ``save_model``, ``save_related`` or ``save_formset`` rolls everything back.
+    The view then runs once more on the same POST with the refusal attached to the
+    form (or to the inline form that asked for it), so Django renders the page with
+    the error where the operator looks, and nothing is saved.
+    """
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except (ValidationError, InlineRefusal) as refusal:
+            if request.method != "POST" or getattr(request, "_service_refusal", None):
+                raise
+            request._service_refusal = refusal
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "_service_refusal", None)
+        if not isinstance(refusal, ValidationError):
+            return form_class
+
+        class RefusedForm(form_class):
+            def clean(self):
+                data = super().clean()
+                add_service_errors(self, refusal)
+                return data
+
+        return RefusedForm
+
+    def get_formsets_with_inlines(self, request, obj=None):
+        refusal = getattr(request, "_service_refusal", None)
+        for formset_class, inline in super().get_formsets_with_inlines(request, obj):
+            if isinstance(refusal, InlineRefusal):
+                formset_class = _refused_formset(formset_class, refusal)
+            yield formset_class, inline
+
+
+def _refused_formset(formset_class, refusal: InlineRefusal):
+    class RefusedFormSet(formset_class):
+        def clean(self):
+            super().clean()
+            if self.prefix == refusal.prefix and refusal.index < len(self.forms):
+                add_service_errors(self.forms[refusal.index], refusal.error)
+
+    return RefusedFormSet
+
+
+LABELLED_APPS = ["membership", "points", "subscriptions", "b2b"]
+
+
+def translate_default_field_labels() -> None:
+    """Fields declared without a verbose name read in the operator's language too.
+
+    Django names such a field after itself ("member", "account"), untranslated, so
+    the admin showed MEMBER and ACCOUNT in zh-Hant. Here its label becomes the
+    translation of that same word. Only the runtime label changes: deconstruct()
+    keeps the declared one, so no migration follows. A verbose_name written on the
+    field itself wins (this touches only fields declared without one).
+    """
+    for config in (apps.get_app_config(label) for label in LABELLED_APPS):
+        for model in config.get_models():
+            for field in model._meta.get_fields():
+                if getattr(field, "_verbose_name", "declared") is None:
+                    field.verbose_name = gettext_lazy(field.verbose_name)
+
+
+@admin.display(description=gettext_lazy("discount"), ordering="discount_percent")
+def discount_column(tier) -> str:
+    """A tier's discount in the list, as the member page writes it (95 折 / 5% off)."""
+    return discount(tier.discount_percent)

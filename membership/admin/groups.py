@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from membership.admin.common import discount_column
 from membership.models import Tag, Tier, TierBenefit, VipGroup
 from membership.resources import TagResource, TierResource, VipGroupResource
 from membership.services import programme, snapshot
@@ -297,7 +298,7 @@ class TierAdmin(AuditedConfigMixin, ConfigImportExportMixin, SortableAdminBase, 
         "rank",
         "upgrade_threshold",
         "retention_threshold",
-        "discount_percent",
+        discount_column,
         "points_per_100",
         "free_shipping",
         "upgrade_gift",

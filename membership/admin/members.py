@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from imports.reading import normalise_phone
 from membership import audit_display, services
 from membership.admin_views import adjust_tier_view, calculator_view
 from membership.models import (
@@ -177,10 +178,11 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
     list_select_related = ["group", "tier"]
     list_filter = ["group", TierFilter, TagFilter, LifecycleFilter]
     search_fields = ["name", "=phone", "email", "=external_id"]
+    search_help_text = _("Name, phone (any format), e-mail or external id.")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
-    raw_id_fields = ["user"]
+    autocomplete_fields = ["user"]
     actions = ["add_tag_action", "remove_tag_action", "reevaluate_action"]
     inlines = [TierHistoryInline, GiftInline]
     # Seconds kept on joined_at: an unchanged form must post back the same moment.
@@ -252,6 +254,24 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
             "can_adjust_tier": self.has_adjust_tier_permission(request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A phone as typed (0912-345-678, +886 912 345 678) or an e-mail in any case.
+
+        Both are equality lookups on their own indexed columns; other terms search
+        names (contains) and external ids (exact) as Django does.
+        """
+        term = search_term.strip()
+        try:
+            phone = normalise_phone(term)
+        except ValueError:
+            phone = None
+        if phone:
+            return queryset.filter(Q(phone=phone) | Q(external_id=term)), False
+        if "@" in term:
+            # Case-insensitive equality: imports store lower case, typed e-mails may not be.
+            return queryset.filter(email__iexact=term), False
+        return super().get_search_results(request, queryset, search_term)
 
     # -- saving goes through the services ----------------------------------
 
@@ -404,7 +424,15 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         return response
 
-    @admin.action(description=_("Erase personal data (PDPA request)"), permissions=["delete"])
+    # A member is never deleted (their orders, ledger and history stay whole): the right to
+    # be forgotten is this erasure, for staff who hold the delete permission.
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_erase_permission(self, request):
+        return request.user.has_perm("membership.delete_member")
+
+    @admin.action(description=_("Erase personal data (PDPA request)"), permissions=["erase"])
     def erase_personal_data_action(self, request, queryset):
         member = self._one_member(request, queryset)
         if member is None:

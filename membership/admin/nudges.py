@@ -23,3 +23,8 @@ class NudgeAdmin(ListExportMixin, ReadOnlyAdmin):
 @admin.register(NudgeOffer)
 class NudgeOfferAdmin(admin.ModelAdmin):
     list_display = ["kind", "text", "active"]
+
+    def has_add_permission(self, request) -> bool:
+        # One offer per kind: when every kind has one, there is nothing left to add.
+        taken = NudgeOffer.objects.values_list("kind", flat=True).distinct().count()
+        return super().has_add_permission(request) and taken < len(NudgeOffer.kind.field.choices)

@@ -11,7 +11,7 @@ from membership.admin_views import refund_view
 from membership.models import Order, Refund
 from membership.resources import OrderResource
 
-from .common import EstimatedCountPaginator, ReadOnlyInline
+from .common import EstimatedCountPaginator, ReadOnlyInline, ServiceRefusalsAsFormErrors
 from .exports import ListExportMixin
 
 
@@ -43,7 +43,7 @@ class OrderAddForm(forms.ModelForm):
 
 
 @admin.register(Order)
-class OrderAdmin(ListExportMixin, admin.ModelAdmin):
+class OrderAdmin(ServiceRefusalsAsFormErrors, ListExportMixin, admin.ModelAdmin):
     resource_classes = [OrderResource]
     export_permission = "imports.export_orders"
     streamed_export = "orders"
@@ -60,11 +60,15 @@ class OrderAdmin(ListExportMixin, admin.ModelAdmin):
     list_select_related = ["member"]
     list_filter = ["status", "source", "channel"]
     search_fields = ["=external_id", "=member__external_id"]
-    raw_id_fields = ["member"]
+    autocomplete_fields = ["member"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     inlines = [RefundInline]
     readonly_fields = ["refunded_amount", "status", "created_at"]
+
+    def get_inlines(self, request, obj):
+        # A new order has no refunds yet; they are recorded on the order's page.
+        return self.inlines if obj is not None else []
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -94,9 +98,6 @@ class OrderAdmin(ListExportMixin, admin.ModelAdmin):
         )
         obj.pk = result.order.pk
         obj._state.adding = False
-
-    def save_related(self, request, form, formsets, change):
-        """Nothing to save: record_order wrote the order; refunds have their own form."""
 
     def get_urls(self):
         return [

@@ -298,6 +298,8 @@ def _apply_chunk(
     member_filter: MemberFilter,
     actor_id: int | None,
     shared: bool,
+    notify: bool = True,
+    issue_gifts: bool = True,
 ) -> BulkResult:
     d = _dialect()
     q = _Sql()
@@ -343,36 +345,55 @@ def _apply_chunk(
             cause=cause,
             actor_id=actor_id,
             now=now,
+            notify=notify,
         )
-        cur.execute(
-            "INSERT INTO membership_giftissue (member_id, tier_id, gift, issued_at) "
-            "SELECT c.id, c.new_earned, t.upgrade_gift, %s FROM tier_changes c "
-            "JOIN membership_tier t ON t.id = c.new_earned "
-            "WHERE c.applied = 1 AND t.upgrade_gift <> '' AND c.new_rank > 0 "
-            "AND (c.group_changed = 1 OR c.new_rank > c.old_rank) "
-            "ON CONFLICT (member_id, tier_id) DO NOTHING",
-            [now],
-        )
-        result.gifts = cur.rowcount
+        if issue_gifts:
+            result.gifts = _issue_gifts(cur, now)
         cur.execute("DROP TABLE tier_changes")
-        if result.history_rows:
+        if result.history_rows and notify:
             notify_after_commit()
     return result
 
 
+def _issue_gifts(cur, now) -> int:
+    cur.execute(
+        "INSERT INTO membership_giftissue (member_id, tier_id, gift, issued_at) "
+        "SELECT c.id, c.new_earned, t.upgrade_gift, %s FROM tier_changes c "
+        "JOIN membership_tier t ON t.id = c.new_earned "
+        "WHERE c.applied = 1 AND t.upgrade_gift <> '' AND c.new_rank > 0 "
+        "AND (c.group_changed = 1 OR c.new_rank > c.old_rank) "
+        "ON CONFLICT (member_id, tier_id) DO NOTHING",
+        [now],
+    )
+    return cur.rowcount
+
+
 def _insert_history(
-    cur, changes: str, explanation: str, explanation_params: list, *, cause, actor_id, now
+    cur,
+    changes: str,
+    explanation: str,
+    explanation_params: list,
+    *,
+    cause,
+    actor_id,
+    now,
+    notify: bool = True,
 ) -> int:
-    """One history row for each applied change of group or tier in ``changes``."""
+    """One history row for each applied change of group or tier in ``changes``.
+
+    Without ``notify`` the rows are written as already handled (``notified_at`` set), so
+    the e-mail outbox never sends them.
+    """
     d = _dialect()
     cur.execute(
         "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
-        "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at) "
+        "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at, "
+        "notified_at) "
         f"SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
-        f"{explanation}, %s FROM {changes} c "
+        f"{explanation}, %s, {'NULL' if notify else '%s'} FROM {changes} c "
         f"WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
         f"OR c.new_tier {d['distinct']} c.old_tier)",
-        [str(cause), actor_id, *explanation_params, now],
+        [str(cause), actor_id, *explanation_params, now, *([] if notify else [now])],
     )
     return cur.rowcount
 
@@ -438,12 +459,16 @@ def recompute_members(
     actor=None,
     now: dt.datetime | None = None,
     chunk: int | None = None,
+    notify: bool = True,
+    issue_gifts: bool = True,
 ) -> BulkResult:
     """Evaluate every member (or ``member_ids``) set-based, one transaction per chunk.
 
     Writes only rows whose group, earned tier or tier changes (and, in review mode,
     the next review date of the members reviewed). Idempotent: a second run finds
     nothing to change and writes nothing; gifts are unique per member and tier.
+    ``notify=False`` writes the history without e-mailing anyone; ``issue_gifts=False``
+    issues no upgrade gift (an import's opening data is not an upgrade earned here).
     """
     programme = load_programme()
     if not programme.groups:
@@ -468,13 +493,19 @@ def recompute_members(
             member_filter=member_filter,
             actor_id=getattr(actor, "pk", None),
             shared=shared,
+            notify=notify,
+            issue_gifts=issue_gifts,
         )
     if shared:
-        total += _sync_sharers(bounds=bounds, cause=cause, actor_id=getattr(actor, "pk", None))
+        total += _sync_sharers(
+            bounds=bounds, cause=cause, actor_id=getattr(actor, "pk", None), notify=notify
+        )
     return total
 
 
-def _sync_sharers(*, bounds: WindowBounds, cause: Cause, actor_id: int | None) -> BulkResult:
+def _sync_sharers(
+    *, bounds: WindowBounds, cause: Cause, actor_id: int | None, notify: bool = True
+) -> BulkResult:
     """Members who share a holder's tier take the holder's group and tiers, set-based."""
     d = _dialect()
     now = connection.ops.adapt_datetimefield_value(bounds.now)
@@ -513,9 +544,10 @@ def _sync_sharers(*, bounds: WindowBounds, cause: Cause, actor_id: int | None) -
             cause=cause,
             actor_id=actor_id,
             now=now,
+            notify=notify,
         )
         cur.execute("DROP TABLE sharer_changes")
-        if result.history_rows:
+        if result.history_rows and notify:
             notify_after_commit()
     return result
 

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Q
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -196,6 +197,32 @@ GIVEN = [
 CHANNELS = ["web", "app", "store", "line"]
 
 
+OPERATOR_ROLE = "營運人員"
+# The back office's daily tools: members, tiers, orders, points, imports and exports,
+# enterprises, plans and subscriptions. The audit log is read, never written by hand.
+OPERATOR_APPS = ["membership", "points", "imports", "b2b", "subscriptions", "segments"]
+OPERATOR_EXTRA = [
+    ("auth", "view_user"),  # to link a member to their login user
+    ("axes", "view_accessattempt"),  # to see a locked-out login …
+    ("axes", "delete_accessattempt"),  # … and unlock it
+]
+OPERATOR_NEVER = ["add_auditentry", "change_auditentry", "delete_auditentry"]
+
+
+def operator_role() -> Group:
+    """The demo's 營運人員 group with exactly the permissions above (idempotent)."""
+    operators, _created = Group.objects.get_or_create(name=OPERATOR_ROLE)
+    extra = Q()
+    for app_label, codename in OPERATOR_EXTRA:
+        extra |= Q(content_type__app_label=app_label, codename=codename)
+    operators.permissions.set(
+        Permission.objects.filter(Q(content_type__app_label__in=OPERATOR_APPS) | extra).exclude(
+            content_type__app_label="membership", codename__in=OPERATOR_NEVER
+        )
+    )
+    return operators
+
+
 class Command(BaseCommand):
     help = "Load demo data: the four VIP groups, members with orders, and demo logins."
 
@@ -328,15 +355,7 @@ class Command(BaseCommand):
         users = get_user_model()
         if not users.objects.filter(username="admin").exists():
             users.objects.create_superuser("admin", "admin@example.com", "admin-demo")
-        operators, _ = Group.objects.get_or_create(name="營運人員")
-        operators.permissions.set(
-            # The back office's daily tools: members, tiers, points, imports and exports.
-            Permission.objects.filter(
-                content_type__app_label__in=["membership", "points", "imports"]
-            ).exclude(codename__in=["add_auditentry", "change_auditentry", "delete_auditentry"])
-        )
-        # Every list the operator takes to Excel, enterprises and subscriptions included.
-        operators.permissions.add(*Permission.objects.filter(codename__startswith="export_"))
+        operators = operator_role()
         if not users.objects.filter(username="operator").exists():
             operator = users.objects.create_user(
                 "operator", "operator@example.com", "operator-demo"
