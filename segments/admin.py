@@ -1,3 +1,5 @@
+import copy
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -5,12 +7,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import (
     Http404,
     HttpResponse,
-    HttpResponseRedirect,
     QueryDict,
     StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +21,7 @@ from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin
 from membership.models import Member, Tag
 
 from . import audiences, dashboard
+from .filters import MemberFilter
 from .kpis import SMALL_GROUP_SHARE
 from .models import Audience, MemberSegment, SegmentSettings
 from .services import BEHAVIOUR_TAGS, CELL_TAGS, CELLS, LIFECYCLE_TAGS
@@ -53,7 +55,7 @@ class SegmentSettingsAdmin(admin.ModelAdmin):
     ]
 
     def has_add_permission(self, request):
-        return super().has_add_permission(request) and not SegmentSettings.objects.exists()
+        return False  # one row, made by the migration; the operator edits it
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -106,6 +108,45 @@ class MemberSegmentAdmin(ReadOnlyAdmin):
         return DashboardViews(self.admin_site).urls() + super().get_urls()
 
 
+MULTIPLE = {name for name, f in MemberFilter.base_filters.items() if "Multiple" in type(f).__name__}
+
+
+class AudienceFormBase(forms.ModelForm):
+    """The audience's name and description, and every member filter as a field of its own."""
+
+    class Meta:
+        model = Audience
+        fields = ["name", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            saved = QueryDict(self.instance.query)
+            for name, values in saved.lists():
+                if name in self.fields:
+                    self.initial[name] = values if name in MULTIPLE else values[0]
+
+    def filter_query(self) -> QueryDict:
+        """The filters as the query string the FilterSet reads."""
+        return self.data.copy() if self.is_bound else QueryDict()
+
+    def clean(self):
+        cleaned = super().clean()
+        filterset, _members = audiences.filter_members(self.filter_query())
+        for name, problems in filterset.errors.items():
+            for problem in problems:
+                self.add_error(name if name in self.fields else None, problem)
+        return cleaned
+
+
+# The FilterSet's own form fields, declared on the audience form (one definition of each).
+AudienceForm = type(AudienceFormBase)(
+    "AudienceForm",
+    (AudienceFormBase,),
+    {name: copy.deepcopy(f.field) for name, f in MemberFilter.base_filters.items()},
+)
+
+
 class TagChoiceForm(forms.Form):
     tag = forms.ModelChoiceField(
         label=_("tag"), queryset=Tag.objects.filter(kind=Tag.Kind.OPERATOR)
@@ -115,71 +156,48 @@ class TagChoiceForm(forms.Form):
 
 @admin.register(Audience)
 class AudienceAdmin(admin.ModelAdmin):
-    """Audiences are built on one page: filters, the live count and a sample, a name."""
+    """An audience is built on its own change form: its name, the member filters, and a
+    "count" button that shows today's count and a sample before anything is saved."""
 
+    form = AudienceForm
     list_display = ["name", "description", "created_by", "updated_at"]
     search_fields = ["name"]
     actions = ["export_members", "tag_members", "untag_members"]
     SAMPLE = 20
 
-    def add_view(self, request, form_url="", extra_context=None):
-        return self.builder_view(request, None)
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (None, {"fields": ["name", "description"]}),
+            (_("Which members"), {"fields": list(MemberFilter.base_filters)}),
+        ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        audience = self.get_object(request, object_id)
-        if audience is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        return self.builder_view(request, audience)
-
-    def builder_view(self, request, audience: Audience | None):
-        can_save = (
-            self.has_add_permission(request)
-            if audience is None
-            else self.has_change_permission(request, audience)
-        )
-        if not (can_save or self.has_view_permission(request, audience)):
-            raise PermissionDenied
-        data = (
-            request.POST
-            if request.method == "POST"
-            else QueryDict(audience.query if audience else "")
-        )
-        name = data.get("name", audience.name if audience else "")
-        description = data.get("description", audience.description if audience else "")
-        filterset, members = audiences.filter_members(data)
-        errors = []
-        if request.method == "POST" and "_save" in request.POST:
-            if not can_save:
-                raise PermissionDenied
-            try:
-                saved = audiences.save_audience(
-                    name=name,
-                    description=description,
-                    query=data,
-                    actor=request.user,
-                    audience=audience,
-                )
-            except ValidationError as error:
-                errors = error.messages
-            else:
-                self.message_user(
-                    request, _("The audience %(name)s was saved.") % {"name": saved.name}
-                )
-                return HttpResponseRedirect(reverse("admin:segments_audience_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": audience.name if audience else _("New audience"),
-            "audience": audience,
-            "filter_form": filterset.form,
-            "name": name,
-            "description": description,
-            "errors": errors,
-            "count": members.count() if filterset.is_valid() else None,
-            "sample": members.select_related("group", "tier")[: self.SAMPLE],
-            "can_save": can_save,
+    def get_changeform_initial_data(self, request):
+        # The count button sends the form as a query string; lists keep every value.
+        return {
+            name: values if len(values) > 1 or name in MULTIPLE else values[0]
+            for name, values in request.GET.lists()
+            if name in AudienceForm.base_fields
         }
-        return TemplateResponse(request, "admin/segments/audience/builder.html", context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        if request.method == "GET" and "_preview" in request.GET:
+            filterset, members = audiences.filter_members(request.GET)
+            extra_context["preview"] = {
+                "count": members.count() if filterset.is_valid() else None,
+                "errors": filterset.errors,
+                "sample": members.select_related("group", "tier")[: self.SAMPLE],
+            }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        audiences.save_audience(
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            query=form.filter_query(),
+            actor=request.user,
+            audience=obj,
+        )
 
     @admin.action(description=_("Export the members of the selected audiences (CSV)"))
     def export_members(self, request, queryset):

@@ -46,8 +46,11 @@ def save_audience(
     if not name.strip():
         raise ValidationError({"name": _("An audience needs a name.")})
     with transaction.atomic():
-        before = None if audience is None else {"name": audience.name, "filters": audience.query}
-        audience = audience or Audience(created_by=actor)
+        audience = audience or Audience()
+        saved = Audience.objects.filter(pk=audience.pk).values("name", "query").first()
+        before = {"name": saved["name"], "filters": saved["query"]} if saved else None
+        if audience.pk is None:
+            audience.created_by = actor if getattr(actor, "pk", None) else None
         audience.name, audience.description = name.strip(), description
         audience.query = clean_query(query)
         audience.full_clean()

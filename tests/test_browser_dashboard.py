@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from membership import services
 from segments.kpis import take_snapshots
+from segments.models import Audience
 from segments.services import compute_segments
 from tests.factories import MemberFactory, OrderFactory, UserFactory
 from tests.test_browser import browser, shot  # noqa: F401  (the browser fixture)
@@ -70,6 +71,7 @@ def test_the_operator_counts_an_audience_and_saves_it(live_server, browser, oper
     page.get_by_role("button", name="計算人數並顯示範例").click()
     expect(page.get_by_text("目前符合的會員共")).to_be_visible()
     shot(page, "audience-builder-1366.png")
-    page.get_by_role("button", name="儲存").click()
+    page.get_by_role("button", name="儲存", exact=True).click()
 
-    expect(page.get_by_text("已儲存受眾「高消費常客」")).to_be_visible()
+    expect(page.locator("#result_list")).to_contain_text("高消費常客")
+    assert Audience.objects.get(name="高消費常客").query == "window=rolling_12m&spend_min=20000"

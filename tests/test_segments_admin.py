@@ -4,8 +4,7 @@ import pytest
 from django.urls import reverse
 
 from membership.models import Tag
-from segments.models import SegmentSettings
-from segments.services import compute_segments
+from segments.services import compute_segments, current_settings
 from tests.factories import MemberFactory, OrderFactory, UserFactory
 
 
@@ -33,7 +32,7 @@ def settings_form(**changes) -> dict:
 
 def test_the_settings_page_shows_the_rfm_cell_mapping(client, superuser):
     client.force_login(superuser)
-    row = SegmentSettings.objects.create()
+    row = current_settings()
 
     page = client.get(reverse("admin:segments_segmentsettings_change", args=[row.pk]))
 
@@ -43,7 +42,7 @@ def test_the_settings_page_shows_the_rfm_cell_mapping(client, superuser):
 
 def test_lifecycle_days_that_do_not_rise_are_refused_and_nothing_changes(client, superuser):
     client.force_login(superuser)
-    row = SegmentSettings.objects.create()
+    row = current_settings()
 
     page = client.post(
         reverse("admin:segments_segmentsettings_change", args=[row.pk]),
