@@ -27,6 +27,7 @@ run: messages
 	$(BIN)/python manage.py seed_demo_b2b
 	$(BIN)/python manage.py seed_demo_plans
 	$(BIN)/python manage.py seed_demo_points
+	$(BIN)/python manage.py seed_demo_segments
 	@echo
 	@echo "  Admin (operators):  http://$(HOST):$(PORT)/admin/   operator / operator-demo   (superuser: admin / admin-demo)"
 	@echo "  Demo member login:  member / member-demo   (王小明, 全館 VIP 銀卡)"

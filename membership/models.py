@@ -128,12 +128,12 @@ class Tier(models.Model):
     upgrade_threshold = bounded(models.PositiveBigIntegerField(_("upgrade threshold")))
     retention_threshold = bounded(models.PositiveBigIntegerField(_("retention threshold")))
     discount_percent = models.DecimalField(
-        _("discount (% off)"),
+        _("discount (percent off the price)"),
         max_digits=4,
         decimal_places=1,
         default=0,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
-        help_text=_("From 0 to 100."),
+        help_text=_("From 0 to 100: 5 takes 5 percent off the price."),
     )
     points_per_100 = bounded(
         models.PositiveSmallIntegerField(

@@ -107,7 +107,7 @@ def test_an_operator_creates_an_enterprise_with_two_sub_accounts_and_reads_its_a
 
     entry = AuditEntry.objects.get(action="enterprise.add", object_id=str(enterprise.pk))
     page.goto(f"{live_server.url}/admin/membership/auditentry/?q=台灣積體電路")
-    page.locator(f'#result_list a[href*="/{entry.pk}/change/"]').click()
+    page.locator(f'#result_list a[href*="/{entry.pk}/change/"]').first.click()
 
     assert "台灣積體電路" in page.locator("#content").inner_text()
     shot(page, "admin-audit-entry-enterprise-1366.png")

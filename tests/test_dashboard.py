@@ -113,6 +113,38 @@ def test_the_first_run_backfills_twelve_month_ends_from_tier_history(programme):
     assert set(silver.values()) == {1}
 
 
+def test_upgrades_and_downgrades_this_month_equal_a_count_of_tier_history(shop):
+    general = shop.general
+    climber = Member.objects.filter(tier__name="一般會員").first()
+    OrderFactory(member=climber, amount=40_000, placed_at=timezone.now())
+    services.recompute_members()  # 一般會員 → 金卡 within the group: an upgrade
+    services.adjust_tier(
+        member_id=Member.objects.filter(tier__name="銀卡").first().pk,
+        tier=shop.tiers["一般會員"],
+        reason="測試降級",
+        actor=UserFactory(),
+        locked_until=timezone.localdate() + dt.timedelta(days=30),
+    )  # 銀卡 → 一般會員 by hand: a downgrade
+    take_snapshots()
+
+    rows = {t["tier"]: t for g in tier_figures()["groups"] for t in g["tiers"]}
+    month_start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    moves = direct(
+        "SELECT tt.name, SUM(CASE WHEN ft.rank < tt.rank THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN ft.rank > tt.rank THEN 1 ELSE 0 END) "
+        "FROM membership_tierhistory h JOIN membership_tier tt ON tt.id = h.to_tier_id "
+        "JOIN membership_tier ft ON ft.id = h.from_tier_id "
+        "WHERE h.from_group_id = %s AND h.to_group_id = %s AND h.created_at >= %s "
+        "GROUP BY tt.name",
+        [general.pk, general.pk, month_start],
+    )
+    assert {name: (rows[name]["upgrades"], rows[name]["downgrades"]) for name, _u, _d in moves} == {
+        name: (up, down) for name, up, down in moves
+    }
+    assert rows["金卡"]["upgrades"] >= 1
+    assert rows["一般會員"]["downgrades"] >= 1
+
+
 def test_a_group_under_five_percent_of_members_is_flagged(shop):
     kol = MemberFactory()
     services.add_tag(member_id=kol.pk, tag=shop.kol_tag)

@@ -15,6 +15,7 @@ def load_demo() -> None:
     call_command("seed_demo_b2b", verbosity=0)
     call_command("seed_demo_plans", verbosity=0)
     call_command("seed_demo_points", verbosity=0)
+    call_command("seed_demo_segments", verbosity=0)
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_every_list_of_the_programme_has_something_to_see(demo):
     # The imports app's tables stay empty until an operator uploads a file.
     empty = [
         model._meta.label
-        for app in ("membership", "points", "subscriptions", "b2b")
+        for app in ("membership", "points", "subscriptions", "b2b", "segments")
         for model in apps.get_app_config(app).get_models()
         if not model.objects.exists()
     ]
