@@ -220,6 +220,8 @@ class WorkerProcess:
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "IMPORT_LEASE_SECONDS": str(lease_seconds),
+            # libpq names the worker's connections, so a test drops only those.
+            "PGAPPNAME": WORKER_APPLICATION_NAME,
         }
         self.log_path = log_path
         self.log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
@@ -362,13 +364,17 @@ def test_a_worker_killed_mid_write_is_rolled_back_and_the_write_happens_exactly_
     assert Order.objects.filter(external_id__startswith="opening:").count() == 59_998
 
 
+WORKER_APPLICATION_NAME = "vip-test-worker"
+
+
 def _drop_worker_connections() -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            [WORKER_APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
 
