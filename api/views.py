@@ -338,7 +338,7 @@ class MemberTagsView(ApiView):
         tag = Tag.objects.filter(name=name).first()
         if tag is None:
             raise exceptions.ValidationError({"tag": [_("No tag has this name.")]})
-        membership.add_tag(member_id=member.pk, tag=tag, actor=request.user)
+        membership.add_tag(member_id=member.pk, tag=tag, reason=request.user.username)
         return Response(_tags_out(member.pk))
 
 
@@ -356,7 +356,7 @@ class MemberTagView(ApiView):
         if found is None:
             raise Http404
         with transaction.atomic():
-            membership.remove_tag(member_id=member.pk, tag=found, actor=request.user)
+            membership.remove_tag(member_id=member.pk, tag=found, reason=request.user.username)
             return Response(_tags_out(member.pk))
 
 

@@ -62,7 +62,9 @@ def upsert_member(
                 member = Member.objects.select_for_update().get(external_id=external_id)
             else:
                 record_audit(actor=actor, action="member.add", obj=member, after=snapshot(member))
-                evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE, actor=actor)
+                # Tier history names a login or no one; an API integration is in the audit.
+                user = actor if getattr(actor, "pk", None) else None
+                evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE, actor=user)
                 member.refresh_from_db()
                 return UpsertResult(member=member, created=True)
         changed = [f for f, value in details.items() if getattr(member, f) != value]
