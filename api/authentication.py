@@ -57,9 +57,11 @@ class HasScope(BasePermission):
     def has_permission(self, request, view):
         if not isinstance(request.auth, ApiKey):
             return False
-        needed = view.required_scopes.get(request.method)
+        method = "GET" if request.method == "HEAD" else request.method
+        needed = view.required_scopes.get(method)
         if needed is None:
-            return request.method in ("HEAD", "OPTIONS") and bool(request.auth.scopes)
+            # No such operation here: the view answers 405 (OPTIONS describes the endpoint).
+            return method == "OPTIONS" or not hasattr(view, method.lower())
         self.message = _("This API key needs the %(scope)s scope.") % {"scope": needed}
         return needed in request.auth.scopes
 

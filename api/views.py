@@ -260,7 +260,7 @@ def _upsert(request, external_id: str) -> Response:
     )
 
 
-class MembersView(ApiView, generics.GenericAPIView):
+class MembersView(ApiView, generics.ListAPIView):
     required_scopes = {"GET": Scope.MEMBERS_READ, "POST": Scope.MEMBERS_WRITE}
     queryset = MEMBERS
     filterset_class = MemberFilter
@@ -268,9 +268,8 @@ class MembersView(ApiView, generics.GenericAPIView):
     serializer_class = serializers.MemberOut
 
     @extend_schema(operation_id="list_members", summary=_("List members, filtered"))
-    def get(self, request):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(serializers.MemberOut(page, many=True).data)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="upsert_member_by_post",
@@ -389,19 +388,20 @@ class EntryCursor(CursorPagination):
     max_page_size = 500
 
 
-class EntriesView(ApiView, generics.GenericAPIView):
+class EntriesView(ApiView, generics.ListAPIView):
     required_scopes = {"GET": Scope.POINTS_READ}
     pagination_class = EntryCursor
     serializer_class = serializers.EntryOut
     queryset = Entry.objects.all()
     filterset_fields = {"kind": ["exact"], "created_at": ["gte", "lt"], "source": ["exact"]}
 
+    def get_queryset(self):
+        member = member_by_external_id(self.kwargs["external_id"])
+        return Entry.objects.filter(account__member=member)
+
     @extend_schema(operation_id="list_points_entries", summary=_("Ledger entries, filtered"))
-    def get(self, request, external_id: str):
-        member = member_by_external_id(external_id)
-        entries = self.filter_queryset(Entry.objects.filter(account__member=member))
-        page = self.paginate_queryset(entries)
-        return self.get_paginated_response(serializers.EntryOut(page, many=True).data)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 def _ledger_key(request) -> str:
