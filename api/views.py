@@ -131,7 +131,8 @@ class ApiView(APIView):
 
 def _order_out(order: Order, *, created: bool) -> dict:
     order.created = created
-    order.member.refresh_from_db(fields=["group", "tier"])
+    # The member as the order left them (an order can lift the tier), in one query.
+    order.member = Member.objects.select_related("group", "tier").get(pk=order.member_id)
     return serializers.OrderOut(order).data
 
 
