@@ -224,6 +224,22 @@ def test_keys_are_kept_30_days_then_purged(member):
 
 
 @pytest.mark.django_db
+def test_the_daily_beat_task_purges_old_keys(member, settings):
+    from api.tasks import purge_idempotency_keys
+
+    client, _key = key_client(Scope.POINTS_WRITE)
+    with time_machine.travel(timezone.now() - dt.timedelta(days=31)):
+        earn(client, key="old")
+
+    purge_idempotency_keys.delay()
+
+    assert not IdempotencyRecord.objects.exists()
+    assert settings.CELERY_BEAT_SCHEDULE["purge-idempotency-keys-daily"]["task"] == (
+        purge_idempotency_keys.name
+    )
+
+
+@pytest.mark.django_db
 def test_a_key_past_30_days_is_a_new_request_even_before_the_purge(member):
     client, _key = key_client(Scope.MEMBERS_WRITE)
     url = "/api/v1/members/"
