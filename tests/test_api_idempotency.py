@@ -202,7 +202,7 @@ def test_a_failure_after_the_service_writes_nothing_and_releases_the_key(member,
     def broken(*args, **kwargs):
         raise RuntimeError("the answer could not be built")
 
-    monkeypatch.setattr("api.views._order_out", broken)
+    monkeypatch.setattr("api.views.orders._order_out", broken)
     response = order(client)
 
     assert response.status_code == 500
