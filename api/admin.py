@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .keys import create_api_key, revoke_api_key
-from .models import ApiKey, Scope
+from .models import ApiKey, IdempotencyRecord, Scope
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -79,3 +79,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
             request,
             ngettext("%(n)d API key revoked.", "%(n)d API keys revoked.", revoked) % {"n": revoked},
         )
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(admin.ModelAdmin):
+    """Read-only: which retries of a shop reached us, and the answer they were given."""
+
+    list_display = ["key", "api_key", "status", "created_at", "completed_at"]
+    list_filter = ["api_key", "status"]
+    search_fields = ["key"]
+    list_select_related = ["api_key"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

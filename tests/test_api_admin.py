@@ -7,7 +7,7 @@ from api.keys import find_api_key
 from api.models import ApiKey, Scope
 from membership.models import AuditEntry
 from tests.api_helpers import key_client
-from tests.factories import staff_with
+from tests.factories import MemberFactory, staff_with
 
 pytestmark = pytest.mark.django_db
 
@@ -81,3 +81,22 @@ def test_a_staff_member_without_the_permission_cannot_make_keys(client):
 
     assert response.status_code == 403
     assert not ApiKey.objects.exists()
+
+
+def test_an_operator_sees_a_shops_retries_and_their_answers_read_only(client):
+    client.force_login(staff_with("view_idempotencyrecord"))
+    MemberFactory(external_id="C-1")
+    api, _new = key_client(Scope.POINTS_WRITE)
+    for _ in range(2):
+        api.post(
+            "/api/v1/members/C-1/points/earnings/",
+            {"points": 1},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="retry-1",
+        )
+
+    response = client.get("/admin/api/idempotencyrecord/")
+
+    rows = [(r.key, r.status) for r in response.context["cl"].result_list]
+    assert rows == [("retry-1", 201)]
+    assert client.get("/admin/api/idempotencyrecord/add/").status_code == 403
