@@ -304,8 +304,9 @@ def test_every_admin_lists_filters_searches_shows_and_saves_for_the_role(
 
     before = model._default_manager.count()
     response, errors = _post_valid_add(client, model)
-    assert response.status_code == 302, f"the valid add form was refused: {errors}"
-    assert model._default_manager.count() == before + 1
+    # Saved: a redirect, or a page of its own (an API key is shown once, on the answer).
+    assert response.status_code in (200, 302)
+    assert model._default_manager.count() == before + 1, f"the valid add form was refused: {errors}"
 
     data = _post_data(add, model, {})
     broken = client.post(_url(model, "add"), _broken(add, data))

@@ -16,7 +16,7 @@ from membership.models import AuditEntry, Tier, VipGroup
 from membership.services import programme as programme_rules
 from tests.factories import TierFactory, VipGroupFactory
 
-PROJECT_APPS = ["membership", "points", "subscriptions", "b2b", "imports", "segments"]
+PROJECT_APPS = ["membership", "points", "subscriptions", "b2b", "imports", "segments", "api"]
 
 
 # --- posting the forms as the operator does ----------------------------------------

@@ -5,6 +5,7 @@ from .audit import record_audit, snapshot
 from .bulk import BulkResult, recompute_members, review_due_members
 from .evaluation import Evaluation, EvaluationResult, evaluate, evaluate_member
 from .grants import grant_tier
+from .members import UpsertResult, upsert_member
 from .notifications import send_tier_notifications
 from .nudges import compute_nudges, send_nudges
 from .orders import cancel_order, record_order, record_refund
@@ -13,6 +14,7 @@ from .tags import add_tag, change_member_tags, change_tag_for_members, remove_ta
 
 __all__ = [
     "BulkResult",
+    "UpsertResult",
     "Evaluation",
     "EvaluationResult",
     "Mode",
@@ -35,4 +37,5 @@ __all__ = [
     "send_nudges",
     "send_tier_notifications",
     "snapshot",
+    "upsert_member",
 ]

@@ -1,0 +1,102 @@
+"""API keys in the admin: made with a form, shown once, revoked by an action, last use shown."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from api.keys import find_api_key
+from api.models import ApiKey, Scope
+from membership.models import AuditEntry
+from tests.api_helpers import key_client
+from tests.factories import MemberFactory, staff_with
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    user = staff_with("add_apikey", "change_apikey", "view_apikey")
+    client.force_login(user)
+    return user
+
+
+def test_an_operator_makes_a_key_and_sees_it_once(client, operator):
+    response = client.post(
+        "/admin/api/apikey/add/",
+        {"name": "Cyberbiz", "scopes": [Scope.ORDERS_WRITE, Scope.MEMBERS_READ]},
+    )
+
+    key = ApiKey.objects.get(name="Cyberbiz")
+    plaintext = response.context["plaintext"]
+    assert response.status_code == 200
+    assert plaintext in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert find_api_key(plaintext) == key
+    assert key.scopes == [Scope.MEMBERS_READ, Scope.ORDERS_WRITE]
+    assert key.created_by == operator
+    assert (
+        plaintext.rsplit("_", 1)[1]
+        not in client.get(f"/admin/api/apikey/{key.pk}/change/").content.decode()
+    )
+
+
+def test_a_key_without_scopes_is_refused_by_the_form(client, operator):
+    response = client.post("/admin/api/apikey/add/", {"name": "POS", "scopes": []})
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["scopes"]
+    assert not ApiKey.objects.exists()
+
+
+def test_revoking_keys_from_the_list_stops_them_at_once(client, operator):
+    api, new = key_client(Scope.MEMBERS_READ)
+
+    response = client.post(
+        "/admin/api/apikey/",
+        {"action": "revoke", "_selected_action": [new.api_key.pk]},
+        follow=True,
+    )
+
+    assert "已撤銷 1 把 API 金鑰" in response.content.decode()
+    assert ApiKey.objects.get(pk=new.api_key.pk).revoked_at is not None
+    assert api.get("/api/v1/members/").status_code == 401
+    assert AuditEntry.objects.filter(action="api_key.revoke", actor=operator).exists()
+
+
+def test_the_key_list_shows_when_each_key_was_last_used(client, operator):
+    api, new = key_client(Scope.MEMBERS_READ, name="POS")
+    api.get("/api/v1/members/")
+
+    response = client.get("/admin/api/apikey/")
+
+    used = ApiKey.objects.get(pk=new.api_key.pk).last_used_at
+    assert used is not None
+    assert "POS" in response.content.decode()
+    assert response.context["cl"].result_list[0].last_used_at == used
+
+
+def test_a_staff_member_without_the_permission_cannot_make_keys(client):
+    client.force_login(get_user_model().objects.create_user("clerk", is_staff=True))
+
+    response = client.post("/admin/api/apikey/add/", {"name": "x", "scopes": [Scope.ORDERS_WRITE]})
+
+    assert response.status_code == 403
+    assert not ApiKey.objects.exists()
+
+
+def test_an_operator_sees_a_shops_retries_and_their_answers_read_only(client):
+    client.force_login(staff_with("view_idempotencyrecord"))
+    MemberFactory(external_id="C-1")
+    api, _new = key_client(Scope.POINTS_WRITE)
+    for _ in range(2):
+        api.post(
+            "/api/v1/members/C-1/points/earnings/",
+            {"points": 1},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="retry-1",
+        )
+
+    response = client.get("/admin/api/idempotencyrecord/")
+
+    rows = [(r.key, r.status) for r in response.context["cl"].result_list]
+    assert rows == [("retry-1", 201)]
+    assert client.get("/admin/api/idempotencyrecord/add/").status_code == 403
