@@ -34,7 +34,12 @@ def is_valid_business_id(value: str) -> bool:
 def validate_business_id(value: str) -> None:
     if is_valid_business_id(value):
         return
-    if isinstance(value, str) and len(value) == 8 and value.isdigit():
+    if (
+        isinstance(value, str)
+        and len(value) == 8
+        and value.isdigit()
+        and not EIGHT_ASCII_DIGITS.fullmatch(value)
+    ):
         raise ValidationError(
             _("%(value)s: a business ID (統一編號) is written in half-width digits 0–9."),
             params={"value": value},

@@ -533,6 +533,14 @@ def test_a_full_width_business_id_is_refused_with_a_message_naming_half_width_di
     assert "half-width digits 0–9" in refused.value.messages[0]
 
 
+@pytest.mark.usefixtures("english")
+def test_eight_ascii_digits_with_a_bad_checksum_are_refused_for_the_checksum():
+    with pytest.raises(ValidationError) as refused:
+        validate_business_id("12345678")
+
+    assert "valid checksum" in refused.value.messages[0]
+
+
 @pytest.mark.parametrize("business_id", ["²2099131", "２２０９９１３１"])
 def test_the_enterprise_form_answers_a_business_id_in_other_digits_with_a_message(
     admin_client, business_id

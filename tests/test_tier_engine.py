@@ -314,6 +314,31 @@ def test_a_lock_keeps_the_tier_through_a_review_until_its_date(programme):
     assert (member.tier.name, member.locked_until) == ("一般會員", None)
 
 
+def test_a_locked_adjustment_keeps_the_earned_tier_so_spending_up_to_it_later_gives_its_gift(
+    programme,
+):
+    # given: a 銀卡 member (NT$12,000) locked at 金卡 by hand
+    member = placed(MemberFactory())
+    order(member, 12_000)
+    services.adjust_tier(
+        member_id=member.pk,
+        tier=programme.tiers["金卡"],
+        reason="年度大客戶，主管核准提前升等",
+        actor=UserFactory(),
+        locked_until=timezone.localdate() + dt.timedelta(days=120),
+    )
+    member.refresh_from_db()
+    assert (member.tier.name, member.earned_tier.name) == ("金卡", "銀卡")
+
+    # when: they really spend up to 金卡 (NT$32,000)
+    order(member, 20_000)
+
+    # then: the rules' upgrade is recorded and its gift issued
+    member.refresh_from_db()
+    assert (member.tier.name, member.earned_tier.name) == ("金卡", "金卡")
+    assert GiftIssue.objects.filter(member=member, tier=programme.tiers["金卡"]).exists()
+
+
 def test_a_lock_keeps_the_member_in_its_group_when_a_tag_would_move_them(programme):
     member = placed(MemberFactory())
     services.adjust_tier(

@@ -14,7 +14,7 @@ from membership.models import Cause, Member, Tier, TierHistory
 from .audit import record_audit, snapshot
 from .evaluation import best_active_grant_rank, lock_member, member_metrics
 from .notifications import notify_after_commit
-from .rules import WindowBounds, add_months, load_programme, resolve_group
+from .rules import WindowBounds, add_months, load_programme, resolve_group, upgrade_rank
 
 AUDITED_FIELDS = ["group", "earned_tier", "tier", "locked_tier", "locked_until"]
 
@@ -32,7 +32,9 @@ def adjust_tier(
     Without a lock the chosen tier becomes the earned tier and the rules move it from
     there (upgrades at once on an order, falls at review); it must then be a tier of
     the group the member qualifies for. With a lock the member is pinned to the
-    tier's group and evaluation never takes them below it before the date. Active
+    tier's group and evaluation never takes them below it before the date, while the
+    earned tier stays what the rules give (so reaching a tier by spending later is still
+    an upgrade, with its gift). Active
     grants can still lift the effective tier. No gift is issued by hand. Writes a
     history row (if anything changed) and an audit entry with the reason.
     """
@@ -70,12 +72,23 @@ def adjust_tier(
         old_group_id, old_tier_id = member.group_id, member.tier_id
         group_rule = programme.group(tier.group_id)
         grant_rank = best_active_grant_rank(member, group_rule, now)
-        effective = group_rule.tier_at(max(tier.rank, grant_rank))
+        if locked_until is None:
+            earned = tier
+        elif tier.group_id == member.group_id:
+            earned = member.earned_tier  # a lock is a floor; what the rules gave stays
+        else:
+            # Pinned to another group: ranked afresh there, as a tag move would.
+            metrics = member_metrics(member.pk, WindowBounds(now))
+            rank = upgrade_rank(group_rule, metrics.of(group_rule.metric, group_rule.window))
+            earned = Tier.objects.filter(group_id=tier.group_id, rank=rank).first()
+        earned_rank = earned.rank if earned is not None else 0
+        effective = group_rule.tier_at(max(tier.rank, earned_rank, grant_rank))
 
         member.group_id = tier.group_id
-        member.earned_tier = tier
+        if getattr(earned, "pk", None) != member.earned_tier_id:
+            member.earned_tier = earned
+            member.tier_earned_by_order = None
         member.tier_id = effective.id
-        member.tier_earned_by_order = None
         member.next_review_on = add_months(today, group_rule.review_months)
         member.locked_tier = tier if locked_until else None
         member.locked_until = locked_until
