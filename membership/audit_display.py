@@ -35,6 +35,9 @@ ACTION_LABELS = {
     "member.import": _("Import members"),
     "member.data_export": _("Export personal data"),
     "member.erase": _("Erase personal data"),
+    "audience.save": _("Save audience"),
+    "api_key.add": _("Create API key"),
+    "api_key.revoke": _("Revoke API key"),
     "order.add": _("Add order"),
     "order.refund": _("Refund order"),
     "order.import": _("Import orders"),
@@ -68,6 +71,8 @@ OBJECT_TYPES = [
     "b2b.enterprise",
     "subscriptions.subscription",
     "imports.importjob",
+    "segments.audience",
+    "api.apikey",
 ]
 
 # Keys some services record that are not fields of the audited model.
@@ -80,6 +85,8 @@ EXTRA_FIELD_LABELS = {
     "rows": _("rows"),
     "enterprise": _("enterprise"),
     "role": _("role"),
+    "filters": _("filters"),
+    "by": _("requested by"),
 }
 
 # Fields holding whole NT$ (thresholds only when the tier's group counts spend).

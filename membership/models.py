@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from membership.bounds import bounded
@@ -226,7 +227,7 @@ class Member(models.Model):
     external_id = models.CharField(
         _("external id"), max_length=64, unique=True, null=True, blank=True
     )
-    name = models.CharField(_("name"), max_length=100)
+    name = models.CharField(_("full name"), max_length=100)
     phone = models.CharField(_("phone"), max_length=20, blank=True, db_index=True)
     email = models.EmailField(_("e-mail"), blank=True, db_index=True)
     birthday = models.DateField(_("birthday"), null=True, blank=True)
@@ -527,7 +528,7 @@ class TierHistory(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.get_cause_display()}"
+        return f"{timezone.localtime(self.created_at):%Y-%m-%d %H:%M} {self.get_cause_display()}"
 
 
 class GiftIssue(models.Model):

@@ -171,24 +171,38 @@ class AudienceAdmin(admin.ModelAdmin):
             (_("Which members"), {"fields": list(MemberFilter.base_filters)}),
         ]
 
-    def get_changeform_initial_data(self, request):
-        # The count button sends the form as a query string; lists keep every value.
-        return {
-            name: values if len(values) > 1 or name in MULTIPLE else values[0]
-            for name, values in request.GET.lists()
-            if name in AudienceForm.base_fields
-        }
-
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
-        if request.method == "GET" and "_preview" in request.GET:
-            filterset, members = audiences.filter_members(request.GET)
+        if request.method == "POST" and "_preview" in request.POST:
+            # Count, show a sample, save nothing: the page again as typed, as a GET would
+            # show it (the form is posted, so its CSRF token never lands in a URL).
+            typed = request.POST.copy()
+            typed.pop("csrfmiddlewaretoken", None)
+            filterset, members = audiences.filter_members(typed)
             extra_context["preview"] = {
                 "count": members.count() if filterset.is_valid() else None,
                 "errors": filterset.errors,
                 "sample": members.select_related("group", "tier")[: self.SAMPLE],
             }
+            request.method, request.GET, request._audience_typed = "GET", QueryDict(), typed
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        typed = getattr(request, "_audience_typed", None)
+        if typed is None:
+            return form
+
+        class TypedForm(form):
+            """The form as the operator left it before counting (lists keep every value)."""
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                for name, values in typed.lists():
+                    if name in self.fields:
+                        self.initial[name] = values if name in MULTIPLE else values[-1]
+
+        return TypedForm
 
     def save_model(self, request, obj, form, change):
         audiences.save_audience(

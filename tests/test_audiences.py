@@ -87,7 +87,8 @@ def test_the_builder_counts_and_saves_an_audience_posted_by_the_operator(
 
     form = {"name": "高消費", "description": "", "window": "lifetime", "spend_min": "10000"}
 
-    preview = client.get(url, {**form, "_preview": "1"})
+    preview = client.post(url, {**form, "_preview": "1"})
+    assert not Audience.objects.exists()  # counting saves nothing
     saved = client.post(url, form)
 
     assert preview.context["preview"]["count"] == 3  # k = 10, 11, 12
@@ -96,6 +97,23 @@ def test_the_builder_counts_and_saves_an_audience_posted_by_the_operator(
     audience = Audience.objects.get(name="高消費")
     assert members_of(audience).count() == 3
     assert AuditEntry.objects.filter(action="audience.save").count() == 1
+
+
+def test_counting_on_a_saved_audience_keeps_every_ticked_value_and_saves_nothing(
+    client, superuser, shoppers
+):
+    client.force_login(superuser)
+    audience = Audience.objects.create(name="成長", query="lifecycle=growing")
+    url = reverse("admin:segments_audience_change", args=[audience.pk])
+
+    page = client.post(
+        url,
+        {"name": "成長", "description": "", "lifecycle": ["growing", "mature"], "_preview": "1"},
+    )
+
+    assert page.context["adminform"].form.initial["lifecycle"] == ["growing", "mature"]
+    audience.refresh_from_db()
+    assert audience.query == "lifecycle=growing"
 
 
 def test_saving_an_audience_with_a_bad_filter_shows_the_error_and_saves_nothing(

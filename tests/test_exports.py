@@ -211,7 +211,7 @@ def test_the_export_follows_the_lists_filter(world, client, programme):
     rows = rows_of(export(client, "membership_member", CSV, f"?tier={tier.pk}"), CSV)
 
     # then
-    assert column(rows, "名稱") == ["王小明"]
+    assert column(rows, "姓名") == ["王小明"]
 
 
 def test_the_export_follows_the_lists_search(world, client):
@@ -247,7 +247,7 @@ def test_cells_that_would_run_as_formulas_are_escaped_in_csv_and_xlsx(world, cli
 
     # then
     assert "'=1+1" in column(audit, "原因")
-    assert "'@SUM(A1)" in column(members, "名稱")
+    assert "'@SUM(A1)" in column(members, "姓名")
 
 
 def test_negative_points_stay_numbers_in_xlsx(world, client):
