@@ -74,7 +74,7 @@ def member_dashboard(member) -> Dashboard:
         retention = Retention(
             tier=current,
             threshold=current.retention_threshold,
-            needed=max(current.retention_threshold - ev.value, 0),
+            needed=max(current.retention_threshold - value_at_review(holder, group), 0),
             review_on=holder.next_review_on,
         )
     history = list(
@@ -93,6 +93,18 @@ def member_dashboard(member) -> Dashboard:
         current_nudges(member, programme=shown.programme),
         shown.version,
     )
+
+
+def value_at_review(holder, group) -> int:
+    """What the member's purchases so far will still count for on their review day.
+
+    A rolling or calendar window moves on by then: spend that falls out of it before the
+    review keeps nothing, so it is not subtracted from what is still needed.
+    """
+    if holder.next_review_on is None:
+        return 0
+    review = timezone.make_aware(dt.datetime.combine(holder.next_review_on, dt.time(12)))
+    return member_metrics(holder.pk, WindowBounds(review)).of(group.metric, group.window)
 
 
 def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:

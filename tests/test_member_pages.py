@@ -14,7 +14,7 @@ from b2b import services as b2b
 from b2b.models import Role
 from membership import services
 from membership.management.commands.seed_demo import Command as Seed
-from membership.models import Cause
+from membership.models import Cause, Member
 from membership.selectors import calculate_tier
 from tests.factories import MemberFactory, OrderFactory, UserFactory
 
@@ -87,13 +87,30 @@ def test_a_calendar_year_window_shows_the_day_it_closes(demo, client):
     assert "NT$60,000 more by 2026-12-31 for 銀牌企業" in text
 
 
-def test_what_keeps_the_tier_at_the_next_review_is_shown(demo, client):
+def test_spend_that_leaves_the_rolling_window_before_the_review_does_not_keep_the_tier(
+    demo, client
+):
+    # given: NT$12,000 spent 20 days ago; 銀卡 is kept with NT$8,000 in the 12 months
+    # before the review on 2027-06-15, by when that order has left the window
     member = member_with_login(spend=12_000)
 
     text = page(client, member).content.decode()
 
-    assert "You already meet what keeps 銀卡 (NT$8,000)" in text
+    assert "Spend NT$8,000 more to keep 銀卡 at the next review" in text
     assert "review on 2027-06-15" in text
+
+
+def test_spend_still_in_the_window_on_review_day_counts_toward_keeping_the_tier(demo, client):
+    # given: a 銀卡 member reviewed in a month, when NT$12,000 spent 20 days ago still
+    # counts (NT$8,000 keeps 銀卡)
+    member = member_with_login(spend=12_000)
+    Member.objects.filter(pk=member.pk).update(
+        next_review_on=timezone.localdate() + dt.timedelta(days=30)
+    )
+
+    text = page(client, member).content.decode()
+
+    assert "You already meet what keeps 銀卡 (NT$8,000)" in text
 
 
 @pytest.mark.parametrize("amount", [0, 5_000, 9_999, 10_000, 29_999, 30_000, 99_999, 100_000])
