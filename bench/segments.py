@@ -34,6 +34,8 @@ def main() -> None:
 
     scratch_database("_bench_segments")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
+    # The bench's operator logs in without an authenticator app (production asks for one).
+    os.environ.setdefault("STAFF_TOTP_REQUIRED", "0")
     setup_django()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command

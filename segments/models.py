@@ -123,6 +123,11 @@ class SegmentSettings(models.Model):
         )
     )
 
+    # Every system tag matched its segment row when the run of this moment finished; the
+    # next run re-tags only members whose row changed after it (a run that stopped half-way
+    # leaves the watermark where it was, so its members are taken up again).
+    tags_synced_at = models.DateTimeField(_("system tags in step as of"), null=True, editable=False)
+
     class Meta:
         verbose_name = _("segment settings")
         verbose_name_plural = _("segment settings")

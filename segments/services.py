@@ -104,8 +104,12 @@ def compute_segments(*, now: dt.datetime | None = None, chunk: int | None = None
     _analyze("segments_membersegment")
     tags = segment_tags()
     _analyze("membership_membertag")
+    since = rules.tags_synced_at
     for id_from, id_to in ranges:
-        run.tag_changes += tag_range(id_from=id_from, id_to=id_to, tags=tags, now=now)
+        run.tag_changes += tag_range(
+            id_from=id_from, id_to=id_to, tags=tags, now=now, changed_since=since
+        )
+    SegmentSettings.objects.filter(pk=rules.pk).update(tags_synced_at=now)
     return run
 
 
@@ -321,19 +325,37 @@ def segment_tags() -> dict:
     return tags
 
 
-def tag_range(*, id_from: int, id_to: int, tags: dict, now: dt.datetime) -> int:
-    """Make every segment's system tag match the range's rows (pass 3)."""
+def tag_range(
+    *,
+    id_from: int,
+    id_to: int,
+    tags: dict,
+    now: dt.datetime,
+    changed_since: dt.datetime | None = None,
+) -> int:
+    """Make every segment's system tag match the range's rows (pass 3).
+
+    With ``changed_since`` only members whose row changed after it are looked at: the
+    others' tags already match rows that have not moved.
+    """
+    changed, scope_params = "", []
+    if changed_since is not None:
+        changed = " AND changed_at > %s"
+        scope_params = [_p(changed_since)]
+    scope = (
+        "SELECT member_id FROM segments_membersegment "
+        f"WHERE member_id >= %s AND member_id < %s{changed}"
+    )
     changes = 0
     for tag, (condition, values) in tags.items():
         changes += sync_system_tag(
             tag=tag,
-            members_sql=(
-                "SELECT member_id FROM segments_membersegment "
-                f"WHERE {condition} AND member_id >= %s AND member_id < %s"
-            ),
-            params=[*values, id_from, id_to],
+            members_sql=f"{scope} AND {condition}",
+            params=[id_from, id_to, *scope_params, *values],
             id_from=id_from,
             id_to=id_to,
             now=now,
+            scope_sql=scope if changed_since is not None else "",
+            scope_params=[id_from, id_to, *scope_params] if changed_since is not None else (),
         )
     return changes

@@ -75,7 +75,11 @@ def adjust_tier(
         if locked_until is None:
             earned = tier
         elif tier.group_id == member.group_id:
-            earned = member.earned_tier  # a lock is a floor; what the rules gave stays
+            # A lock above what the rules gave is a floor over it (the earned tier stays,
+            # so reaching the tier by spending later is an upgrade with its gift); a lock
+            # below it is a demotion, and the earned tier comes down with it.
+            current = member.earned_tier
+            earned = tier if current is None or tier.rank < current.rank else current
         else:
             # Pinned to another group: ranked afresh there, as a tag move would.
             metrics = member_metrics(member.pk, WindowBounds(now))

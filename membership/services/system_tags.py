@@ -50,10 +50,14 @@ def sync_system_tag(
     id_from: int,
     id_to: int,
     now: dt.datetime | None = None,
+    scope_sql: str = "",
+    scope_params: list | tuple = (),
 ) -> int:
     """Make ``tag`` held by exactly the members ``members_sql`` selects, for ids in [from, to).
 
     ``members_sql`` is a SELECT of one column, member ids, already limited to the range.
+    ``scope_sql``, a SELECT of member ids, limits the members considered at all (the
+    others keep the tag as they hold it); ``members_sql`` must lie within it.
     Idempotent: a second run with the same answer writes nothing. Returns how many
     members entered or left.
     """
@@ -69,6 +73,9 @@ def sync_system_tag(
         "tag_id = %s AND member_id >= %s AND member_id < %s AND NOT EXISTS "
         f"(SELECT 1 FROM {wanted} w WHERE w.member_id = {{table}}.member_id)"
     )
+    if scope_sql:
+        leaving += f" AND member_id IN ({scope_sql})"
+    leaving_params = [*params, *scope_params]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # One pass each way: the rows written feed their history rows.
@@ -87,7 +94,7 @@ def sync_system_tag(
                 + " RETURNING member_id) UPDATE membership_taghistory h SET left_at = %s "
                 "FROM gone WHERE h.member_id = gone.member_id AND h.tag_id = %s "
                 "AND h.left_at IS NULL",
-                [tag.pk, id_from, id_to, *params, stamp, tag.pk],
+                [tag.pk, id_from, id_to, *leaving_params, stamp, tag.pk],
             )
             left = cursor.rowcount
         else:
@@ -105,13 +112,13 @@ def sync_system_tag(
             cursor.execute(
                 "UPDATE membership_taghistory SET left_at = %s WHERE left_at IS NULL AND "
                 + leaving.format(table="membership_taghistory"),
-                [stamp, tag.pk, id_from, id_to, *params],
+                [stamp, tag.pk, id_from, id_to, *leaving_params],
             )
             left = cursor.rowcount
             cursor.execute(
                 "DELETE FROM membership_membertag WHERE "
                 + leaving.format(table="membership_membertag"),
-                [tag.pk, id_from, id_to, *params],
+                [tag.pk, id_from, id_to, *leaving_params],
             )
         if (entered or left) and VipGroup.objects.filter(entry_tags=tag).exists():
             moved = TagHistory.objects.filter(tag=tag, member_id__gte=id_from, member_id__lt=id_to)
