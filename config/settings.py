@@ -46,7 +46,7 @@ INSTALLED_APPS = [
 ]
 # -- Security: login throttling, TOTP for staff, Content-Security-Policy (README "Security") --
 INSTALLED_APPS += [
-    "axes",
+    "config.apps.AxesConfig",
     "csp",
     "django_otp",
     "django_otp.plugins.otp_totp",
