@@ -257,11 +257,12 @@ def change_plan(
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if sub.state not in (State.ACTIVE, State.CANCELLING):
             raise ValidationError(_("Only an active subscription can change plan."))
+        old = sub.state
         sub.next_plan = None if plan.pk == sub.plan_id else plan
         sub.state = State.ACTIVE if not plan.is_free else State.CANCELLING
         sub.save(update_fields=["next_plan", "state"])
-        _event(sub, f"plan_change:{plan.name}", sub.state, actor=actor, reason=reason)
-        _audit(sub, actor, "subscription.change_plan", sub.state, reason)
+        _event(sub, f"plan_change:{plan.name}", old, actor=actor, reason=reason)
+        _audit(sub, actor, "subscription.change_plan", old, reason)
     return sub
 
 
