@@ -258,34 +258,34 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
         raise ValidationError({"reason": _("An adjustment needs a reason.")})
     if points == 0:
         raise ValidationError({"points": _("An adjustment of 0 points changes nothing.")})
-    if points > 0:
-        entry = earn(
-            member_id=member_id,
-            points=points,
-            source="operator",
-            source_ref=actor.username,
-            key=key,
-            reason=reason,
-        )
-    else:
-        now = timezone.now()
-        with transaction.atomic():
-            account = _locked_account(member_id)
-            if entry := _existing(key, points):
-                return entry
+    with transaction.atomic():
+        account = _locked_account(member_id)
+        if entry := _existing(key, points):
+            return entry  # posted and audited the first time
+        if points > 0:
+            entry = earn(
+                member_id=member_id,
+                points=points,
+                source="operator",
+                source_ref=actor.username,
+                key=key,
+                reason=reason,
+            )
+        else:
+            now = timezone.now()
             if account.balance < -points:
                 raise ValidationError(_("The balance cannot go below zero."))
             _take(account, -points, now, spendable_only=False)
             entry = _entry(
                 account, Entry.Kind.ADJUST, points, "operator", actor.username, key, now, reason
             )
-    record_audit(
-        actor=actor,
-        action="points.adjust",
-        obj=entry.account.member,
-        after={"points": points, "entry": entry.pk},
-        reason=reason,
-    )
+        record_audit(
+            actor=actor,
+            action="points.adjust",
+            obj=account.member,
+            after={"points": points, "entry": entry.pk},
+            reason=reason,
+        )
     return entry
 
 
