@@ -218,7 +218,9 @@ def test_an_adjustment_whose_audit_entry_fails_posts_nothing(demo, monkeypatch):
 
     # when an operator adjusts the points
     with pytest.raises(RuntimeError):
-        services.adjust(member_id=member.pk, points=30, reason="更正", actor=UserFactory(), key="a1")
+        services.adjust(
+            member_id=member.pk, points=30, reason="更正", actor=UserFactory(), key="a1"
+        )
 
     # then the ledger is as it was
     assert balance(member) == 100
