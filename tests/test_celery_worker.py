@@ -16,7 +16,7 @@ from membership.tasks import recompute_all_members
 from subscriptions import services as subs
 from subscriptions.demo import create_demo_plans
 from subscriptions.models import ChargeAttempt, Subscription
-from subscriptions.tasks import renew_subscription  # imported before the worker starts
+from subscriptions.tasks import run_subscription_jobs  # imported before the worker starts
 from tests.conftest import REDIS_URL
 from tests.factories import MemberFactory, build_design_programme
 
@@ -72,7 +72,7 @@ def test_a_worker_on_redis_renews_a_due_subscription(redis_worker):
     Subscription.objects.filter(pk=sub.pk).update(period_end=timezone.now())
 
     # when
-    renew_subscription.delay(sub.pk)
+    run_subscription_jobs.delay()
 
     # then
     # (until the period has moved on: the charge attempt is written before the gateway is
