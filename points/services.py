@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from membership.models import Order, Tier
 from membership.services import record_audit
-from membership.services.rules import add_months
+from membership.services.rules import add_months_local
 from membership.sqltime import to_db
 
 from .models import Account, Entry, Lot, Promotion, TierCoefficient
@@ -219,9 +219,7 @@ def _fast_earn(
 
 
 def lot_expiry(available_at: dt.datetime) -> dt.datetime:
-    local = timezone.localtime(available_at)
-    day = add_months(local.date(), settings.POINTS_LOT_MONTHS)
-    return local.replace(year=day.year, month=day.month, day=day.day)
+    return add_months_local(available_at, settings.POINTS_LOT_MONTHS)
 
 
 def spendable(member_id: int, now=None) -> int:

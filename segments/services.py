@@ -27,7 +27,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from membership.models import Member
-from membership.services.rules import add_months
+from membership.services.rules import add_months, local_midnight
 from membership.services.system_tags import ensure_system_tag, sync_system_tag
 from points.models import Promotion
 
@@ -125,8 +125,7 @@ def _p(value):
 
 def _months_before(now: dt.datetime, months: int) -> dt.datetime:
     """Local midnight of the same day ``months`` earlier (the windows of rules.py)."""
-    day = add_months(timezone.localdate(now), -months)
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+    return local_midnight(add_months(timezone.localdate(now), -months))
 
 
 PAID = "o.status = 'paid'"
