@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from membership.models import Order, Tier
 from membership.services import record_audit
+from membership.services.notifications import email_member
 from membership.services.rules import add_months_local
 from membership.sqltime import to_db
 
@@ -427,10 +428,6 @@ def next_expiry(member_id: int, now=None) -> Lot | None:
 
 def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
     """Tell members about points expiring within 30 days: once per lot, whoever runs it."""
-    from django.core.mail import send_mail
-    from django.template.loader import render_to_string
-    from django.utils import translation
-
     now = now or timezone.now()
     soon = now + dt.timedelta(days=30)
     due = Lot.objects.filter(
@@ -448,12 +445,9 @@ def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
             continue
         points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
         first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
-        with translation.override(member.language or settings.LANGUAGE_CODE):
-            body = render_to_string(
-                f"points/email/expiring.{member.language}.txt",
-                {"member": member, "points": points, "date": first.expires_at},
-            )
-        subject, _sep, text = body.partition("\n")
-        send_mail(subject.strip(), text.strip(), settings.DEFAULT_FROM_EMAIL, [member.email])
-        sent += 1
+        sent += email_member(
+            member=member,
+            template="points/email/expiring.{language}.txt",
+            context={"points": points, "date": first.expires_at},
+        )
     return sent

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
 from membership.sqltime import to_db
 
+from .notifications import email_member
 from .rules import WindowBounds, load_programme
 
 UPGRADE_MARGIN = 500  # NT$
@@ -173,17 +171,9 @@ def send_nudges() -> int:
     sent = 0
     while rows := _claim_batch():
         for nudge in rows:
-            if not nudge.member.email:
-                continue
-            language = nudge.member.language or settings.LANGUAGE_CODE
-            with translation.override(language):
-                body = render_to_string(
-                    "membership/email/nudge.txt",
-                    {"nudge": nudge, "member": nudge.member, "offer": offers.get(nudge.kind, "")},
-                )
-            subject, _sep, text = body.strip().partition("\n")
-            send_mail(
-                subject.strip(), text.strip(), settings.DEFAULT_FROM_EMAIL, [nudge.member.email]
+            sent += email_member(
+                member=nudge.member,
+                template="membership/email/nudge.txt",
+                context={"nudge": nudge, "offer": offers.get(nudge.kind, "")},
             )
-            sent += 1
     return sent
