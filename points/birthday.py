@@ -17,7 +17,7 @@ from django.db.models.functions import Concat, RowNumber
 from django.utils import timezone
 
 from membership.models import Order
-from membership.services.rules import local_midnight
+from membership.services.rules import local_midnight, net_spend
 
 from .models import BirthdayRule, Entry
 from .services import earn
@@ -53,7 +53,7 @@ def largest_orders(year: int, month: int):
             placed_at__gte=start,
             placed_at__lt=end,
         )
-        .annotate(net=F("amount") - F("refunded_amount"))
+        .annotate(net=net_spend())
         .filter(net__gt=0)
         .annotate(
             rank=Window(

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from b2b.models import Enterprise
 from membership.models import Member, Order, Tag, Tier, VipGroup, Window
-from membership.services.rules import WindowBounds, local_midnight
+from membership.services.rules import WindowBounds, local_midnight, net_spend
 from subscriptions.models import Plan, Subscription
 
 from .models import Lifecycle, RfmCell
@@ -137,7 +137,7 @@ class MemberFilter(django_filters.FilterSet):
         totals = orders.order_by().values("member")
         return queryset.annotate(
             window_spend=Coalesce(
-                Subquery(totals.annotate(s=Sum("amount") - Sum("refunded_amount")).values("s")),
+                Subquery(totals.annotate(s=Sum(net_spend())).values("s")),
                 0,
             ),
             window_orders=Coalesce(Subquery(totals.annotate(n=Count("pk")).values("n")), 0),

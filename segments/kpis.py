@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from membership.services.rules import add_months, local_midnight
+from membership.services.rules import NET_SPEND_SQL, add_months, local_midnight
 
 from .models import Lifecycle, MemberSegment, SegmentSnapshot, TierSnapshot
 
@@ -67,10 +67,10 @@ def snapshot_tiers(*, day: dt.date, moment: dt.datetime, from_history: bool = Fa
         bought AS (
             SELECT o.member_id,
                    SUM(CASE WHEN o.placed_at >= %(year_start)s
-                            THEN o.amount - o.refunded_amount ELSE 0 END) AS spend,
+                            THEN {NET_SPEND_SQL} ELSE 0 END) AS spend,
                    SUM(CASE WHEN o.placed_at >= %(year_start)s THEN 1 ELSE 0 END) AS orders,
                    MAX(o.placed_at) AS last_at,
-                   SUM(o.amount - o.refunded_amount) AS lifetime
+                   SUM({NET_SPEND_SQL}) AS lifetime
             FROM membership_order o
             WHERE o.status = 'paid' AND o.placed_at < %(moment)s
             GROUP BY o.member_id

@@ -22,6 +22,8 @@ from membership.sqltime import from_db, to_db
 
 from .notifications import notify_after_commit
 from .rules import (
+    COUNTED_ORDER_SQL,
+    NET_SPEND_SQL,
     GroupCheck,
     GroupRule,
     Metrics,
@@ -48,15 +50,14 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         start = bounds.start(window)
         if start is None:
             columns += [
-                "COALESCE(SUM(o.amount - o.refunded_amount), 0)",
-                "COALESCE(SUM(CASE WHEN o.amount > o.refunded_amount THEN 1 ELSE 0 END), 0)",
+                f"COALESCE(SUM({NET_SPEND_SQL}), 0)",
+                f"COALESCE(SUM(CASE WHEN {COUNTED_ORDER_SQL} THEN 1 ELSE 0 END), 0)",
             ]
             continue
         at = to_db(start)
         columns += [
-            "COALESCE(SUM(CASE WHEN o.placed_at >= %s "
-            "THEN o.amount - o.refunded_amount ELSE 0 END), 0)",
-            "COALESCE(SUM(CASE WHEN o.placed_at >= %s AND o.amount > o.refunded_amount "
+            f"COALESCE(SUM(CASE WHEN o.placed_at >= %s THEN {NET_SPEND_SQL} ELSE 0 END), 0)",
+            f"COALESCE(SUM(CASE WHEN o.placed_at >= %s AND {COUNTED_ORDER_SQL} "
             "THEN 1 ELSE 0 END), 0)",
         ]
         params += [at, at]

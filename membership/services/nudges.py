@@ -22,7 +22,7 @@ from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
 from membership.sqltime import to_db
 
 from .notifications import email_member
-from .rules import WindowBounds, load_programme
+from .rules import COUNTED_ORDER_SQL, NET_SPEND_SQL, WindowBounds, load_programme
 
 UPGRADE_MARGIN = 500  # NT$
 STALLED_AFTER = dt.timedelta(days=90)
@@ -37,9 +37,9 @@ def period_of(now: dt.datetime) -> str:
 def _values(group_id: int, metric: str, start) -> tuple[str, list]:
     """Each tier holder's qualifying value in the window: SUM(net NT$) or paid orders."""
     value = (
-        "SUM(o.amount - o.refunded_amount)"
+        f"SUM({NET_SPEND_SQL})"
         if metric == Metric.SPEND
-        else "SUM(CASE WHEN o.amount > o.refunded_amount THEN 1 ELSE 0 END)"
+        else f"SUM(CASE WHEN {COUNTED_ORDER_SQL} THEN 1 ELSE 0 END)"
     )
     where, params = "o.status = 'paid' AND om.group_id = %s", [group_id]
     if start is not None:

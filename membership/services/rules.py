@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from django.db.models import F, Q
+from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
 from membership.models import EntryRequires, Metric, Tier, VipGroup, Window
@@ -121,6 +123,23 @@ def load_programme() -> Programme:
             )
         )
     return Programme(groups=tuple(groups))
+
+
+# --- what an order counts for ------------------------------------------------
+
+# A paid order counts for its amount less its refunds, and as one order while any of it
+# is left. Written once: for SQL (the order table aliased ``o``) and for the ORM (``path``
+# leads from the queried model to the order, e.g. "orders__").
+NET_SPEND_SQL = "o.amount - o.refunded_amount"
+COUNTED_ORDER_SQL = "o.amount > o.refunded_amount"
+
+
+def net_spend(path: str = "") -> CombinedExpression:
+    return F(f"{path}amount") - F(f"{path}refunded_amount")
+
+
+def counted_order(path: str = "") -> Q:
+    return Q(**{f"{path}amount__gt": F(f"{path}refunded_amount")})
 
 
 # --- windows ---------------------------------------------------------------
