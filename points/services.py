@@ -23,6 +23,7 @@ from membership.services.rules import add_months_local
 from membership.sqltime import to_db
 
 from .models import Account, Entry, Lot, Promotion, TierCoefficient
+from .selectors import spendable
 
 
 def points_for_spend(amount: int, points_per_100: int) -> int:
@@ -221,16 +222,6 @@ def _fast_earn(
 
 def lot_expiry(available_at: dt.datetime) -> dt.datetime:
     return add_months_local(available_at, settings.POINTS_LOT_MONTHS)
-
-
-def spendable(member_id: int, now=None) -> int:
-    now = now or timezone.now()
-    return (
-        Lot.objects.filter(
-            account__member_id=member_id, available_at__lte=now, expires_at__gt=now
-        ).aggregate(s=Sum("remaining"))["s"]
-        or 0
-    )
 
 
 def redeem(*, member_id: int, points: int, source: str, source_ref: str, key: str) -> Entry:
