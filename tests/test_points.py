@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from membership import services as membership
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause
 from points import services
 from points.models import Account, Entry, Lot
@@ -21,15 +20,7 @@ TAIPEI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=TAIPEI)
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def demo(db):
-    Seed()._programme()
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def placed(spend: int = 0):

@@ -6,7 +6,6 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import AuditEntry, Cause, Member, TierHistory
 from membership.services import evaluate_member
 from subscriptions import services
@@ -21,8 +20,7 @@ State = Subscription.State
 
 
 @pytest.fixture
-def plans(db):
-    Seed()._programme()
+def plans(demo):
     return {p.name: p for p in create_demo_plans()}
 
 
