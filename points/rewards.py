@@ -13,8 +13,9 @@ from membership.models import Member, Order
 from membership.services import grant_tier
 from membership.services.rules import add_months_local, local_midnight
 
+from .ledger import earn, lock_account
 from .models import Action, Entry, Referral, Reward
-from .services import _locked_account, earn, redeem, reverse_share
+from .services import redeem, reverse_share
 
 REFERRAL_BONUS = 500
 REFERRAL_SHARE_PERCENT = 2
@@ -28,7 +29,7 @@ def redeem_reward(*, member_id: int, reward: Reward, key: str) -> Entry:
     same redemption sent several times at once takes one item.
     """
     with transaction.atomic():
-        _locked_account(member_id)
+        lock_account(member_id)
         if done := Entry.objects.filter(idempotency_key=key).first():
             return done
         if not reward.active:
@@ -62,7 +63,7 @@ def award_action(*, member_id: int, action: Action, key: str) -> Entry | None:
     today = timezone.localdate()
     start = local_midnight(today)
     with transaction.atomic():
-        _locked_account(member_id)  # the cap is read and used under the account lock
+        lock_account(member_id)  # the cap is read and used under the account lock
         if done := Entry.objects.filter(idempotency_key=key).first():
             return done
         so_far = (
