@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from membership.services.rules import add_months_local
 
 from .models import Account, Entry, Lot
+from .selectors import spendable
 
 
 def lock_account(member_id: int) -> Account:
@@ -81,6 +82,19 @@ def take(account: Account, points: int, now, *, first: Lot | None = None, spenda
         lot.save(update_fields=["remaining"])
         taken += step
     return taken
+
+
+def spend(account: Account, points: int, now) -> None:
+    """Take ``points`` from the spendable lots, oldest expiry first; refused, changing
+    nothing, if fewer can be spent. The caller holds the account's lock and posts the entry.
+    """
+    have = spendable(account.member_id, now)
+    if have < points:
+        raise ValidationError(
+            _("Not enough points: %(have)s can be spent, %(want)s asked.")
+            % {"have": have, "want": points}
+        )
+    take(account, points, now, spendable_only=True)
 
 
 def earn(

@@ -20,9 +20,8 @@ from django.utils.translation import gettext as _
 
 from membership.models import Member
 
-from .ledger import earn, existing_entry, lock_account, post, take
+from .ledger import earn, existing_entry, lock_account, post, spend
 from .models import Entry, Partner, PartnerBonus, PartnerTransfer
-from .selectors import spendable
 
 SOURCE = "partner"
 
@@ -117,12 +116,7 @@ def send_to_partner(*, member_id: int, partner: Partner, points: int, key: str) 
         quote = quote_send(partner, member, points)
         if quote.theirs <= 0:
             raise ValidationError(_("That is too few points to exchange."))
-        if spendable(member_id, now) < points:
-            raise ValidationError(
-                _("Not enough points: %(have)s can be spent, %(want)s asked.")
-                % {"have": spendable(member_id, now), "want": points}
-            )
-        take(account, points, now, spendable_only=True)
+        spend(account, points, now)
         entry = post(account, Entry.Kind.PARTNER_OUT, -points, SOURCE, partner.code, key, now)
         PartnerTransfer.objects.create(
             entry=entry,

@@ -22,16 +22,17 @@ from membership.services import record_audit
 from membership.services.notifications import email_member
 from membership.sqltime import to_db
 
-from .ledger import (  # noqa: F401 (earn and lot_expiry: public names of this module)
+from .ledger import (  # noqa: F401 (earn, lot_expiry: public names here too)
     earn,
     existing_entry,
     lock_account,
     lot_expiry,
     post,
+    spend,
     take,
 )
 from .models import Account, Entry, Lot, Promotion, TierCoefficient
-from .selectors import spendable
+from .selectors import spendable  # noqa: F401 (a public name of this module too)
 
 
 def points_for_spend(amount: int, points_per_100: int) -> int:
@@ -48,12 +49,7 @@ def redeem(*, member_id: int, points: int, source: str, source_ref: str, key: st
         account = lock_account(member_id)
         if entry := existing_entry(key, -points):
             return entry
-        if spendable(member_id, now) < points:
-            raise ValidationError(
-                _("Not enough points: %(have)s can be spent, %(want)s asked.")
-                % {"have": spendable(member_id, now), "want": points}
-            )
-        take(account, points, now, spendable_only=True)
+        spend(account, points, now)
         return post(account, Entry.Kind.REDEEM, -points, source, source_ref, key, now)
 
 
