@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from membership.models import Order
 from membership.services import evaluate
 from membership.services.evaluation import Evaluation
+from membership.services.rules import counted_order, net_spend
 
 from .models import Enterprise
 
@@ -51,7 +52,7 @@ def sub_account_breakdown(enterprise: Enterprise, rollup: Rollup) -> list[SubAcc
     in_window = Q(orders__status=Order.Status.PAID) & (
         Q(orders__placed_at__gte=start) if start else Q()
     )
-    net = F("orders__amount") - F("orders__refunded_amount")
+    net = net_spend("orders__")
     accounts = [(enterprise.master, str(_("master account")))] + [
         (s.member, s.role.name) for s in enterprise.sub_accounts.select_related("member", "role")
     ]
@@ -62,9 +63,7 @@ def sub_account_breakdown(enterprise: Enterprise, rollup: Rollup) -> list[SubAcc
         .values("pk")
         .annotate(
             spend=Coalesce(Sum(net, filter=in_window), 0),
-            orders=Count(
-                "orders", filter=in_window & Q(orders__amount__gt=F("orders__refunded_amount"))
-            ),
+            orders=Count("orders", filter=in_window & counted_order("orders__")),
         )
     }
     return [

@@ -8,7 +8,6 @@ set-based evaluation of every imported member.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
 from django.core.exceptions import ValidationError
@@ -21,7 +20,7 @@ from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import pgettext_lazy
 
 from membership.models import Member, Tag, Tier
-from membership.services.rules import add_months
+from membership.services.rules import add_months, local_midnight
 from membership.sqltime import to_db
 
 from . import opening_points
@@ -111,7 +110,7 @@ class MemberRows:
             try:
                 day = parse_date(value)
                 not_in_future(day)
-                staged.joined_at = timezone.make_aware(dt.datetime.combine(day, dt.time()))
+                staged.joined_at = local_midnight(day)
             except ValueError as exc:
                 errors.append(("joined_at", str(exc)))
         for key in ("opening_spend", "opening_points"):
@@ -183,8 +182,9 @@ class MemberRows:
                 .distinct()
             ):
                 tier = Tier.objects.select_related("group").get(pk=tier_id)
-                ends = add_months(timezone.localdate(now), tier.group.review_period_months)
-                ends_at = timezone.make_aware(dt.datetime.combine(ends, dt.time()))
+                ends_at = local_midnight(
+                    add_months(timezone.localdate(now), tier.group.review_period_months)
+                )
                 cursor.execute(INSERT_GRANTS, [tier_id, at, to_db(ends_at), job.pk, tier_id])
         opening_points.post(job, now)
         return created, updated

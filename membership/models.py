@@ -389,13 +389,6 @@ class Order(models.Model):
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id}"
 
-    @property
-    def net_amount(self) -> int:
-        """What the order still counts for: nothing once cancelled, less refunds otherwise."""
-        if self.status == self.Status.CANCELLED:
-            return 0
-        return self.amount - self.refunded_amount
-
 
 class Refund(models.Model):
     """A refund of part or all of an order; the order's ``refunded_amount`` is their sum."""

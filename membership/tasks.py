@@ -16,11 +16,6 @@ def recompute_all_members() -> dict:
 
 
 @shared_task
-def recompute_member_ids(member_ids: list[int]) -> dict:
-    return vars(services.recompute_members(member_ids=member_ids))
-
-
-@shared_task
 def review_due_members() -> dict:
     return vars(services.review_due_members())
 

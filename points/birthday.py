@@ -17,6 +17,7 @@ from django.db.models.functions import Concat, RowNumber
 from django.utils import timezone
 
 from membership.models import Order
+from membership.services.rules import local_midnight, net_spend
 
 from .models import BirthdayRule, Entry
 from .services import earn
@@ -25,7 +26,7 @@ from .services import earn
 def month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
     first = dt.date(year, month, 1)
     following = dt.date(year + month // 12, month % 12 + 1, 1)
-    return tuple(timezone.make_aware(dt.datetime.combine(d, dt.time())) for d in (first, following))
+    return local_midnight(first), local_midnight(following)
 
 
 def previous_month(now: dt.datetime | None = None) -> tuple[int, int]:
@@ -52,7 +53,7 @@ def largest_orders(year: int, month: int):
             placed_at__gte=start,
             placed_at__lt=end,
         )
-        .annotate(net=F("amount") - F("refunded_amount"))
+        .annotate(net=net_spend())
         .filter(net__gt=0)
         .annotate(
             rank=Window(

@@ -20,8 +20,8 @@ from django.utils.translation import gettext as _
 
 from membership.models import Member
 
+from .ledger import earn, existing_entry, lock_account, post, spend
 from .models import Entry, Partner, PartnerBonus, PartnerTransfer
-from .services import _entry, _existing, _locked_account, _take, earn, spendable
 
 SOURCE = "partner"
 
@@ -107,8 +107,8 @@ def send_to_partner(*, member_id: int, partner: Partner, points: int, key: str) 
         raise ValidationError(_("Exchanged points must be above zero."))
     now = timezone.now()
     with transaction.atomic():
-        account = _locked_account(member_id)
-        if entry := _existing(key, -points):
+        account = lock_account(member_id)
+        if entry := existing_entry(key, -points):
             return entry
         member = Member.objects.select_related("tier").get(pk=member_id)
         check_eligible(partner, member)
@@ -116,13 +116,8 @@ def send_to_partner(*, member_id: int, partner: Partner, points: int, key: str) 
         quote = quote_send(partner, member, points)
         if quote.theirs <= 0:
             raise ValidationError(_("That is too few points to exchange."))
-        if spendable(member_id, now) < points:
-            raise ValidationError(
-                _("Not enough points: %(have)s can be spent, %(want)s asked.")
-                % {"have": spendable(member_id, now), "want": points}
-            )
-        _take(account, points, now, spendable_only=True)
-        entry = _entry(account, Entry.Kind.PARTNER_OUT, -points, SOURCE, partner.code, key, now)
+        spend(account, points, now)
+        entry = post(account, Entry.Kind.PARTNER_OUT, -points, SOURCE, partner.code, key, now)
         PartnerTransfer.objects.create(
             entry=entry,
             partner=partner,
@@ -141,7 +136,7 @@ def receive_from_partner(
         raise ValidationError(_("Exchanged points must be above zero."))
     now = timezone.now()
     with transaction.atomic():
-        account = _locked_account(member_id)
+        account = lock_account(member_id)
         done = Entry.objects.filter(idempotency_key=key).select_related("transfer").first()
         if done is not None:
             if done.transfer.partner_points != partner_points:

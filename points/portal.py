@@ -6,20 +6,20 @@ from django.utils import timezone
 
 from membership.sqltime import from_db, to_db
 
+from .selectors import SPENDABLE
+
 # One statement: the ORM took longer to build this than PostgreSQL to answer it, and the
 # member's page runs it on every view.
-SUMMARY = """
+SUMMARY = f"""
 SELECT a.balance,
-       COALESCE((SELECT SUM(l.remaining) FROM points_lot l
-                 WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at > %s
-                   AND l.available_at <= %s), 0),
+       {SPENDABLE},
        (SELECT l.expires_at FROM points_lot l
-        WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at > %s
+        WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at > %(now)s
         ORDER BY l.expires_at, l.id LIMIT 1),
        (SELECT l.remaining FROM points_lot l
-        WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at > %s
+        WHERE l.account_id = a.id AND l.remaining > 0 AND l.expires_at > %(now)s
         ORDER BY l.expires_at, l.id LIMIT 1)
-FROM points_account a WHERE a.member_id = %s
+FROM points_account a WHERE a.member_id = %(member)s
 """
 
 
@@ -35,7 +35,7 @@ def points_summary(member_id: int, now=None) -> Summary | None:
     """Balance, what can be spent now, and the lot that expires next."""
     at = to_db(now or timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(SUMMARY, [at, at, at, at, member_id])
+        cursor.execute(SUMMARY, {"now": at, "member": member_id})
         row = cursor.fetchone()
     if row is None:
         return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -13,10 +11,11 @@ from django.utils.translation import gettext as _
 
 from membership.models import Member, Order
 from membership.services import grant_tier
-from membership.services.rules import add_months
+from membership.services.rules import add_months_local, local_midnight
 
+from .ledger import earn, lock_account
 from .models import Action, Entry, Referral, Reward
-from .services import _locked_account, earn, redeem, reverse_share
+from .services import redeem, reverse_share
 
 REFERRAL_BONUS = 500
 REFERRAL_SHARE_PERCENT = 2
@@ -30,7 +29,7 @@ def redeem_reward(*, member_id: int, reward: Reward, key: str) -> Entry:
     same redemption sent several times at once takes one item.
     """
     with transaction.atomic():
-        _locked_account(member_id)
+        lock_account(member_id)
         if done := Entry.objects.filter(idempotency_key=key).first():
             return done
         if not reward.active:
@@ -48,13 +47,11 @@ def redeem_reward(*, member_id: int, reward: Reward, key: str) -> Entry:
         )
         if reward.tier_id:
             start = timezone.now()
-            local = timezone.localtime(start)
-            day = add_months(local.date(), reward.months)
             grant_tier(
                 member_id=member_id,
                 tier=reward.tier,
                 starts_at=start,
-                ends_at=local.replace(year=day.year, month=day.month, day=day.day),
+                ends_at=add_months_local(start, reward.months),
                 source="points",
                 source_ref=key,
             )
@@ -64,9 +61,9 @@ def redeem_reward(*, member_id: int, reward: Reward, key: str) -> Entry:
 def award_action(*, member_id: int, action: Action, key: str) -> Entry | None:
     """Points for an action, never more than the daily cap a member can earn from actions."""
     today = timezone.localdate()
-    start = timezone.make_aware(dt.datetime.combine(today, dt.time.min))
+    start = local_midnight(today)
     with transaction.atomic():
-        _locked_account(member_id)  # the cap is read and used under the account lock
+        lock_account(member_id)  # the cap is read and used under the account lock
         if done := Entry.objects.filter(idempotency_key=key).first():
             return done
         so_far = (

@@ -1,7 +1,8 @@
-"""The points rules. Every movement is one append-only Entry with a unique idempotency key.
+"""The points rules: what an order earns, redemption, refunds, adjustments and expiry.
 
-Locks: the member's Account row, taken before anything is read, so two workers posting
-the same source event, or racing redemptions, are serialised; the unique key backs it.
+Every movement is posted through ``points.ledger`` (one append-only Entry with a unique
+idempotency key, under the member's account lock). ``earn`` and ``lot_expiry`` are the
+ledger's, named here too for the callers that import them from this module.
 """
 
 from __future__ import annotations
@@ -18,220 +19,25 @@ from django.utils.translation import gettext as _
 
 from membership.models import Order, Tier
 from membership.services import record_audit
-from membership.services.rules import add_months
+from membership.services.notifications import email_member
 from membership.sqltime import to_db
 
+from .ledger import (  # noqa: F401 (earn, lot_expiry: public names here too)
+    earn,
+    existing_entry,
+    lock_account,
+    lot_expiry,
+    post,
+    spend,
+    take,
+)
 from .models import Account, Entry, Lot, Promotion, TierCoefficient
+from .selectors import spendable  # noqa: F401 (a public name of this module too)
 
 
 def points_for_spend(amount: int, points_per_100: int) -> int:
     """The one rounding rule for earning: whole NT$100s only, rounded down."""
     return (amount // 100) * points_per_100
-
-
-def _locked_account(member_id: int) -> Account:
-    Account.objects.get_or_create(member_id=member_id)
-    return Account.objects.select_for_update().get(member_id=member_id)
-
-
-def _existing(key: str, points: int) -> Entry | None:
-    entry = Entry.objects.filter(idempotency_key=key).first()
-    if entry is not None and entry.points != points:
-        raise ValidationError(
-            _("Idempotency key %(key)s was already used for %(points)s points.")
-            % {"key": key, "points": entry.points}
-        )
-    return entry
-
-
-def _entry(
-    account: Account,
-    kind,
-    points: int,
-    source: str,
-    ref: str,
-    key: str,
-    now,
-    reason="",
-    shortfall=0,
-):
-    account.balance += points
-    account.save(update_fields=["balance", "shortfall"])
-    return Entry.objects.create(
-        account=account,
-        kind=kind,
-        points=points,
-        source=source,
-        source_ref=ref,
-        idempotency_key=key,
-        reason=reason,
-        shortfall=shortfall,
-        created_at=now,
-    )
-
-
-def _take(account: Account, points: int, now, *, first: Lot | None = None, spendable_only: bool):
-    """Take ``points`` from lots, ``first`` then oldest expiry first. Returns what was taken."""
-    lots = Lot.objects.select_for_update().filter(
-        account=account, remaining__gt=0, expires_at__gt=now
-    )
-    if spendable_only:
-        lots = lots.filter(available_at__lte=now)
-    ordered = ([first] if first is not None and first.remaining > 0 else []) + [
-        lot for lot in lots.order_by("expires_at", "id") if first is None or lot.pk != first.pk
-    ]
-    taken = 0
-    for lot in ordered:
-        step = min(lot.remaining, points - taken)
-        if step <= 0:
-            break
-        lot.remaining -= step
-        lot.save(update_fields=["remaining"])
-        taken += step
-    return taken
-
-
-def earn(
-    *,
-    member_id: int,
-    points: int,
-    source: str,
-    source_ref: str,
-    key: str,
-    available_at=None,
-    reason="",
-    kind: str = Entry.Kind.EARN,
-) -> Entry:
-    """Add an earning lot. Idempotent on ``key``. A recorded shortfall is settled first."""
-    if points <= 0:
-        raise ValidationError(_("Earned points must be above zero."))
-    now = timezone.now()
-    fast = _fast_earn(
-        member_id=member_id,
-        points=points,
-        source=source,
-        source_ref=source_ref,
-        key=key,
-        available_at=available_at or now,
-        reason=reason,
-        kind=kind,
-        now=now,
-    )
-    if fast is not None:
-        return fast
-    with transaction.atomic():
-        account = _locked_account(member_id)
-        if entry := _existing(key, points):
-            return entry
-        entry = _entry(account, kind, points, source, source_ref, key, now, reason)
-        available_at = available_at or now
-        settle = min(account.shortfall, points)
-        Lot.objects.create(
-            entry=entry,
-            account=account,
-            points=points,
-            remaining=points - settle,
-            available_at=available_at,
-            expires_at=lot_expiry(available_at),
-        )
-        if settle:
-            account.shortfall -= settle
-            _entry(account, Entry.Kind.REVERSE, -settle, "shortfall", key, f"{key}:settle", now)
-        return entry
-
-
-# The common earning in one statement: lock the account (if it exists and owes nothing),
-# insert the entry unless its key is taken, its lot, and the balance. Anything else —
-# no account yet, a shortfall to settle, a repeated key — returns no row and takes the
-# general path below, which does the same in several statements.
-FAST_EARN = """
-WITH acct AS (
-    SELECT id FROM points_account WHERE member_id = %(member)s AND shortfall = 0 FOR UPDATE
-), ins AS (
-    INSERT INTO points_entry (account_id, kind, points, source, source_ref, idempotency_key,
-                              shortfall, reason, created_at)
-    SELECT id, %(kind)s, %(points)s, %(source)s, %(ref)s, %(key)s, 0, %(reason)s, %(now)s
-    FROM acct
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, account_id
-), lot AS (
-    INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, expires_at)
-    SELECT id, account_id, %(points)s, %(points)s, %(available)s, %(expires)s FROM ins
-), moved AS (
-    UPDATE points_account SET balance = balance + %(points)s
-    WHERE id = (SELECT account_id FROM ins)
-)
-SELECT ins.id, ins.account_id, done.id, done.points, done.account_id, done.kind, done.source,
-       done.source_ref, done.shortfall, done.reason, done.created_at
-FROM (SELECT 1) one
-LEFT JOIN ins ON true
-LEFT JOIN points_entry done ON done.idempotency_key = %(key)s
-"""
-
-
-def _fast_earn(
-    *, member_id, points, source, source_ref, key, available_at, reason, kind, now
-) -> Entry | None:
-    if connection.vendor != "postgresql":
-        return None
-    # With server-side binding (settings) psycopg prepares this after a few runs on a
-    # connection: planning it cost PostgreSQL more CPU than running it.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            FAST_EARN,
-            {
-                "member": member_id,
-                "kind": kind,
-                "points": points,
-                "source": source,
-                "ref": source_ref,
-                "key": key,
-                "reason": reason,
-                "now": now,
-                "available": available_at,
-                "expires": lot_expiry(available_at),
-            },
-        )
-        entry_id, account_id, done_id, done_points, *done = cursor.fetchone()
-    if done_id is not None and done_points == points:
-        # The same event again: the first posting, as it was written.
-        fields = ("account_id", "kind", "source", "source_ref", "shortfall", "reason", "created_at")
-        return Entry(
-            pk=done_id,
-            points=done_points,
-            idempotency_key=key,
-            **dict(zip(fields, done, strict=True)),
-        )
-    if entry_id is None:
-        return None
-    return Entry(
-        pk=entry_id,
-        account_id=account_id,
-        kind=kind,
-        points=points,
-        source=source,
-        source_ref=source_ref,
-        idempotency_key=key,
-        shortfall=0,
-        reason=reason,
-        created_at=now,
-    )
-
-
-def lot_expiry(available_at: dt.datetime) -> dt.datetime:
-    local = timezone.localtime(available_at)
-    day = add_months(local.date(), settings.POINTS_LOT_MONTHS)
-    return local.replace(year=day.year, month=day.month, day=day.day)
-
-
-def spendable(member_id: int, now=None) -> int:
-    now = now or timezone.now()
-    return (
-        Lot.objects.filter(
-            account__member_id=member_id, available_at__lte=now, expires_at__gt=now
-        ).aggregate(s=Sum("remaining"))["s"]
-        or 0
-    )
 
 
 def redeem(*, member_id: int, points: int, source: str, source_ref: str, key: str) -> Entry:
@@ -240,16 +46,11 @@ def redeem(*, member_id: int, points: int, source: str, source_ref: str, key: st
         raise ValidationError(_("Redeemed points must be above zero."))
     now = timezone.now()
     with transaction.atomic():
-        account = _locked_account(member_id)
-        if entry := _existing(key, -points):
+        account = lock_account(member_id)
+        if entry := existing_entry(key, -points):
             return entry
-        if spendable(member_id, now) < points:
-            raise ValidationError(
-                _("Not enough points: %(have)s can be spent, %(want)s asked.")
-                % {"have": spendable(member_id, now), "want": points}
-            )
-        _take(account, points, now, spendable_only=True)
-        return _entry(account, Entry.Kind.REDEEM, -points, source, source_ref, key, now)
+        spend(account, points, now)
+        return post(account, Entry.Kind.REDEEM, -points, source, source_ref, key, now)
 
 
 def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entry:
@@ -258,34 +59,34 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
         raise ValidationError({"reason": _("An adjustment needs a reason.")})
     if points == 0:
         raise ValidationError({"points": _("An adjustment of 0 points changes nothing.")})
-    if points > 0:
-        entry = earn(
-            member_id=member_id,
-            points=points,
-            source="operator",
-            source_ref=actor.username,
-            key=key,
-            reason=reason,
-        )
-    else:
-        now = timezone.now()
-        with transaction.atomic():
-            account = _locked_account(member_id)
-            if entry := _existing(key, points):
-                return entry
+    with transaction.atomic():
+        account = lock_account(member_id)
+        if entry := existing_entry(key, points):
+            return entry  # posted and audited the first time
+        if points > 0:
+            entry = earn(
+                member_id=member_id,
+                points=points,
+                source="operator",
+                source_ref=actor.username,
+                key=key,
+                reason=reason,
+            )
+        else:
+            now = timezone.now()
             if account.balance < -points:
                 raise ValidationError(_("The balance cannot go below zero."))
-            _take(account, -points, now, spendable_only=False)
-            entry = _entry(
+            take(account, -points, now, spendable_only=False)
+            entry = post(
                 account, Entry.Kind.ADJUST, points, "operator", actor.username, key, now, reason
             )
-    record_audit(
-        actor=actor,
-        action="points.adjust",
-        obj=entry.account.member,
-        after={"points": points, "entry": entry.pk},
-        reason=reason,
-    )
+        record_audit(
+            actor=actor,
+            action="points.adjust",
+            obj=account.member,
+            after={"points": points, "entry": entry.pk},
+            reason=reason,
+        )
     return entry
 
 
@@ -340,7 +141,7 @@ def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> En
         return None
     now = timezone.now()
     with transaction.atomic():
-        account = _locked_account(earned.account.member_id)
+        account = lock_account(earned.account.member_id)
         order.refresh_from_db()
         target = earned.points * order.refunded_amount // order.amount
         reversed_so_far = Entry.objects.filter(
@@ -350,11 +151,11 @@ def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> En
         points = target - done
         if points <= 0:
             return None
-        if existing := _existing(key, -points):
+        if existing := existing_entry(key, -points):
             return existing
-        taken = _take(account, points, now, first=earned.lot, spendable_only=False)
+        taken = take(account, points, now, first=earned.lot, spendable_only=False)
         account.shortfall += points - taken
-        return _entry(
+        return post(
             account,
             Entry.Kind.REVERSE,
             -taken,
@@ -429,10 +230,6 @@ def next_expiry(member_id: int, now=None) -> Lot | None:
 
 def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
     """Tell members about points expiring within 30 days: once per lot, whoever runs it."""
-    from django.core.mail import send_mail
-    from django.template.loader import render_to_string
-    from django.utils import translation
-
     now = now or timezone.now()
     soon = now + dt.timedelta(days=30)
     due = Lot.objects.filter(
@@ -450,12 +247,9 @@ def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
             continue
         points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
         first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
-        with translation.override(member.language or settings.LANGUAGE_CODE):
-            body = render_to_string(
-                f"points/email/expiring.{member.language}.txt",
-                {"member": member, "points": points, "date": first.expires_at},
-            )
-        subject, _sep, text = body.partition("\n")
-        send_mail(subject.strip(), text.strip(), settings.DEFAULT_FROM_EMAIL, [member.email])
-        sent += 1
+        sent += email_member(
+            member=member,
+            template="points/email/expiring.{language}.txt",
+            context={"points": points, "date": first.expires_at},
+        )
     return sent

@@ -6,8 +6,6 @@ string and always answers with today's members.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import django_filters
 from django import forms
 from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
@@ -17,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from b2b.models import Enterprise
 from membership.models import Member, Order, Tag, Tier, VipGroup, Window
-from membership.services.rules import WindowBounds
+from membership.services.rules import WindowBounds, local_midnight, net_spend
 from subscriptions.models import Plan, Subscription
 
 from .models import Lifecycle, RfmCell
@@ -29,10 +27,6 @@ LIVE_STATES = [
     Subscription.State.PAST_DUE,
     Subscription.State.CANCELLING,
 ]
-
-
-def _local_day_start(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
 class MemberFilter(django_filters.FilterSet):
@@ -143,7 +137,7 @@ class MemberFilter(django_filters.FilterSet):
         totals = orders.order_by().values("member")
         return queryset.annotate(
             window_spend=Coalesce(
-                Subquery(totals.annotate(s=Sum("amount") - Sum("refunded_amount")).values("s")),
+                Subquery(totals.annotate(s=Sum(net_spend())).values("s")),
                 0,
             ),
             window_orders=Coalesce(Subquery(totals.annotate(n=Count("pk")).values("n")), 0),
@@ -186,10 +180,10 @@ class MemberFilter(django_filters.FilterSet):
         )
 
     def filter_last_order_after(self, queryset, name, value):
-        return queryset.filter(last_order_at__gte=_local_day_start(value))
+        return queryset.filter(last_order_at__gte=local_midnight(value))
 
     def filter_last_order_before(self, queryset, name, value):
-        return queryset.filter(last_order_at__lt=_local_day_start(value))
+        return queryset.filter(last_order_at__lt=local_midnight(value))
 
     def filter_enterprise(self, queryset, name, value):
         return queryset.filter(Q(enterprise_mastered=value) | Q(sub_account__enterprise=value))

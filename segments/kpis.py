@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from membership.services.rules import add_months
+from membership.services.rules import NET_SPEND_SQL, add_months, local_midnight
 
 from .models import Lifecycle, MemberSegment, SegmentSnapshot, TierSnapshot
 
@@ -53,28 +53,24 @@ def _p(value):
     return value
 
 
-def _local_midnight(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-
 def snapshot_tiers(*, day: dt.date, moment: dt.datetime, from_history: bool = False) -> int:
     """Write (or rewrite) the day's tier snapshot as of ``moment``. Returns its rows."""
     params = {
         "day": _p(day),
         "moment": _p(moment),
-        "year_start": _p(_local_midnight(add_months(timezone.localdate(moment), -12))),
+        "year_start": _p(local_midnight(add_months(timezone.localdate(moment), -12))),
         "active_start": _p(moment - dt.timedelta(days=ACTIVE_DAYS)),
-        "month_start": _p(_local_midnight(timezone.localdate(moment).replace(day=1))),
+        "month_start": _p(local_midnight(timezone.localdate(moment).replace(day=1))),
     }
     sql = f"""
         WITH placed AS ({FROM_HISTORY if from_history else CURRENT}),
         bought AS (
             SELECT o.member_id,
                    SUM(CASE WHEN o.placed_at >= %(year_start)s
-                            THEN o.amount - o.refunded_amount ELSE 0 END) AS spend,
+                            THEN {NET_SPEND_SQL} ELSE 0 END) AS spend,
                    SUM(CASE WHEN o.placed_at >= %(year_start)s THEN 1 ELSE 0 END) AS orders,
                    MAX(o.placed_at) AS last_at,
-                   SUM(o.amount - o.refunded_amount) AS lifetime
+                   SUM({NET_SPEND_SQL}) AS lifetime
             FROM membership_order o
             WHERE o.status = 'paid' AND o.placed_at < %(moment)s
             GROUP BY o.member_id
@@ -164,7 +160,7 @@ def take_snapshots(*, now: dt.datetime | None = None) -> int:
     rows = 0
     if not TierSnapshot.objects.exclude(day=today).exists():
         for day in month_ends(before=today):
-            moment = _local_midnight(day + dt.timedelta(days=1))
+            moment = local_midnight(day + dt.timedelta(days=1))
             rows += snapshot_tiers(day=day, moment=moment, from_history=True)
     rows += snapshot_tiers(day=today, moment=now)
     snapshot_segments(day=today)

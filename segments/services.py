@@ -27,7 +27,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from membership.models import Member
-from membership.services.rules import add_months
+from membership.services.rules import NET_SPEND_SQL, add_months, local_midnight
 from membership.services.system_tags import ensure_system_tag, sync_system_tag
 from points.models import Promotion
 
@@ -129,8 +129,7 @@ def _p(value):
 
 def _months_before(now: dt.datetime, months: int) -> dt.datetime:
     """Local midnight of the same day ``months`` earlier (the windows of rules.py)."""
-    day = add_months(timezone.localdate(now), -months)
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+    return local_midnight(add_months(timezone.localdate(now), -months))
 
 
 PAID = "o.status = 'paid'"
@@ -147,7 +146,7 @@ def quintile_cuts(*, rules: SegmentSettings, now: dt.datetime) -> tuple[int, dic
     params = {"period_start": _p(_months_before(now, rules.rfm_months)), "now": _p(now)}
     buyers = f"""(
         SELECT o.member_id, MAX(o.placed_at) AS last_order_at, COUNT(*) AS period_orders,
-               SUM(o.amount - o.refunded_amount) AS period_spend
+               SUM({NET_SPEND_SQL}) AS period_spend
         FROM membership_order o WHERE {IN_PERIOD} GROUP BY o.member_id
     ) b"""
     with connection.cursor() as cursor:
@@ -290,7 +289,7 @@ def segment_range(
                        SUM(CASE WHEN o.status <> 'paid' OR o.refunded_amount > 0
                                 THEN 1 ELSE 0 END) AS orders_returned,
                        SUM(CASE WHEN {IN_PERIOD} THEN 1 ELSE 0 END) AS period_orders,
-                       SUM(CASE WHEN {IN_PERIOD} THEN o.amount - o.refunded_amount ELSE 0 END)
+                       SUM(CASE WHEN {IN_PERIOD} THEN {NET_SPEND_SQL} ELSE 0 END)
                            AS period_spend,
                        SUM(CASE WHEN {IN_PERIOD} AND ({promoted}) THEN 1 ELSE 0 END)
                            AS promotion_orders,

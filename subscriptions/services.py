@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 
 from membership.models import Cause, Member, TierGrant
 from membership.services import evaluate_member, grant_tier, record_audit
-from membership.services.rules import add_months
+from membership.services.rules import add_months_local
 
 from .gateways import GatewayTimeout, get_gateway
 from .models import ChargeAttempt, Plan, Subscription, SubscriptionEvent
@@ -46,9 +46,7 @@ NOT_CHARGED = "stopped before the first charge was made: nothing was charged"
 
 
 def _add_period(start: dt.datetime, plan: Plan) -> dt.datetime:
-    local = timezone.localtime(start)
-    day = add_months(local.date(), plan.months)
-    return local.replace(year=day.year, month=day.month, day=day.day)
+    return add_months_local(start, plan.months)
 
 
 def _event(sub: Subscription, kind: str, old: str, *, actor=None, reason: str = "", now=None):
@@ -257,11 +255,12 @@ def change_plan(
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if sub.state not in (State.ACTIVE, State.CANCELLING):
             raise ValidationError(_("Only an active subscription can change plan."))
+        old = sub.state
         sub.next_plan = None if plan.pk == sub.plan_id else plan
         sub.state = State.ACTIVE if not plan.is_free else State.CANCELLING
         sub.save(update_fields=["next_plan", "state"])
-        _event(sub, f"plan_change:{plan.name}", sub.state, actor=actor, reason=reason)
-        _audit(sub, actor, "subscription.change_plan", sub.state, reason)
+        _event(sub, f"plan_change:{plan.name}", old, actor=actor, reason=reason)
+        _audit(sub, actor, "subscription.change_plan", old, reason)
     return sub
 
 

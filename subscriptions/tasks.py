@@ -9,10 +9,5 @@ def run_subscription_jobs() -> dict:
 
 
 @shared_task
-def renew_subscription(subscription_id: int) -> str | None:
-    return services.renew(subscription_id=subscription_id)
-
-
-@shared_task
 def settle_pending_charges() -> dict:
     return services.settle_pending_charges()

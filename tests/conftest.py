@@ -11,8 +11,10 @@ import socket
 from urllib.parse import urlparse
 
 import pytest
+import time_machine
 from django.db import connection
 
+from membership.management.commands.seed_demo import create_demo_programme
 from tests.factories import build_design_programme
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -79,3 +81,16 @@ def english():
 def programme(db):
     """DESIGN.md's four groups with the numbers of its worked examples."""
     return build_design_programme()
+
+
+@pytest.fixture
+def demo(db):
+    """The demo site's programme: seed_demo's groups, tiers and tags."""
+    create_demo_programme()
+
+
+@pytest.fixture
+def frozen_clock(request):
+    """The clock stopped at the test module's ``NOW`` (use it with ``usefixtures``)."""
+    with time_machine.travel(request.module.NOW, tick=False) as traveller:
+        yield traveller

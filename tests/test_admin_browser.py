@@ -7,7 +7,6 @@ from playwright.sync_api import expect
 
 from b2b.models import Enterprise, Role
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.management.commands.seed_demo import operator_role
 from membership.models import AuditEntry, Cause, Order
 from tests.factories import MemberFactory
@@ -20,8 +19,7 @@ PASSWORD = "pw-for-browser-3"
 
 
 @pytest.fixture
-def operator(db):
-    Seed()._programme()
+def operator(demo):
     user = get_user_model().objects.create_user("yating", password=PASSWORD, is_staff=True)
     user.groups.add(operator_role())
     for role in ["採購", "財務", "倉儲"]:  # a transactional test starts without migration data

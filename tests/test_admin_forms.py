@@ -9,15 +9,13 @@ from django.utils import timezone
 from b2b import services as b2b
 from b2b.models import Enterprise, Role, SubAccount
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.management.commands.seed_demo import operator_role
 from membership.models import Cause, Member, Order
 from tests.factories import MemberFactory
 
 
 @pytest.fixture
-def operator_client(db, client):
-    Seed()._programme()
+def operator_client(demo, client):
     user = get_user_model().objects.create_user("operator", password="x", is_staff=True)
     user.groups.add(operator_role())
     client.force_login(user)

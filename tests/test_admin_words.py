@@ -13,7 +13,6 @@ from django.utils import timezone, translation
 from django_celery_beat.models import CrontabSchedule
 
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause, Member
 from membership.templatetags.humanize_nt import discount
 from points.services import earn
@@ -45,8 +44,9 @@ def test_a_discount_reads_as_taiwan_writes_it_and_as_english_does(percent_off, z
     assert (in_chinese, in_english) == (zh, en)
 
 
-def test_the_member_page_shows_silver_as_95_zhe_in_chinese_and_5_percent_off_in_english(db, client):
-    Seed()._programme()
+def test_the_member_page_shows_silver_as_95_zhe_in_chinese_and_5_percent_off_in_english(
+    demo, client
+):
     user = get_user_model().objects.create_user("amy", password="pw-for-tests-1")
     member = MemberFactory(user=user)
     OrderFactory(member=member, amount=12_000, placed_at=timezone.now() - dt.timedelta(days=3))
@@ -61,8 +61,7 @@ def test_the_member_page_shows_silver_as_95_zhe_in_chinese_and_5_percent_off_in_
     assert "5% off" in english.content.decode()
 
 
-def test_the_tier_list_in_the_admin_shows_discounts_the_same_way(db, admin_client):
-    Seed()._programme()
+def test_the_tier_list_in_the_admin_shows_discounts_the_same_way(demo, admin_client):
 
     page = admin_client.get(reverse("admin:membership_tier_changelist"))
 
@@ -98,8 +97,7 @@ def test_the_ledger_list_names_its_columns_and_sources_in_chinese(programme, adm
     assert '<td class="field-source_label">訂單</td>' in page
 
 
-def test_the_gift_list_header_reads_member_in_chinese(db, admin_client):
-    Seed()._programme()
+def test_the_gift_list_header_reads_member_in_chinese(demo, admin_client):
     member = MemberFactory()
     OrderFactory(member=member, amount=12_000, placed_at=timezone.now())
     services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)

@@ -12,7 +12,6 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause, GiftIssue, TierHistory
 from membership.services import evaluate_member, record_order
 from points.models import Entry
@@ -26,10 +25,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def ledgers(db, settings):
+def ledgers(demo, settings):
     """One row in every ledger: an upgrade with its gift, points, a paid subscription."""
     settings.SUBSCRIPTION_ASK_AGAIN_AFTER = []
-    Seed()._programme()
     plans = {p.name: p for p in create_demo_plans()}
     member = MemberFactory()
     evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)

@@ -20,7 +20,6 @@ from membership.audit_display import (
     object_type_label,
     readable_entry,
 )
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import AuditEntry, Cause, Member
 from tests import test_browser
 from tests.factories import MemberFactory, OrderFactory, UserFactory, staff_with
@@ -457,9 +456,10 @@ def test_the_member_link_lists_exactly_that_members_entries(
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_reads_an_adjustment_from_the_member_page_in_chromium(live_server, chromium):
+def test_an_operator_reads_an_adjustment_from_the_member_page_in_chromium(
+    live_server, chromium, demo
+):
     # given the demo programme, a 銀卡 member lifted to 金卡 and locked by an operator
-    Seed()._programme()
     operator = staff_with("view_member", "change_member", "view_auditentry", "adjust_tier")
     operator.username = "operator"
     operator.set_password("pw-for-browser-3")

@@ -3,7 +3,6 @@
 import datetime as dt
 
 import pytest
-import time_machine
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +12,6 @@ from b2b.models import Enterprise, Role
 from b2b.selectors import enterprise_rollup, sub_account_breakdown
 from b2b.validators import is_valid_business_id
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import AuditEntry, Cause, Member, TierHistory, VipGroup
 from tests.factories import MemberFactory, UserFactory
 
@@ -21,16 +19,12 @@ TAIPEI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=TAIPEI)
 
 
-@pytest.fixture(autouse=True)
-def _frozen_clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 @pytest.fixture
-def demo(db):
-    """The demo programme: 企業 VIP 標準 < 100k, 銀牌 100k, 金牌 500k, 鑽石 2M a year."""
-    Seed()._programme()
+def demo(demo):
+    """The demo programme's 企業 VIP: 標準 < 100k, 銀牌 100k, 金牌 500k, 鑽石 2M a year."""
     return VipGroup.objects.get(name="企業 VIP")
 
 

@@ -8,7 +8,6 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause
 from tests.conftest import CHROMIUM
 from tests.factories import MemberFactory, OrderFactory
@@ -25,8 +24,7 @@ DESKTOP = {"width": 1280, "height": 900}
 
 
 @pytest.fixture
-def silver_member(db):
-    Seed()._programme()
+def silver_member(demo):
     user = get_user_model().objects.create_user("xiaoming", password="pw-for-browser-1")
     member = MemberFactory(user=user, name="王小明")
     OrderFactory(member=member, amount=12_000, placed_at=timezone.now())
@@ -98,11 +96,10 @@ def test_a_member_uses_the_calculator(live_server, silver_member, browser):
 
 
 def test_an_operator_imports_a_file_sees_the_bad_row_and_imports_the_rest(
-    live_server, browser, tmp_path
+    live_server, browser, tmp_path, demo
 ):
     from tests.factories import staff_with
 
-    Seed()._programme()
     operator = staff_with("import_members", "view_member")
     operator.set_password("pw-for-browser-2")
     operator.save()
@@ -166,12 +163,11 @@ def test_the_import_page_names_its_columns_in_zh_hant(live_server, browser):
 
 
 def test_an_operator_previews_a_latin1_file_in_another_encoding_and_imports_it(
-    live_server, browser, tmp_path
+    live_server, browser, tmp_path, demo
 ):
     from membership.models import Member
     from tests.factories import staff_with
 
-    Seed()._programme()
     operator = staff_with("import_members", "view_member")
     operator.set_password("pw-for-browser-4")
     operator.save()

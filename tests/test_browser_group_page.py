@@ -4,7 +4,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Tier, VipGroup
 from tests.test_browser import browser, shot  # noqa: F401 (the fixture)
 
@@ -14,8 +13,7 @@ LAPTOP = {"width": 1366, "height": 768}
 
 
 @pytest.fixture
-def operator_page(live_server, browser):  # noqa: F811 (the fixture imported above)
-    Seed()._programme()
+def operator_page(live_server, browser, demo):  # noqa: F811 (the fixture imported above)
     user = get_user_model().objects.create_superuser("boss", password="pw-for-browser-1")
     client = Client()
     client.force_login(user)

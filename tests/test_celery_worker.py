@@ -10,13 +10,12 @@ from config.celery import app
 from imports import services as imports
 from imports.models import ImportJob
 from imports.tasks import check_import, write_import  # imported before the worker starts
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Member, Order
 from membership.tasks import recompute_all_members
 from subscriptions import services as subs
 from subscriptions.demo import create_demo_plans
 from subscriptions.models import ChargeAttempt, Subscription
-from subscriptions.tasks import renew_subscription  # imported before the worker starts
+from subscriptions.tasks import run_subscription_jobs  # imported before the worker starts
 from tests.conftest import REDIS_URL
 from tests.factories import MemberFactory, build_design_programme
 
@@ -64,15 +63,14 @@ def test_a_worker_on_redis_runs_the_recompute_and_places_every_member(redis_work
     assert sorted(tiers.values()) == ["一般會員"] * 4 + ["金卡"]
 
 
-def test_a_worker_on_redis_renews_a_due_subscription(redis_worker):
+def test_a_worker_on_redis_renews_a_due_subscription(redis_worker, demo):
     # given: a subscription whose period has just ended
-    Seed()._programme()
     plan = {p.name: p for p in create_demo_plans()}["基礎方案"]
     sub = subs.subscribe(member=MemberFactory(), plan=plan, card_token="tok_ok")
     Subscription.objects.filter(pk=sub.pk).update(period_end=timezone.now())
 
     # when
-    renew_subscription.delay(sub.pk)
+    run_subscription_jobs.delay()
 
     # then
     # (until the period has moved on: the charge attempt is written before the gateway is

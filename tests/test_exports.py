@@ -22,7 +22,6 @@ from django.utils import timezone
 from b2b import services as b2b
 from b2b.models import Role
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import (
     AuditEntry,
     Nudge,
@@ -562,10 +561,9 @@ def test_the_demo_operator_role_may_export_every_list(programme):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_the_operator_exports_the_filtered_ledger_as_xlsx_in_chromium(
-    live_server, browser, tmp_path
+    live_server, browser, tmp_path, demo
 ):
     # given: two ledger entries, one earned and one adjusted
-    Seed()._programme()
     member = MemberFactory(name="王小明", external_id="M1")
     points.earn(member_id=member.pk, points=100, source="action", source_ref="x", key="k-1")
     points.adjust(member_id=member.pk, points=-30, reason="更正", actor=UserFactory(), key="k-2")
@@ -599,10 +597,9 @@ def test_the_operator_exports_the_filtered_ledger_as_xlsx_in_chromium(
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_the_operator_imports_tags_through_preview_and_confirm_in_chromium(
-    live_server, browser, tmp_path
+    live_server, browser, tmp_path, demo
 ):
     # given
-    Seed()._programme()
     user = UserFactory(username="root", is_superuser=True)
     user.set_password("pw-for-exports-2")
     user.save()

@@ -13,7 +13,6 @@ from django.utils import timezone
 from b2b import services as b2b
 from b2b.models import Role
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause, Member
 from membership.selectors import calculate_tier
 from tests.factories import MemberFactory, OrderFactory, UserFactory
@@ -22,15 +21,7 @@ TAIPEI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=TAIPEI)
 
 
-@pytest.fixture(autouse=True)
-def _frozen_clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
-def demo(db):
-    Seed()._programme()
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def member_with_login(username="amy", spend=0, **kwargs):

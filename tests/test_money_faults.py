@@ -11,7 +11,6 @@ from django.urls import reverse
 
 from b2b.models import Enterprise
 from b2b.validators import is_valid_business_id, validate_business_id
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause, Member
 from membership.services import evaluate_member
 from points.models import Account, Entry, Reward
@@ -30,8 +29,7 @@ LEDGER_MAX = 2**63 - 1
 
 
 @pytest.fixture
-def plans(db):
-    Seed()._programme()
+def plans(demo):
     return {p.name: p for p in create_demo_plans()}
 
 
@@ -402,11 +400,10 @@ def test_an_unexpected_error_renewing_one_subscription_is_counted_and_the_others
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_same_redemption_sent_ten_times_at_once_redeems_once_and_takes_one_item():
+def test_the_same_redemption_sent_ten_times_at_once_redeems_once_and_takes_one_item(demo):
     from tests.test_concurrency import run_together
 
     # given
-    Seed()._programme()
     member = MemberFactory()
     evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
     earn(member_id=member.pk, points=500, source="test", source_ref="seed", key="seed")
@@ -428,10 +425,9 @@ def test_the_same_redemption_sent_ten_times_at_once_redeems_once_and_takes_one_i
 
 
 @pytest.fixture
-def adjuster(client, db):
+def adjuster(client, demo):
     from django.contrib.auth.models import Permission
 
-    Seed()._programme()
     clerk = UserFactory()
     clerk.user_permissions.set(
         Permission.objects.filter(codename__in=["adjust_points", "view_member"])
@@ -543,10 +539,9 @@ def test_eight_ascii_digits_with_a_bad_checksum_are_refused_for_the_checksum():
 
 @pytest.mark.parametrize("business_id", ["²2099131", "２２０９９１３１"])
 def test_the_enterprise_form_answers_a_business_id_in_other_digits_with_a_message(
-    admin_client, business_id
+    admin_client, business_id, demo
 ):
     # given
-    Seed()._programme()
     master = MemberFactory()
     evaluate_member(member_id=master.pk, cause=Cause.RECOMPUTE)
 

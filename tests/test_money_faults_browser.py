@@ -2,7 +2,6 @@
 
 import pytest
 
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause
 from membership.services import evaluate_member
 from points.models import Entry
@@ -14,8 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def adjust_page(live_server, browser):
-    Seed()._programme()
+def adjust_page(live_server, browser, demo):
     member = MemberFactory(name="王小明")
     evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
     operator = staff_with("adjust_points", "view_member")

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from membership import services as membership
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import Cause
 from points import services
 from points.models import Account, Entry, Lot
@@ -21,15 +20,7 @@ TAIPEI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=TAIPEI)
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def demo(db):
-    Seed()._programme()
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def placed(spend: int = 0):
@@ -186,6 +177,45 @@ def test_an_operator_adjustment_needs_a_reason_and_is_audited(demo):
 
     assert balance(member) == 30
     assert AuditEntry.objects.get(action="points.adjust").reason == "客訴補償"
+
+
+@pytest.mark.parametrize("points", [30, -30])
+def test_an_adjustment_posted_twice_with_its_key_is_audited_once(demo, points):
+    from membership.models import AuditEntry
+
+    # given a member with points and an adjustment already posted
+    member = placed()
+    give(member, 100, "start")
+    operator = UserFactory()
+    services.adjust(member_id=member.pk, points=points, reason="更正", actor=operator, key="a1")
+
+    # when the same adjustment is posted again with its key
+    services.adjust(member_id=member.pk, points=points, reason="更正", actor=operator, key="a1")
+
+    # then it is one posting and one audit entry
+    assert balance(member) == 100 + points
+    assert AuditEntry.objects.filter(action="points.adjust").count() == 1
+
+
+def test_an_adjustment_whose_audit_entry_fails_posts_nothing(demo, monkeypatch):
+    # given a member with points and an audit log that refuses to write
+    member = placed()
+    give(member, 100, "start")
+
+    def broken(**kwargs):
+        raise RuntimeError("audit log unavailable")
+
+    monkeypatch.setattr(services, "record_audit", broken)
+
+    # when an operator adjusts the points
+    with pytest.raises(RuntimeError):
+        services.adjust(
+            member_id=member.pk, points=30, reason="更正", actor=UserFactory(), key="a1"
+        )
+
+    # then the ledger is as it was
+    assert balance(member) == 100
+    assert not Entry.objects.filter(idempotency_key="a1").exists()
 
 
 OPS = st.lists(

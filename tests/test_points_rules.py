@@ -3,30 +3,17 @@
 import datetime as dt
 
 import pytest
-import time_machine
 from django.core.exceptions import ValidationError
 
 from membership import services as membership
-from membership.management.commands.seed_demo import Command as Seed
 from points.birthday import award_birthday_bonuses
 from points.models import BirthdayRule, Entry, Partner, PartnerBonus, PartnerTransfer
 from points.partners import receive_from_partner, send_to_partner
 from points.rewards import refer
 from tests.factories import MemberFactory
-from tests.test_points import NOW, balance, buy, give, placed
+from tests.test_points import NOW, balance, buy, give, placed  # noqa: F401 (NOW: frozen_clock)
 
-pytestmark = pytest.mark.usefixtures("english")
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def demo(db):
-    Seed()._programme()
+pytestmark = pytest.mark.usefixtures("english", "frozen_clock")
 
 
 def holding(spend: int):

@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from membership import services
-from membership.management.commands.seed_demo import Command as Seed
 from membership.models import AuditEntry, Cause, Member, Order, TierHistory
 from membership.services import privacy
 from points import services as points
@@ -23,11 +22,6 @@ from points.models import Account, Entry
 from tests.factories import MemberFactory, staff_with
 
 PASSWORD = "pw-for-privacy-1"
-
-
-@pytest.fixture
-def demo(db):
-    Seed()._programme()
 
 
 def member_with_history(username: str, name: str, phone: str, order_ref: str) -> Member:

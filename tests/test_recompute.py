@@ -4,7 +4,6 @@ import datetime as dt
 import random
 
 import pytest
-import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -17,10 +16,7 @@ TAIPEI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=TAIPEI)
 
 
-@pytest.fixture(autouse=True)
-def _frozen_clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def random_members(programme, n: int, seed: int = 7) -> list[Member]:

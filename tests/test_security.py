@@ -448,13 +448,11 @@ def cookie_like(browser: Browser, name: str, value: str) -> http.cookiejar.Cooki
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_no_member_or_admin_page_breaks_the_policy_in_chromium(live_server, chromium):  # noqa: F811
+def test_no_member_or_admin_page_breaks_the_policy_in_chromium(live_server, chromium, demo):  # noqa: F811
     # given: the demo programme, a member with an order, an administrator
     from membership import services
-    from membership.management.commands.seed_demo import Command as Seed
     from membership.models import Cause, Tier, VipGroup
 
-    Seed()._programme()
     member = MemberFactory(
         user=get_user_model().objects.create_user("xiaoming", password=PASSWORD), name="王小明"
     )

@@ -6,13 +6,12 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 
-from membership.management.commands.seed_demo import Command as Seed
-from membership.models import Cause, Member, TierHistory
+from membership.models import AuditEntry, Cause, Member, TierHistory
 from membership.services import evaluate_member
 from subscriptions import services
 from subscriptions.demo import create_demo_plans
 from subscriptions.models import ChargeAttempt, SandboxCharge, Subscription
-from tests.factories import MemberFactory
+from tests.factories import MemberFactory, UserFactory
 
 TAIPEI = dt.timezone(dt.timedelta(hours=8))
 START = dt.datetime(2026, 6, 1, 10, 0, tzinfo=TAIPEI)
@@ -21,8 +20,7 @@ State = Subscription.State
 
 
 @pytest.fixture
-def plans(db):
-    Seed()._programme()
+def plans(demo):
     return {p.name: p for p in create_demo_plans()}
 
 
@@ -183,6 +181,23 @@ def test_a_plan_change_takes_effect_at_the_next_period(plans, member):
     assert (
         ChargeAttempt.objects.filter(subscription=sub).order_by("-created_at").first().amount == 499
     )
+
+
+def test_a_plan_change_after_a_cancel_records_the_state_it_left(plans, member):
+    # given a subscription cancelled by its member
+    sub = subscribed(member, plans["基礎方案"])
+    staff = UserFactory()
+    with time_machine.travel(START + dt.timedelta(days=5), tick=False):
+        services.cancel(subscription=sub)
+
+        # when the operator moves it to another paid plan
+        services.change_plan(subscription=sub, plan=plans["進階方案"], actor=staff, reason="升級")
+
+    # then the event and the audit entry read cancelling → active
+    event = sub.events.get(kind="plan_change:進階方案")
+    assert (event.from_state, event.to_state) == (State.CANCELLING, State.ACTIVE)
+    entry = AuditEntry.objects.get(action="subscription.change_plan")
+    assert (entry.before["state"], entry.after["state"]) == (State.CANCELLING, State.ACTIVE)
 
 
 def test_a_gateway_timeout_followed_by_a_late_success_records_one_charge(plans, member, settings):

@@ -15,10 +15,7 @@ TAIPEI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=TAIPEI)
 
 
-@pytest.fixture(autouse=True)
-def _frozen_clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def placed(member: Member) -> Member:

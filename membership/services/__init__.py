@@ -1,7 +1,7 @@
 """The membership rules. Admin, views, tasks and commands call these; none repeat them."""
 
 from .adjustments import adjust_tier
-from .audit import record_audit, snapshot
+from .audit import Audited, record_audit, record_audits, snapshot
 from .bulk import BulkResult, recompute_members, review_due_members
 from .evaluation import Evaluation, EvaluationResult, evaluate, evaluate_member
 from .grants import grant_tier
@@ -13,6 +13,7 @@ from .rules import Mode, load_programme
 from .tags import add_tag, change_member_tags, change_tag_for_members, remove_tag
 
 __all__ = [
+    "Audited",
     "BulkResult",
     "UpsertResult",
     "Evaluation",
@@ -30,6 +31,7 @@ __all__ = [
     "load_programme",
     "recompute_members",
     "record_audit",
+    "record_audits",
     "record_order",
     "record_refund",
     "remove_tag",

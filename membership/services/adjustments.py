@@ -9,11 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from membership.models import Cause, Member, Tier, TierHistory
+from membership.models import Cause, Member, Tier
 
 from .audit import record_audit, snapshot
 from .evaluation import best_active_grant_rank, lock_member, member_metrics
-from .notifications import notify_after_commit
+from .history import record_tier_change
 from .rules import WindowBounds, add_months, load_programme, resolve_group, upgrade_rank
 
 AUDITED_FIELDS = ["group", "earned_tier", "tier", "locked_tier", "locked_until"]
@@ -100,23 +100,19 @@ def adjust_tier(
             member.tier_since = now
         member.save()
 
-        if (member.group_id, member.tier_id) != (old_group_id, old_tier_id):
-            TierHistory.objects.create(
-                member=member,
-                from_group_id=old_group_id,
-                from_tier_id=old_tier_id,
-                to_group_id=member.group_id,
-                to_tier_id=member.tier_id,
-                cause=Cause.MANUAL,
-                actor=actor,
-                reason=reason,
-                explanation={
-                    "manual": True,
-                    "locked_until": locked_until.isoformat() if locked_until else None,
-                },
-                created_at=now,
-            )
-            notify_after_commit()
+        record_tier_change(
+            member=member,
+            from_group_id=old_group_id,
+            from_tier_id=old_tier_id,
+            cause=Cause.MANUAL,
+            actor=actor,
+            reason=reason,
+            explanation={
+                "manual": True,
+                "locked_until": locked_until.isoformat() if locked_until else None,
+            },
+            at=now,
+        )
         record_audit(
             actor=actor,
             action="member.adjust_tier",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from django.db import models
 from django.forms.models import model_to_dict
 from django.utils import timezone
@@ -51,8 +54,7 @@ def record_audit(
         object_id = object_id or str(obj.pk)
         object_repr = object_repr or str(obj)[:200]
     return AuditEntry.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_name=getattr(actor, "username", "") or "system",
+        **_by(actor),
         action=action,
         object_type=object_type,
         object_id=object_id,
@@ -62,3 +64,56 @@ def record_audit(
         reason=reason,
         created_at=timezone.now(),
     )
+
+
+@dataclass(frozen=True)
+class Audited:
+    """One object's change in ``record_audits``."""
+
+    object_id: str
+    object_repr: str
+    before: dict | None
+    after: dict | None
+
+
+def record_audits(
+    *,
+    actor,
+    action: str,
+    object_type: str,
+    changes: Iterable[Audited],
+    reason: str = "",
+    batch_size: int = 2000,
+) -> int:
+    """``record_audit`` for many objects of one type at once, set-based: one entry each.
+
+    Call inside the transaction of the change it records. Returns how many were written.
+    """
+    now = timezone.now()
+    return len(
+        AuditEntry.objects.bulk_create(
+            [
+                AuditEntry(
+                    **_by(actor),
+                    action=action,
+                    object_type=object_type,
+                    object_id=change.object_id,
+                    object_repr=change.object_repr[:200],
+                    before=change.before,
+                    after=change.after,
+                    reason=reason,
+                    created_at=now,
+                )
+                for change in changes
+            ],
+            batch_size=batch_size,
+        )
+    )
+
+
+def _by(actor) -> dict:
+    """Who acted: the staff user, or "system" for jobs and members."""
+    return {
+        "actor": actor if getattr(actor, "pk", None) else None,
+        "actor_name": getattr(actor, "username", "") or "system",
+    }

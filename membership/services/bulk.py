@@ -21,7 +21,16 @@ from django.utils import timezone
 from membership.models import Cause, EntryRequires, Member, Metric, Window
 
 from .notifications import notify_after_commit
-from .rules import GroupRule, Mode, Programme, WindowBounds, add_months, load_programme
+from .rules import (
+    COUNTED_ORDER_SQL,
+    NET_SPEND_SQL,
+    GroupRule,
+    Mode,
+    Programme,
+    WindowBounds,
+    add_months,
+    load_programme,
+)
 
 # Builds "column IN (...)" or "column BETWEEN ..." for one chunk, adding its params to q.
 MemberFilter = Callable[["_Sql", str], str]
@@ -99,8 +108,7 @@ def _aggregate_sql(
     q: _Sql, bounds: WindowBounds, cols: set[str], member_filter: MemberFilter, shared: bool
 ) -> str:
     """Per member, or per tier holder when some members share a holder's tier."""
-    net = "o.amount - o.refunded_amount"
-    counted = "o.amount > o.refunded_amount"
+    net, counted = NET_SPEND_SQL, COUNTED_ORDER_SQL
     parts = []
     for (metric, window), col in COLUMN.items():
         if col not in cols:

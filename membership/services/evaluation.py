@@ -20,8 +20,10 @@ from membership.models import (
 )
 from membership.sqltime import from_db, to_db
 
-from .notifications import notify_after_commit
+from .history import record_tier_change
 from .rules import (
+    COUNTED_ORDER_SQL,
+    NET_SPEND_SQL,
     GroupCheck,
     GroupRule,
     Metrics,
@@ -48,15 +50,14 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         start = bounds.start(window)
         if start is None:
             columns += [
-                "COALESCE(SUM(o.amount - o.refunded_amount), 0)",
-                "COALESCE(SUM(CASE WHEN o.amount > o.refunded_amount THEN 1 ELSE 0 END), 0)",
+                f"COALESCE(SUM({NET_SPEND_SQL}), 0)",
+                f"COALESCE(SUM(CASE WHEN {COUNTED_ORDER_SQL} THEN 1 ELSE 0 END), 0)",
             ]
             continue
         at = to_db(start)
         columns += [
-            "COALESCE(SUM(CASE WHEN o.placed_at >= %s "
-            "THEN o.amount - o.refunded_amount ELSE 0 END), 0)",
-            "COALESCE(SUM(CASE WHEN o.placed_at >= %s AND o.amount > o.refunded_amount "
+            f"COALESCE(SUM(CASE WHEN o.placed_at >= %s THEN {NET_SPEND_SQL} ELSE 0 END), 0)",
+            f"COALESCE(SUM(CASE WHEN o.placed_at >= %s AND {COUNTED_ORDER_SQL} "
             "THEN 1 ELSE 0 END), 0)",
         ]
         params += [at, at]
@@ -279,26 +280,23 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
         target = (holder.group_id, holder.earned_tier_id, holder.tier_id)
         if (sharer.group_id, sharer.earned_tier_id, sharer.tier_id) == target:
             continue
-        if (sharer.group_id, sharer.tier_id) != (holder.group_id, holder.tier_id):
-            TierHistory.objects.create(
-                member=sharer,
-                from_group_id=sharer.group_id,
-                from_tier_id=sharer.tier_id,
-                to_group_id=holder.group_id,
-                to_tier_id=holder.tier_id,
-                cause=cause,
-                actor=actor,
-                # The holder by id, not name: history is append-only, and a name must be
-                # erasable on request (the member's data rights).
-                explanation={"shared_from_member_id": holder.pk},
-                created_at=now,
-            )
-            notify_after_commit()
+        old_group_id, old_tier_id = sharer.group_id, sharer.tier_id
         if sharer.tier_id != holder.tier_id:
             sharer.tier_since = now
         sharer.group_id, sharer.earned_tier_id, sharer.tier_id = target
         sharer.next_review_on = None
         sharer.save(update_fields=["group", "earned_tier", "tier", "tier_since", "next_review_on"])
+        record_tier_change(
+            member=sharer,
+            from_group_id=old_group_id,
+            from_tier_id=old_tier_id,
+            cause=cause,
+            actor=actor,
+            # The holder by id, not name: history is append-only, and a name must be
+            # erasable on request (the member's data rights).
+            explanation={"shared_from_member_id": holder.pk},
+            at=now,
+        )
         changed += 1
     return changed
 
@@ -351,19 +349,16 @@ def apply_evaluation(
 
     result = EvaluationResult(evaluation=ev, changed=True)
     if (new_group_id, new_tier_id) != (old_group_id, old_tier_id):
-        result.history = TierHistory.objects.create(
+        result.history = record_tier_change(
             member=member,
             from_group_id=old_group_id,
             from_tier_id=old_tier_id,
-            to_group_id=new_group_id,
-            to_tier_id=new_tier_id,
             cause=cause,
             actor=actor,
             reason=reason,
             explanation=ev.explanation(),
-            created_at=ev.now,
+            at=ev.now,
         )
-        notify_after_commit()
     if rose and ev.earned and ev.earned.gift:
         # Under the member lock; the unique constraint backs it against any other writer.
         gift, created = GiftIssue.objects.get_or_create(

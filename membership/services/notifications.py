@@ -7,6 +7,8 @@ e-mail; a row is marked before sending (at most once, never twice).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -48,9 +50,38 @@ def send_tier_notifications() -> int:
 
 
 def send_tier_change_email(row: TierHistory) -> None:
-    language = row.member.language or settings.LANGUAGE_CODE
+    email_member(
+        member=row.member,
+        template="membership/email/tier_changed.{language}.txt",
+        subject_template="membership/email/tier_changed.{language}.subject.txt",
+        context=lambda: {"change": row, "cause": row.get_cause_display()},
+    )
+
+
+def email_member(
+    *,
+    member,
+    template: str,
+    context: Callable[[], dict] | dict,
+    subject_template: str | None = None,
+) -> bool:
+    """E-mail ``member`` in their language. Returns False, sending nothing, without an address.
+
+    ``{language}`` in a template name is the member's language. The context (a dict, or a
+    function giving one, called in that language) gets ``member`` too. Without a subject
+    template the body's first line is the subject.
+    """
+    if not member.email:
+        return False
+    language = member.language or settings.LANGUAGE_CODE
     with translation.override(language):
-        context = {"member": row.member, "change": row, "cause": row.get_cause_display()}
-        subject = render_to_string(f"membership/email/tier_changed.{language}.subject.txt", context)
-        body = render_to_string(f"membership/email/tier_changed.{language}.txt", context)
-    send_mail(subject.strip(), body, settings.DEFAULT_FROM_EMAIL, [row.member.email])
+        values = {"member": member, **(context() if callable(context) else context)}
+        body = render_to_string(template.format(language=language), values)
+        if subject_template is None:
+            subject, _sep, text = body.strip().partition("\n")
+            text = text.strip()
+        else:
+            subject = render_to_string(subject_template.format(language=language), values)
+            text = body
+    send_mail(subject.strip(), text, settings.DEFAULT_FROM_EMAIL, [member.email])
+    return True

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
 from membership.sqltime import to_db
 
-from .rules import WindowBounds, load_programme
+from .notifications import email_member
+from .rules import COUNTED_ORDER_SQL, NET_SPEND_SQL, WindowBounds, load_programme
 
 UPGRADE_MARGIN = 500  # NT$
 STALLED_AFTER = dt.timedelta(days=90)
@@ -39,9 +37,9 @@ def period_of(now: dt.datetime) -> str:
 def _values(group_id: int, metric: str, start) -> tuple[str, list]:
     """Each tier holder's qualifying value in the window: SUM(net NT$) or paid orders."""
     value = (
-        "SUM(o.amount - o.refunded_amount)"
+        f"SUM({NET_SPEND_SQL})"
         if metric == Metric.SPEND
-        else "SUM(CASE WHEN o.amount > o.refunded_amount THEN 1 ELSE 0 END)"
+        else f"SUM(CASE WHEN {COUNTED_ORDER_SQL} THEN 1 ELSE 0 END)"
     )
     where, params = "o.status = 'paid' AND om.group_id = %s", [group_id]
     if start is not None:
@@ -173,17 +171,9 @@ def send_nudges() -> int:
     sent = 0
     while rows := _claim_batch():
         for nudge in rows:
-            if not nudge.member.email:
-                continue
-            language = nudge.member.language or settings.LANGUAGE_CODE
-            with translation.override(language):
-                body = render_to_string(
-                    "membership/email/nudge.txt",
-                    {"nudge": nudge, "member": nudge.member, "offer": offers.get(nudge.kind, "")},
-                )
-            subject, _sep, text = body.strip().partition("\n")
-            send_mail(
-                subject.strip(), text.strip(), settings.DEFAULT_FROM_EMAIL, [nudge.member.email]
+            sent += email_member(
+                member=nudge.member,
+                template="membership/email/nudge.txt",
+                context={"nudge": nudge, "offer": offers.get(nudge.kind, "")},
             )
-            sent += 1
     return sent

@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from django.db.models import F, Q
+from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
 from membership.models import EntryRequires, Metric, Tier, VipGroup, Window
@@ -123,6 +125,23 @@ def load_programme() -> Programme:
     return Programme(groups=tuple(groups))
 
 
+# --- what an order counts for ------------------------------------------------
+
+# A paid order counts for its amount less its refunds, and as one order while any of it
+# is left. Written once: for SQL (the order table aliased ``o``) and for the ORM (``path``
+# leads from the queried model to the order, e.g. "orders__").
+NET_SPEND_SQL = "o.amount - o.refunded_amount"
+COUNTED_ORDER_SQL = "o.amount > o.refunded_amount"
+
+
+def net_spend(path: str = "") -> CombinedExpression:
+    return F(f"{path}amount") - F(f"{path}refunded_amount")
+
+
+def counted_order(path: str = "") -> Q:
+    return Q(**{f"{path}amount__gt": F(f"{path}refunded_amount")})
+
+
 # --- windows ---------------------------------------------------------------
 
 
@@ -134,7 +153,15 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def _local_midnight(day: dt.date) -> dt.datetime:
+def add_months_local(moment: dt.datetime, months: int) -> dt.datetime:
+    """The same local time ``months`` later, on the day ``add_months`` gives."""
+    local = timezone.localtime(moment)
+    day = add_months(local.date(), months)
+    return local.replace(year=day.year, month=day.month, day=day.day)
+
+
+def local_midnight(day: dt.date) -> dt.datetime:
+    """The start of ``day`` in the shop's time zone."""
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
@@ -151,9 +178,9 @@ class WindowBounds:
     def start(self, window: str) -> dt.datetime | None:
         if window == Window.ROLLING_12_MONTHS:
             # Twelve whole months ending today: from the day after this date last year.
-            return _local_midnight(add_months(self.today, -12) + dt.timedelta(days=1))
+            return local_midnight(add_months(self.today, -12) + dt.timedelta(days=1))
         if window == Window.CALENDAR_YEAR:
-            return _local_midnight(self.today.replace(month=1, day=1))
+            return local_midnight(self.today.replace(month=1, day=1))
         return None
 
     def closes_on(self, window: str) -> dt.date | None:

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from membership.models import Cause, Member, MemberTag, Tag
 
-from .audit import record_audit
+from .audit import Audited, record_audit, record_audits
 from .evaluation import EvaluationResult, evaluate_member, lock_member
 from .rules import Mode
 from .system_tags import refuse_system_tags
@@ -82,15 +82,10 @@ def change_tag_for_members(
     Only members whose tags actually change get an audit entry (their tag names before
     and after) and are re-evaluated, through the set-based recompute.
     """
-    from django.utils import timezone
-
-    from membership.models import AuditEntry
-
     from .bulk import recompute_members
 
     refuse_system_tags([tag])
     ids = sorted(set(member_ids))
-    now = timezone.now()
     with transaction.atomic():
         holding = set()
         for i in range(0, len(ids), 5000):
@@ -115,27 +110,24 @@ def change_tag_for_members(
                 )
             else:
                 MemberTag.objects.filter(member_id__in=part, tag=tag).delete()
-        AuditEntry.objects.bulk_create(
-            [
-                AuditEntry(
-                    actor=actor if getattr(actor, "pk", None) else None,
-                    actor_name=getattr(actor, "username", "") or "system",
-                    action="member.tags",
-                    object_type="membership.member",
+        record_audits(
+            actor=actor,
+            action="member.tags",
+            object_type="membership.member",
+            changes=(
+                Audited(
                     object_id=str(m),
-                    object_repr=names.get(m, "")[:200],
+                    object_repr=names.get(m, ""),
                     before={"tags": sorted(before[m])},
                     after={
                         "tags": sorted(
                             [*before[m], tag.name] if add else set(before[m]) - {tag.name}
                         )
                     },
-                    reason=reason,
-                    created_at=now,
                 )
                 for m in affected
-            ],
-            batch_size=2000,
+            ),
+            reason=reason,
         )
         result = recompute_members(member_ids=affected, cause=Cause.TAG, actor=actor)
     return len(affected), result

@@ -1,5 +1,5 @@
 """The payment-gateway port. A real gateway (ECPay, NewebPay, Stripe…) is one module
-with a class that has ``charge`` and ``refund``, named in settings.PAYMENT_GATEWAY."""
+with a class that has ``charge``, named in settings.PAYMENT_GATEWAY."""
 
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ class GatewayTimeout(Exception):
 
 class PaymentGateway(Protocol):
     def charge(self, *, token: str, amount: int, idempotency_key: str) -> Outcome: ...
-
-    def refund(self, *, reference: str, amount: int, idempotency_key: str) -> Outcome: ...
 
 
 def get_gateway() -> PaymentGateway:

@@ -58,6 +58,3 @@ class SandboxGateway:
         if token in LOST_FIRST_ANSWER:
             raise GatewayTimeout(idempotency_key)  # charged; the answer comes on the next ask
         return Outcome(charge.succeeded, charge.reference, "" if succeeded else "declined")
-
-    def refund(self, *, reference: str, amount: int, idempotency_key: str) -> Outcome:
-        return Outcome(True, f"sbx_refund_{reference}")

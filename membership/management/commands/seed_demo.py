@@ -209,6 +209,49 @@ OPERATOR_EXTRA = [
 OPERATOR_NEVER = ["add_auditentry", "change_auditentry", "delete_auditentry"]
 
 
+def create_demo_programme() -> None:
+    """The demo programme's groups, tiers and tags; what exists already is left alone."""
+    tags = {
+        name: Tag.objects.get_or_create(name=name, defaults={"kind": kind})[0]
+        for name, kind in EXTRA_TAGS
+    }
+    for name, priority, tag_name, metric, window, tiers in PROGRAMME:
+        group, created = VipGroup.objects.get_or_create(
+            name=name,
+            defaults={
+                "priority": priority,
+                "is_default": tag_name is None,
+                "metric": metric,
+                "window": window,
+                "description": f"{name}（示範資料）",
+            },
+        )
+        if tag_name:
+            tags[tag_name] = Tag.objects.get_or_create(name=tag_name)[0]
+            group.entry_tags.add(tags[tag_name])
+        if not created:
+            continue
+        for rank, (tier_name, colour, up, keep, off, pts, ship, gift, benefits) in enumerate(
+            tiers, start=1
+        ):
+            tier = Tier.objects.create(
+                group=group,
+                rank=rank,
+                name=tier_name,
+                badge_colour=colour,
+                upgrade_threshold=up,
+                retention_threshold=keep,
+                discount_percent=off,
+                points_per_100=pts,
+                free_shipping=ship,
+                birthday_perk="生日當月點數加倍" if rank > 1 else "",
+                upgrade_gift=gift,
+            )
+            TierBenefit.objects.bulk_create(
+                TierBenefit(tier=tier, position=i, text=text) for i, text in enumerate(benefits)
+            )
+
+
 def operator_role() -> Group:
     """The demo's 營運人員 group with exactly the permissions above (idempotent)."""
     operators, _created = Group.objects.get_or_create(name=OPERATOR_ROLE)
@@ -248,45 +291,7 @@ class Command(BaseCommand):
             self._logins()
 
     def _programme(self):
-        tags = {
-            name: Tag.objects.get_or_create(name=name, defaults={"kind": kind})[0]
-            for name, kind in EXTRA_TAGS
-        }
-        for name, priority, tag_name, metric, window, tiers in PROGRAMME:
-            group, created = VipGroup.objects.get_or_create(
-                name=name,
-                defaults={
-                    "priority": priority,
-                    "is_default": tag_name is None,
-                    "metric": metric,
-                    "window": window,
-                    "description": f"{name}（示範資料）",
-                },
-            )
-            if tag_name:
-                tags[tag_name] = Tag.objects.get_or_create(name=tag_name)[0]
-                group.entry_tags.add(tags[tag_name])
-            if not created:
-                continue
-            for rank, (tier_name, colour, up, keep, off, pts, ship, gift, benefits) in enumerate(
-                tiers, start=1
-            ):
-                tier = Tier.objects.create(
-                    group=group,
-                    rank=rank,
-                    name=tier_name,
-                    badge_colour=colour,
-                    upgrade_threshold=up,
-                    retention_threshold=keep,
-                    discount_percent=off,
-                    points_per_100=pts,
-                    free_shipping=ship,
-                    birthday_perk="生日當月點數加倍" if rank > 1 else "",
-                    upgrade_gift=gift,
-                )
-                TierBenefit.objects.bulk_create(
-                    TierBenefit(tier=tier, position=i, text=text) for i, text in enumerate(benefits)
-                )
+        create_demo_programme()
 
     def _members(self, count: int):
         rng = random.Random(2026)
