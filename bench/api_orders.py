@@ -23,15 +23,10 @@ import multiprocessing
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from member_page import free_port
-from synthetic import build_merchant, scratch_database, setup_django
+from synthetic import build_merchant, production_server, scratch_database, setup_django
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-only-secret-" + "x" * 40
 CLIENTS = 8
 REPEAT_SHARE = 0.2
@@ -173,48 +168,8 @@ def main() -> None:
     warm_orders = {f"WARM-{k}": {**v, "order_id": f"WARM-{k}"} for k, v in warm_orders.items()}
     warm_sequences = [[f"WARM-{k}" for k in s] for s in warm_sequences]
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": SECRET,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_SECURE_SSL_REDIRECT": "0",
-        "DB_CONN_MAX_AGE": "60",
-        "LOG_LEVEL": "WARNING",
-        # Throughput is measured, not the per-key rate limit.
-        "API_RATE_LIMIT": "1000000/min",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-w",
-            "4",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health/")
-                break
-            except OSError:
-                time.sleep(0.2)
+    # Throughput is measured, not the per-key rate limit.
+    with production_server(url, API_RATE_LIMIT="1000000/min") as port:
         # Warm-up: workers connect, code paths load.
         run_clients(send_orders, lambda i: (port, key, warm_orders, warm_sequences[i]))
         run_clients(get_health, lambda i: (port, 20))
@@ -222,9 +177,6 @@ def main() -> None:
             send_orders, lambda i: (port, key, orders, sequences[i])
         )
         trivial, _statuses, _elapsed = run_clients(get_health, lambda i: (port, args.requests))
-    finally:
-        server.terminate()
-        server.wait(10)
     lost, doubled, wrong = check(orders)
     if wrong:
         raise SystemExit(f"{wrong} orders were recorded with another amount")

@@ -16,25 +16,14 @@ import argparse
 import http.client
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-from synthetic import build_merchant, scratch_database, setup_django
+from synthetic import build_merchant, production_server, scratch_database, setup_django
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-only-secret-" + "x" * 40
 CLIENTS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sessions_for(count: int) -> list[str]:
@@ -114,54 +103,11 @@ def main() -> None:
     recompute_members()
     sessions = sessions_for(400)
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": SECRET,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_SECURE_SSL_REDIRECT": "0",
-        "DB_CONN_MAX_AGE": "60",
-        "LOG_LEVEL": "WARNING",
-    }
-    # Production storage (hashed names, whitenoise): collected with production settings.
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-w",
-            "4",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health/")
-                break
-            except OSError:
-                time.sleep(0.2)
+    with production_server(url) as port:
         drive(port, "/me/", sessions, 20)  # warm-up: workers connect, templates compile
         drive(port, "/health/", [], 20)
         page = drive(port, "/me/", sessions, args.requests)
         trivial = drive(port, "/health/", [], args.requests)
-    finally:
-        server.terminate()
-        server.wait(10)
     print(f"requests={len(page)} clients={CLIENTS} members={args.scale}")
     print(
         f"member_page: p50_ms={p(page, 50):.1f} p95_ms={p(page, 95):.1f} "

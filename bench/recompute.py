@@ -17,7 +17,7 @@ the same orders. Last line:
 import argparse
 import time
 
-from synthetic import build_merchant, scratch_database, setup_django
+from synthetic import build_merchant, scratch_database, setup_django, time_aggregate
 
 
 def main() -> None:
@@ -27,23 +27,10 @@ def main() -> None:
 
     scratch_database("_bench_recompute")
     setup_django()
-    from django.db import connection
 
     from membership.services import recompute_members
 
     orders = build_merchant(n)
-
-    aggregate = (
-        "SELECT count(*) FROM (SELECT member_id, SUM(amount - refunded_amount) "
-        "FROM membership_order WHERE status = 'paid' GROUP BY member_id) s"
-    )
-
-    def time_aggregate() -> float:
-        with connection.cursor() as cur:
-            start = time.perf_counter()
-            cur.execute(aggregate)
-            cur.fetchone()
-            return time.perf_counter() - start
 
     time_aggregate()  # both timings below run with the orders in the cache
     start = time.perf_counter()

@@ -3,6 +3,8 @@
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -81,3 +83,69 @@ def build_merchant(members: int) -> int:
         cur.execute("VACUUM ANALYZE")
     print(f"built {members} members and {orders} orders in {time.perf_counter() - start:.1f}s")
     return orders
+
+
+@contextmanager
+def production_server(database_url: str, **extra_env: str) -> Iterator[int]:
+    """The site as production runs it — gunicorn, 4 workers, DEBUG off, collected static
+    files — on a free loopback port, answering /health/; stopped on the way out."""
+    import http.client
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-only-secret-" + "x" * 40,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DB_CONN_MAX_AGE": "60",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    root = Path(__file__).resolve().parent.parent
+    # Production storage (hashed names, whitenoise): collected with production settings.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+        cwd=root,
+        env=env,
+        check=True,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "4"]
+        + ["-b", f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=root,
+        env=env,
+    )
+    try:
+        for _ in range(100):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health/")
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+AGGREGATE = (
+    "SELECT count(*) FROM (SELECT member_id, SUM(amount - refunded_amount) "
+    "FROM membership_order WHERE status = 'paid' GROUP BY member_id) s"
+)
+
+
+def time_aggregate() -> float:
+    """The baseline of the set-based benches: a bare SUM … GROUP BY member_id of the orders."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        start = time.perf_counter()
+        cur.execute(AGGREGATE)
+        cur.fetchone()
+        return time.perf_counter() - start
