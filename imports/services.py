@@ -350,7 +350,9 @@ def write(job_id: int) -> ImportJob:
         with leases.heartbeat(job_id, token), transaction.atomic():
             _write(ImportJob.objects.get(pk=job_id), token)
     except leases.LeaseLost:
-        pass
+        # Another claim (or a discard) took the job; this write rolled back whole, and the
+        # job's state is the other claim's to report.
+        return ImportJob.objects.get(pk=job_id)
     except CONNECTION_LOST as exc:
         leases.connection_lost(job_id, token, exc)
     except Exception as exc:
