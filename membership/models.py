@@ -452,6 +452,7 @@ class Cause(models.TextChoices):
     RECOMPUTE = "recompute", _("Recompute")
     GRANT = "grant", _("Tier grant")
     CONFIGURATION = "configuration", _("Configuration change")
+    VERSION = "version", _("Programme version")
     ENTERPRISE = "enterprise", _("Enterprise account change")
     IMPORT = "import", _("Import")
 
@@ -716,3 +717,206 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} #{self.pk}"
+
+
+class ProgrammeVersion(models.Model):
+    """A version of the tier rules: each group's entry amount, metric, window and review
+    period, and each tier's upgrade and retention thresholds.
+
+    One version is live; its values are also written into the ``VipGroup`` and ``Tier``
+    columns when it goes live (``membership.services.versions`` is their only writer), so
+    the hot path reads them without a join. Drafts are edited here and published from a
+    date; a seasonal version ends on a date, and the version it replaced is live again.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        LIVE = "live", _("Live")
+        REPLACED = "replaced", _("Replaced")
+        ENDED = "ended", _("Ended")
+        REJECTED = "rejected", _("Rejected")
+
+    number = bounded(models.PositiveIntegerField(_("version number"), unique=True), minimum=1)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status, default=Status.DRAFT, db_index=True
+    )
+    copied_from = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("copied from"),
+    )
+    replaces = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("replaces"),
+        help_text=_("The version that was live when this one went live; live again at its end."),
+    )
+    effective_from = models.DateTimeField(_("effective from"), null=True, blank=True)
+    ends_on = models.DateField(
+        _("ends on"),
+        null=True,
+        blank=True,
+        help_text=_("A seasonal version: from this day the version it replaced is live again."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("drafted by"),
+    )
+    created_at = models.DateTimeField(_("drafted at"), default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("published by"),
+    )
+    published_at = models.DateTimeField(_("live since"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        verbose_name = _("programme version")
+        verbose_name_plural = _("programme versions")
+        permissions = [("publish_programmeversion", _("Can publish a programme version"))]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status="live"),
+                name="one_live_programme_version",
+                violation_error_message=_("Only one programme version is live."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = _("Version %(number)s") % {"number": self.number}
+        return f"{label} {self.name}".strip()
+
+    @property
+    def editable(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+
+class VersionGroupRule(models.Model):
+    """One group's rule inside a programme version."""
+
+    version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.CASCADE,
+        related_name="group_rules",
+        verbose_name=_("programme version"),
+    )
+    group = models.ForeignKey(
+        VipGroup, on_delete=models.CASCADE, related_name="+", verbose_name=_("VIP group")
+    )
+    entry_amount = bounded(
+        models.PositiveBigIntegerField(_("qualifying amount"), null=True, blank=True)
+    )
+    entry_requires = models.CharField(
+        _("entry condition"), max_length=10, choices=EntryRequires, default=EntryRequires.EITHER
+    )
+    metric = models.CharField(_("qualifying metric"), max_length=20, choices=Metric)
+    window = models.CharField(_("window"), max_length=20, choices=Window)
+    review_period_months = bounded(
+        models.PositiveSmallIntegerField(_("review period (months)"), default=12), minimum=1
+    )
+
+    class Meta:
+        ordering = ["group__priority", "group_id"]
+        verbose_name = _("group rule")
+        verbose_name_plural = _("group rules")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "group"], name="version_group_rule_once"),
+            models.CheckConstraint(
+                condition=Q(review_period_months__gte=1),
+                name="version_group_review_at_least_a_month",
+                violation_error_message=_("The review period is at least one month."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} · {self.group}"
+
+
+class VersionTierThreshold(models.Model):
+    """One tier's thresholds inside a programme version."""
+
+    version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.CASCADE,
+        related_name="thresholds",
+        verbose_name=_("programme version"),
+    )
+    tier = models.ForeignKey(
+        Tier, on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
+    )
+    upgrade_threshold = bounded(models.PositiveBigIntegerField(_("upgrade threshold")))
+    retention_threshold = bounded(models.PositiveBigIntegerField(_("retention threshold")))
+
+    class Meta:
+        ordering = ["tier__group__priority", "tier__rank"]
+        verbose_name = _("tier threshold")
+        verbose_name_plural = _("tier thresholds")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "tier"], name="version_tier_once"),
+            models.CheckConstraint(
+                condition=Q(retention_threshold__lte=F("upgrade_threshold")),
+                name="version_retention_not_above_upgrade",
+                violation_error_message=_(
+                    "The retention threshold cannot be above the upgrade threshold."
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} · {self.tier}"
+
+    def clean(self) -> None:
+        up, keep = self.upgrade_threshold, self.retention_threshold
+        if up is not None and keep is not None and keep > up:
+            raise ValidationError(
+                {
+                    "retention_threshold": _(
+                        "The retention threshold cannot be above the upgrade threshold."
+                    )
+                }
+            )
+
+
+class VersionSwitch(models.Model):
+    """A version going live (start) or ending (end): one row each, so a switch runs once."""
+
+    class Kind(models.TextChoices):
+        START = "start", _("Goes live")
+        END = "end", _("Ends")
+
+    version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.PROTECT,
+        related_name="switches",
+        verbose_name=_("programme version"),
+    )
+    kind = models.CharField(_("kind"), max_length=5, choices=Kind)
+    done_at = models.DateTimeField(_("done at"))
+
+    class Meta:
+        ordering = ["-done_at"]
+        verbose_name = _("version switch")
+        verbose_name_plural = _("version switches")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "kind"], name="version_switch_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} · {self.get_kind_display()}"

@@ -107,8 +107,10 @@ def value_at_review(holder, group) -> int:
     return member_metrics(holder.pk, WindowBounds(review)).of(group.metric, group.window)
 
 
-def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:
+def calculate_tier(member, *, amount: int, on: dt.date, version=None) -> Evaluation:
     """The tier the member would hold after spending ``amount`` on ``on``.
+
+    With ``version`` (a programme version, e.g. a draft): under that version's rules.
 
     The same rules as the engine: the member's real orders up to that day plus one
     hypothetical paid order, evaluated as an upgrade on that day.
@@ -124,7 +126,7 @@ def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:
     ev = evaluate(
         holder,
         mode=Mode.UPGRADE,
-        programme=load_programme(),
+        programme=load_programme(version.pk if version is not None else None),
         now=moment,
         metrics=Metrics(values=values, last_order_at=moment),
     )

@@ -33,3 +33,14 @@ def run_outbox_message(message_id: int) -> bool:
 @shared_task
 def sweep_outbox() -> int:
     return outbox.sweep()
+
+
+@shared_task
+def switch_programme_versions() -> list[int]:
+    return services.versions.switch_due_versions()
+
+
+@shared_task
+def evaluate_after_version_switch(version_id: int, at: str | None = None) -> dict:
+    result = services.versions.evaluate_after_switch(version_id=version_id, at=at)
+    return vars(result) if result else {}

@@ -1,5 +1,6 @@
 """The membership rules. Admin, views, tasks and commands call these; none repeat them."""
 
+from . import preview, versions  # noqa: E402  (modules, used as services.versions.…)
 from .adjustments import adjust_tier
 from .audit import Audited, record_audit, record_audits, snapshot
 from .bulk import BulkResult, recompute_members, review_due_members
@@ -40,4 +41,6 @@ __all__ = [
     "send_tier_notifications",
     "snapshot",
     "upsert_member",
+    "preview",
+    "versions",
 ]

@@ -167,11 +167,13 @@ def _changes_sql(
     mode: Mode,
     member_filter: MemberFilter,
     shared: bool = False,
+    due_only: bool = True,
 ) -> str:
     """One SELECT of the members whose state changes, built as a chain of CTEs.
 
     Each CTE is written, with its parameters, in the order it appears in the text,
-    so the positional parameters line up.
+    so the positional parameters line up. In review mode ``due_only=False`` reviews
+    everyone as if their review were today (the impact preview's "at their next review").
     """
     d = _dialect()
     cols = _needed_columns(programme)
@@ -191,7 +193,7 @@ def _changes_sql(
         "FROM membership_member m LEFT JOIN agg a ON a.member_id = m.id "
         f"WHERE {member_filter(q, 'm.id')} AND m.tier_holder_id IS NULL"
     )
-    if mode == Mode.REVIEW:
+    if mode == Mode.REVIEW and due_only:
         base += f" AND m.next_review_on <= {q.p(bounds.today)}"
     ctes.append(f"base {d['as']} ({base})")
 
@@ -292,7 +294,7 @@ def _changes_sql(
         f"WITH {', '.join(ctes)} "
         "SELECT z.id, z.old_group, z.old_earned, z.old_tier, z.new_group, z.new_earned, "
         "z.new_tier, z.new_review, z.next_review_on AS old_review, z.value, z.old_rank, "
-        "z.new_rank, z.group_changed, 0 AS applied "
+        "z.new_rank, z.group_changed, z.up_rank, 0 AS applied "
         f"FROM reviewed z WHERE {moved}"
     )
 
@@ -308,6 +310,7 @@ def _apply_chunk(
     shared: bool,
     notify: bool = True,
     issue_gifts: bool = True,
+    version: int | None = None,
 ) -> BulkResult:
     d = _dialect()
     q = _Sql()
@@ -348,8 +351,8 @@ def _apply_chunk(
             cur,
             "tier_changes",
             f"{d['json']}('mode', CAST(%s AS TEXT), 'bulk', 1, 'value', c.value, "
-            "'earned_rank', c.new_rank)",
-            [str(mode)],
+            "'earned_rank', c.new_rank, 'version', CAST(%s AS INTEGER))",
+            [str(mode), version],
             cause=cause,
             actor_id=actor_id,
             now=now,
@@ -469,6 +472,7 @@ def recompute_members(
     chunk: int | None = None,
     notify: bool = True,
     issue_gifts: bool = True,
+    version: int | None = None,
 ) -> BulkResult:
     """Evaluate every member (or ``member_ids``) set-based, one transaction per chunk.
 
@@ -476,7 +480,8 @@ def recompute_members(
     the next review date of the members reviewed). Idempotent: a second run finds
     nothing to change and writes nothing; gifts are unique per member and tier.
     ``notify=False`` writes the history without e-mailing anyone; ``issue_gifts=False``
-    issues no upgrade gift (an import's opening data is not an upgrade earned here).
+    issues no upgrade gift (an import's opening data is not an upgrade earned here);
+    ``version`` (a programme version's number) is named in each history row's explanation.
     """
     programme = load_programme()
     if not programme.groups:
@@ -503,6 +508,7 @@ def recompute_members(
             shared=shared,
             notify=notify,
             issue_gifts=issue_gifts,
+            version=version,
         )
     if shared:
         total += _sync_sharers(
