@@ -11,6 +11,7 @@ def version_one(apps, schema_editor):
     VipGroup = apps.get_model("membership", "VipGroup")
     Tier = apps.get_model("membership", "Tier")
     ProgrammeVersion = apps.get_model("membership", "ProgrammeVersion")
+    VersionSwitch = apps.get_model("membership", "VersionSwitch")
     VersionGroupRule = apps.get_model("membership", "VersionGroupRule")
     VersionTierThreshold = apps.get_model("membership", "VersionTierThreshold")
     if ProgrammeVersion.objects.exists() or not VipGroup.objects.exists():
@@ -19,6 +20,7 @@ def version_one(apps, schema_editor):
     version = ProgrammeVersion.objects.create(
         number=1, status="live", created_at=now, published_at=now, effective_from=now
     )
+    VersionSwitch.objects.create(version=version, kind="start", done_at=now)
     VersionGroupRule.objects.bulk_create(
         VersionGroupRule(version=version, group_id=g["id"], **{f: g[f] for f in GROUP_FIELDS})
         for g in VipGroup.objects.values("id", *GROUP_FIELDS)

@@ -98,6 +98,9 @@ def ensure_live_version(*, actor=None) -> ProgrammeVersion:
                 effective_from=now,
             )
             _copy_columns_into(version)
+            VersionSwitch.objects.create(
+                version=version, kind=VersionSwitch.Kind.START, done_at=now
+            )
         return version
 
 

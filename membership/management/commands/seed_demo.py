@@ -29,6 +29,7 @@ from membership.models import (
     VipGroup,
     Window,
 )
+from membership.services.rules import local_midnight
 
 # (group, priority, tag, metric, window, tiers)
 # tiers: (name, colour, upgrade, retention, % off, pts per NT$100, free shipping, gift, benefits)
@@ -252,6 +253,41 @@ def create_demo_programme() -> None:
             )
 
 
+# The merchant guide's seasonal thresholds (seed 000): 全館 VIP's 銀卡 / 金卡 upgrade
+# thresholds in the low season (Q1) and the high season (Q4); retention as the live one.
+SEASONS = [
+    ("Q1 淡季門檻", 1, 4, {"銀卡": 8_000, "金卡": 25_000}),
+    ("Q4 旺季門檻", 10, 13, {"銀卡": 12_000, "金卡": 35_000}),
+]
+
+
+def create_demo_versions() -> None:
+    """Version 1 live, and next year's Q1 and Q4 as scheduled seasonal versions."""
+    from membership.models import ProgrammeVersion
+    from membership.services import versions
+
+    versions.ensure_live_version()
+    if ProgrammeVersion.objects.exclude(status=ProgrammeVersion.Status.LIVE).exists():
+        return
+    today = timezone.localdate()
+    for name, start_month, end_month, thresholds in SEASONS:
+        draft = versions.create_draft(actor=None, name=name)
+        for tier_name, up in thresholds.items():
+            row = draft.thresholds.get(tier__group__is_default=True, tier__name=tier_name)
+            row.upgrade_threshold = up
+            row.retention_threshold = min(row.retention_threshold, up)
+            row.save()
+        # The season's next start still to come, so loading the demo moves nobody.
+        year = today.year if dt.date(today.year, start_month, 1) > today else today.year + 1
+        end = dt.date(year + (end_month - 1) // 12, (end_month - 1) % 12 + 1, 1)
+        versions.schedule(
+            draft,
+            actor=None,
+            effective_from=local_midnight(dt.date(year, start_month, 1)),
+            ends_on=end,
+        )
+
+
 def operator_role() -> Group:
     """The demo's 營運人員 group with exactly the permissions above (idempotent)."""
     operators, _created = Group.objects.get_or_create(name=OPERATOR_ROLE)
@@ -292,6 +328,7 @@ class Command(BaseCommand):
 
     def _programme(self):
         create_demo_programme()
+        create_demo_versions()
 
     def _members(self, count: int):
         rng = random.Random(2026)
