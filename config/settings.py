@@ -244,6 +244,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
 # take, or that no worker finished, are sent again every minute.
+# Programme versions: scheduled versions go live, seasonal ones end, at their moment.
+CELERY_BEAT_SCHEDULE["switch-programme-versions"] = {
+    "task": "membership.tasks.switch_programme_versions",
+    "schedule": 60,
+}
+
 CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
     "task": "membership.tasks.sweep_outbox",
     "schedule": 60,

@@ -848,6 +848,10 @@ class VersionGroupRule(models.Model):
     def __str__(self) -> str:
         return f"{self.version} · {self.group}"
 
+    @property
+    def name(self) -> str:  # how the page's error summary names the row
+        return str(self.group)
+
 
 class VersionTierThreshold(models.Model):
     """One tier's thresholds inside a programme version."""
@@ -881,6 +885,10 @@ class VersionTierThreshold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} · {self.tier}"
+
+    @property
+    def name(self) -> str:  # how the page's error summary names the row
+        return str(self.tier)
 
     def clean(self) -> None:
         up, keep = self.upgrade_threshold, self.retention_threshold

@@ -205,7 +205,8 @@ def _mix(programme: Programme, movements: dict[tuple, Movement]) -> list[tuple[s
     for g in programme.groups:
         for tier_id, name in [(None, _("no tier")), *((t.id, t.name) for t in g.tiers)]:
             key = (g.id, tier_id)
-            rows.append((f"{g.name} · {name}", today[key], at_once[key], after[key]))
+            if today[key] or at_once[key] or after[key]:  # tiers nobody holds, before or after
+                rows.append((f"{g.name} · {name}", today[key], at_once[key], after[key]))
     return rows
 
 
