@@ -47,7 +47,7 @@ def test_the_live_thresholds_are_read_only_on_the_group_page_with_a_link_to_a_dr
     open_group(page, live_server.url, "全館 VIP")
 
     assert page.locator("#id_tiers-2-upgrade_threshold").is_disabled()
-    page.locator("#tiers-group a", has_text="新增草稿").first.click()
+    page.locator("#live-rules-note a", has_text="新增草稿").click()
     assert page.url.endswith("/admin/membership/programmeversion/add/")
 
 
