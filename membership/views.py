@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .forms import CalculatorForm
-from .models import Member, Order
+from .models import Member, Order, ProgrammeVersion
 from .portal import panels_for
 from .selectors import calculate_tier, member_dashboard
 from .services.privacy import export_member_data
@@ -40,11 +40,16 @@ def my_tier(request):
 @login_required
 def calculator(request):
     member = _member(request)
-    form = CalculatorForm(request.GET or None)
+    # A member may try a version already announced (scheduled); drafts stay in the office.
+    announced = ProgrammeVersion.objects.filter(status=ProgrammeVersion.Status.SCHEDULED)
+    form = CalculatorForm(request.GET or None, versions=announced if announced.exists() else None)
     result = None
     if form.is_valid():
         result = calculate_tier(
-            member, amount=form.cleaned_data["amount"], on=form.cleaned_data["on"]
+            member,
+            amount=form.cleaned_data["amount"],
+            on=form.cleaned_data["on"],
+            version=form.cleaned_data.get("version"),
         )
     return render(
         request, "members/calculator.html", {"member": member, "form": form, "result": result}

@@ -4,7 +4,9 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from membership import services
 from membership.models import (
@@ -260,3 +262,30 @@ def test_the_audit_log_keeps_drafted_previewed_approved_and_published(
         ("programmeversion.approve", operator),
         ("programmeversion.publish", operator),
     ]
+
+
+def test_the_admin_calculator_runs_on_a_draft(draft, members, admin_client):
+    near, _ = members
+    url = reverse("admin:membership_member_calculator", args=[near.pk])
+    query = {"amount": 0, "on": NOW.date().isoformat()}
+
+    live = admin_client.get(url, query).context["result"]
+    what_if = admin_client.get(url, query | {"version": draft.pk}).context["result"]
+
+    assert (live.earned.name, what_if.earned.name) == ("一般會員", "銀卡")
+
+
+def test_the_members_calculator_offers_a_scheduled_version_but_never_a_draft(
+    draft, members, operator, client
+):
+    near, _ = members
+    near.user = get_user_model().objects.create_user("near", password="pw-near-1")
+    near.save()
+    client.force_login(near.user)
+    url = reverse("members:calculator")
+    query = {"amount": 0, "on": NOW.date().isoformat(), "version": draft.pk}
+    assert "version" not in client.get(url, query).context["form"].fields
+
+    versions.schedule(draft, actor=operator, now=NOW)
+
+    assert client.get(url, query).context["result"].earned.name == "銀卡"
