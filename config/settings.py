@@ -250,6 +250,12 @@ CELERY_BEAT_SCHEDULE["switch-programme-versions"] = {
     "schedule": 60,
 }
 
+# Auto-adjust proposals from the month's measures, on the 1st at 04:00.
+CELERY_BEAT_SCHEDULE["auto-adjust-monthly"] = {
+    "task": "membership.tasks.run_auto_adjust",
+    "schedule": crontab(minute=0, hour=4, day_of_month=1),
+}
+
 CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
     "task": "membership.tasks.sweep_outbox",
     "schedule": 60,

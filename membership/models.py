@@ -928,3 +928,109 @@ class VersionSwitch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} · {self.get_kind_display()}"
+
+
+class AdjustRule(models.Model):
+    """An auto-adjust rule (seed 000): when a group's measure crosses ``trigger_percent``,
+    propose moving its thresholds by ``step_percent``, never beyond ``bound_percent`` of
+    the base version's; with ``auto_apply`` a proposal within bounds publishes itself."""
+
+    class Measure(models.TextChoices):
+        VIP_SHARE = "vip_share", _("VIP share (members above the base tier)")
+        UPGRADE_RATE = "upgrade_rate", _("Upgrade rate")
+        RENEWAL_RATE = "renewal_rate", _("Renewal rate of paid plans")
+
+    class Compare(models.TextChoices):
+        ABOVE = "above", _("above")
+        BELOW = "below", _("below")
+
+    class Frequency(models.TextChoices):
+        MONTHLY = "monthly", _("Every month")
+        QUARTERLY = "quarterly", _("Every quarter")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    measure = models.CharField(_("measure"), max_length=20, choices=Measure)
+    compare = models.CharField(_("when the measure is"), max_length=5, choices=Compare)
+    trigger_percent = models.DecimalField(
+        _("trigger (percent)"),
+        max_digits=5,
+        decimal_places=1,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
+    step_percent = models.DecimalField(
+        _("step (percent)"),
+        max_digits=4,
+        decimal_places=1,
+        default=0,
+        validators=[MinValueValidator(-50), MaxValueValidator(50)],
+        help_text=_("+10 raises every threshold by 10 percent; −10 lowers them."),
+    )
+    frequency = models.CharField(_("frequency"), max_length=10, choices=Frequency)
+    bound_percent = models.DecimalField(
+        _("bound (± percent of the base version)"),
+        max_digits=4,
+        decimal_places=1,
+        default=30,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
+    base_version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("base version"),
+        help_text=_("Blank: the version live when the rule first proposes."),
+    )
+    notify_only = models.BooleanField(
+        _("only notify"), default=False, help_text=_("Flag the measure; propose no change.")
+    )
+    auto_apply = models.BooleanField(_("apply by itself within bounds"), default=False)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("auto-adjust rule")
+        verbose_name_plural = _("auto-adjust rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AdjustProposal(models.Model):
+    """What one rule found in one period: the measures, and the draft it proposes."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", _("Awaiting approval")
+        NOTIFIED = "notified", _("Flagged for review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        APPLIED = "applied", _("Applied by itself")
+
+    rule = models.ForeignKey(
+        AdjustRule, on_delete=models.PROTECT, related_name="proposals", verbose_name=_("rule")
+    )
+    period = models.CharField(_("period"), max_length=7, help_text=_("YYYY-MM or YYYY-Qn."))
+    measures = models.JSONField(_("measures"), default=dict)
+    draft = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("proposed version"),
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status)
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("auto-adjust proposal")
+        verbose_name_plural = _("auto-adjust proposals")
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "period"], name="one_proposal_per_rule_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} · {self.period}"

@@ -44,3 +44,8 @@ def switch_programme_versions() -> list[int]:
 def evaluate_after_version_switch(version_id: int, at: str | None = None) -> dict:
     result = services.versions.evaluate_after_switch(version_id=version_id, at=at)
     return vars(result) if result else {}
+
+
+@shared_task
+def run_auto_adjust() -> int:
+    return len(services.autoadjust.run_auto_adjust())

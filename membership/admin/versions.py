@@ -14,9 +14,15 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from membership.models import ProgrammeVersion, VersionGroupRule, VersionTierThreshold
+from membership.models import (
+    AdjustProposal,
+    AdjustRule,
+    ProgrammeVersion,
+    VersionGroupRule,
+    VersionTierThreshold,
+)
+from membership.services import autoadjust, record_audit, snapshot, versions
 from membership.services import preview as previews
-from membership.services import record_audit, snapshot, versions
 from membership.services.programme import Rung, ladder_problems
 
 
@@ -307,3 +313,62 @@ class ProgrammeVersionAdmin(admin.ModelAdmin):
                 },
             )
         return redirect(reverse("admin:membership_programmeversion_change", args=[pk]))
+
+
+@admin.register(AdjustRule)
+class AdjustRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "measure",
+        "compare",
+        "trigger_percent",
+        "step_percent",
+        "frequency",
+        "bound_percent",
+        "notify_only",
+        "auto_apply",
+        "active",
+    ]
+    list_filter = ["measure", "active"]
+
+    def save_model(self, request, obj, form, change):
+        before = snapshot(AdjustRule.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        record_audit(
+            actor=request.user,
+            action=f"adjustrule.{'change' if change else 'add'}",
+            obj=obj,
+            before=before,
+            after=snapshot(obj),
+        )
+
+
+@admin.register(AdjustProposal)
+class AdjustProposalAdmin(admin.ModelAdmin):
+    list_display = ["rule", "period", "status", "draft", "measures", "note", "created_at"]
+    list_filter = ["status", "rule"]
+    readonly_fields = ["rule", "period", "status", "draft", "measures", "note", "created_at"]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request):
+        return False  # proposals come from the monthly job
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Approve: publish for two days later"))
+    def approve(self, request, queryset):
+        self._decide(request, queryset, autoadjust.approve)
+
+    @admin.action(description=_("Reject"))
+    def reject(self, request, queryset):
+        self._decide(request, queryset, autoadjust.reject)
+
+    def _decide(self, request, queryset, decide):
+        for proposal in queryset:
+            try:
+                decide(proposal, actor=request.user)
+            except ValidationError as error:
+                messages.error(request, f"{proposal}: {' '.join(error.messages)}")
+            else:
+                messages.success(request, str(proposal))

@@ -1,6 +1,6 @@
 """The membership rules. Admin, views, tasks and commands call these; none repeat them."""
 
-from . import preview, versions  # noqa: E402  (modules, used as services.versions.…)
+from . import autoadjust, preview, versions  # noqa: E402  (modules, used as services.versions.…)
 from .adjustments import adjust_tier
 from .audit import Audited, record_audit, record_audits, snapshot
 from .bulk import BulkResult, recompute_members, review_due_members
@@ -41,6 +41,7 @@ __all__ = [
     "send_tier_notifications",
     "snapshot",
     "upsert_member",
+    "autoadjust",
     "preview",
     "versions",
 ]

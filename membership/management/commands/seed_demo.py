@@ -323,8 +323,19 @@ class Command(BaseCommand):
                 self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
                 self._offers()
                 self._refund_example()
+                self._auto_adjust()
                 self.stdout.write(f"{services.compute_nudges()} nudges for this month.")
             self._logins()
+
+    def _auto_adjust(self):
+        """The seed's three rules, run as at this quarter's first morning."""
+        from membership.services import autoadjust
+
+        autoadjust.ensure_default_rules()
+        today = timezone.localdate()
+        quarter = dt.date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+        made = autoadjust.run_auto_adjust(now=local_midnight(quarter) + dt.timedelta(hours=4))
+        self.stdout.write(f"{len(made)} auto-adjust proposals.")
 
     def _programme(self):
         create_demo_programme()
