@@ -152,3 +152,56 @@ def test_the_admin_explains_a_tier_by_growth_points(growth, admin_client):
     ).content.decode()
 
     assert "member has earned 1,500 growth points" in text
+
+
+def test_the_calculator_page_answers_in_growth_points_in_chinese(growth, client):
+    meiling, _order = meiling_at_1500()
+    client.force_login(meiling.user)
+
+    text = client.get(
+        reverse("members:calculator"),
+        {"amount": 350_000, "on": timezone.localdate().isoformat()},
+        HTTP_ACCEPT_LANGUAGE="zh-hant",
+    ).content.decode()
+
+    assert "您將成為 全館 VIP 的 <strong>金卡</strong>（累計 5,000 成長值）。" in text
+
+
+def test_the_admin_explains_growth_points_in_chinese(growth, admin_client):
+    meiling, _order = meiling_at_1500()
+
+    text = admin_client.get(
+        reverse("admin:membership_member_change", args=[meiling.pk]),
+        HTTP_ACCEPT_LANGUAGE="zh-hant",
+    ).content.decode()
+
+    assert "依「全館 VIP」的規則，會員已累積 1,500 成長值" in text
+
+
+def test_a_silver_member_who_earned_nothing_for_3_months_is_stalled_in_growth_points(
+    growth, frozen_clock, client
+):
+    # given: 銀卡 on 1,500 growth points, then 100 days without earning any
+    meiling, _order = meiling_at_1500()
+    frozen_clock.shift(dt.timedelta(days=100))
+
+    # when
+    services.compute_nudges()
+    client.force_login(meiling.user)
+    page = client.get(reverse("members:my_tier"), HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+
+    # then: 金卡 (5,000) is 3,500 growth points away
+    nudge = meiling.nudges.get(kind="stalled")
+    assert (nudge.tier.name, nudge.amount) == ("金卡", 3_500)
+    assert "距離 金卡 還差 3,500 成長值，繼續加油！" in page
+
+
+def test_a_member_who_keeps_earning_from_actions_is_not_stalled(growth, frozen_clock):
+    meiling, _order = meiling_at_1500()
+    frozen_clock.shift(dt.timedelta(days=100))
+    check_in = Action.objects.get(code="check-in")
+    rewards.award_action(member_id=meiling.pk, action=check_in, key="check-in:2")
+
+    services.compute_nudges()
+
+    assert not meiling.nudges.filter(kind="stalled").exists()

@@ -3,6 +3,7 @@
 | kind             | who                                                     | payload        |
 | about to upgrade | spend group, within NT$500 of the next tier's threshold | next tier, gap |
 | stalled          | any tier below the top, has bought, nothing for 3 months| next tier, gap |
+|                  | (growth points: has earned, nothing earned for 3 months)|                |
 | downgrade risk   | above the base tier, nothing bought for 60 days         | tier, gap to   |
 |                  |                                                         | its retention  |
 
@@ -85,6 +86,13 @@ INSERT = (
     "WHERE m.group_id = %s AND m.tier_holder_id IS NULL AND {condition} "
     "ON CONFLICT (member_id, kind, period) DO NOTHING"
 )
+# In a growth-points group progress is earning growth points, whatever from: stalled is
+# having earned some once, and none since the cut-off.
+_EARNED = (
+    "SELECT 1 FROM points_account pa JOIN points_entry e ON e.account_id = pa.id "
+    f"WHERE pa.member_id = m.id AND e.kind = 'earn' AND ({GROWTH_POINTS_SQL}) > 0"
+)
+STALLED_BY_POINTS = f"EXISTS ({_EARNED}) AND NOT EXISTS ({_EARNED} AND e.created_at >= %s)"
 NEXT = "JOIN membership_tier nt ON nt.group_id = t.group_id AND nt.rank = t.rank + 1"
 VALUE = "COALESCE(s.value, 0)"
 
@@ -120,7 +128,9 @@ def compute_nudges(*, now: dt.datetime | None = None) -> int:
                     f"CASE WHEN nt.upgrade_threshold > {VALUE} "
                     f"THEN nt.upgrade_threshold - {VALUE} ELSE 0 END",
                     # At every tier below the top (the join needs a next tier).
-                    "m.last_order_at IS NOT NULL AND m.last_order_at < %s",
+                    STALLED_BY_POINTS
+                    if group.metric == Metric.GROWTH_POINTS
+                    else "m.last_order_at IS NOT NULL AND m.last_order_at < %s",
                     [stalled_since],
                 ),
                 (
