@@ -91,6 +91,12 @@ class VipGroup(models.Model):
         models.PositiveSmallIntegerField(
             _("review warning (days before)"),
             default=30,
+            # A year at most: a warning further off than any review period says nothing.
+            validators=[
+                MaxValueValidator(
+                    365, _("A review warning is sent at most 365 days before the review.")
+                )
+            ],
             help_text=_(
                 "A member below their tier's retention threshold is warned this many days "
                 "before their review; 0 sends no warning."

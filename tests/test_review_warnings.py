@@ -147,3 +147,32 @@ def test_the_warning_leaves_the_page_once_the_member_has_bought_enough(programme
     page = client.get(reverse("members:my_tier"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert "Your tier is reviewed on" not in page
+
+
+def test_an_operator_sets_a_groups_warning_days_on_the_group_page(programme, admin_client):
+    from tests.test_programme_rules import group_form, post_group
+
+    general = programme.general
+
+    response = post_group(admin_client, general, group_form(general, review_warning_days=45))
+
+    assert response.status_code == 302
+    general.refresh_from_db()
+    assert general.review_warning_days == 45
+
+
+def test_a_warning_more_than_a_year_before_the_review_is_refused_with_a_message(
+    programme, admin_client
+):
+    from tests.test_programme_rules import group_form, post_group
+
+    general = programme.general
+
+    response = post_group(admin_client, general, group_form(general, review_warning_days=400))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["review_warning_days"] == [
+        "等級保留提醒最多於審核前 365 天發出。"
+    ]
+    general.refresh_from_db()
+    assert general.review_warning_days == 30
