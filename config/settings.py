@@ -227,6 +227,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "membership.tasks.compute_and_send_nudges",
         "schedule": crontab(minute=0, hour=10),
     },
+    # 等級保留提醒: members below retention, the group's warning days before their review.
+    "review-warnings-daily": {
+        "task": "membership.tasks.compute_review_warnings",
+        "schedule": crontab(minute=30, hour=9),
+    },
     "segments-nightly": {
         "task": "segments.tasks.compute_segments",
         "schedule": crontab(minute=30, hour=2),

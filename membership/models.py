@@ -4,6 +4,8 @@ Rules live in ``membership.services``; this module holds fields, constraints and
 small derived properties only.
 """
 
+import datetime as dt
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -21,6 +23,9 @@ COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
 class Metric(models.TextChoices):
     SPEND = "spend", _("Spend (NT$)")
     ORDER_COUNT = "order_count", _("Order count")
+    # Points earned from orders, actions, referrals and birthday bonuses in the window, less
+    # refunds; never lowered by redemption or expiry (rules.GROWTH_POINTS_SQL).
+    GROWTH_POINTS = "growth_points", _("Growth points")
 
 
 class Window(models.TextChoices):
@@ -81,6 +86,22 @@ class VipGroup(models.Model):
     window = models.CharField(_("window"), max_length=20, choices=Window)
     review_period_months = bounded(
         models.PositiveSmallIntegerField(_("review period (months)"), default=12), minimum=1
+    )
+    review_warning_days = bounded(
+        models.PositiveSmallIntegerField(
+            _("review warning (days before)"),
+            default=30,
+            # A year at most: a warning further off than any review period says nothing.
+            validators=[
+                MaxValueValidator(
+                    365, _("A review warning is sent at most 365 days before the review.")
+                )
+            ],
+            help_text=_(
+                "A member below their tier's retention threshold is warned this many days "
+                "before their review; 0 sends no warning."
+            ),
+        )
     )
 
     class Meta:
@@ -588,6 +609,7 @@ class NudgeKind(models.TextChoices):
     ABOUT_TO_UPGRADE = "about_to_upgrade", _("About to upgrade")
     STALLED = "stalled", _("Stalled")
     DOWNGRADE_RISK = "downgrade_risk", _("Downgrade risk")
+    REVIEW_WARNING = "review_warning", _("Review warning")
 
 
 class Nudge(models.Model):
@@ -602,7 +624,11 @@ class Nudge(models.Model):
         Member, on_delete=models.CASCADE, related_name="nudges", verbose_name=_("member")
     )
     kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind)
-    period = models.CharField(_("period"), max_length=7, help_text=_("The month, YYYY-MM."))
+    period = models.CharField(
+        _("period"),
+        max_length=10,
+        help_text=_("The month, YYYY-MM; for a review warning, the review date, YYYY-MM-DD."),
+    )
     tier = models.ForeignKey(
         Tier, on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
     )
@@ -630,6 +656,13 @@ class Nudge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period} {self.get_kind_display()} · {self.member_id}"
+
+    @property
+    def review_on(self) -> dt.date | None:
+        """The review a review warning is about (kept as its period)."""
+        if self.kind != NudgeKind.REVIEW_WARNING:
+            return None
+        return dt.date.fromisoformat(self.period)
 
 
 class NudgeOffer(models.Model):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from membership.models import Metric, Nudge, Order, Tier, TierHistory
+from membership.models import Metric, Nudge, NudgeKind, Order, Tier, TierHistory
 
 from .display import display
 from .services.evaluation import Evaluation, evaluate, member_metrics
@@ -90,9 +90,21 @@ def member_dashboard(member) -> Dashboard:
         retention,
         history,
         orders,
-        current_nudges(member, programme=shown.programme),
+        _live_review_warnings(current_nudges(member, programme=shown.programme), retention),
         shown.version,
     )
+
+
+def _live_review_warnings(nudges: list[Nudge], retention: Retention | None) -> list[Nudge]:
+    """A review warning shows what is still needed now, and goes once nothing is."""
+    shown = []
+    for nudge in nudges:
+        if nudge.kind == NudgeKind.REVIEW_WARNING:
+            if retention is None or not retention.needed:
+                continue
+            nudge.amount = retention.needed
+        shown.append(nudge)
+    return shown
 
 
 def value_at_review(holder, group) -> int:
@@ -120,9 +132,13 @@ def calculate_tier(member, *, amount: int, on: dt.date, version=None) -> Evaluat
     bounds = WindowBounds(moment)
     real = member_metrics(holder.pk, bounds)
     values = dict(real.values)
+    added = {
+        Metric.SPEND: amount,
+        Metric.ORDER_COUNT: 1 if amount > 0 else 0,
+        Metric.GROWTH_POINTS: _points_for_order(holder, amount, moment),
+    }
     for key in list(values):
-        metric = key[0]
-        values[key] += amount if metric == Metric.SPEND else (1 if amount > 0 else 0)
+        values[key] += added[key[0]]
     ev = evaluate(
         holder,
         mode=Mode.UPGRADE,
@@ -131,3 +147,10 @@ def calculate_tier(member, *, amount: int, on: dt.date, version=None) -> Evaluat
         metrics=Metrics(values=values, last_order_at=moment),
     )
     return ev
+
+
+def _points_for_order(holder, amount: int, moment: dt.datetime) -> int:
+    """The points the hypothetical order would earn at the tier the member holds now."""
+    from points.services import order_points  # the points app's stacking rule, written once
+
+    return order_points(amount=amount, tier_id=holder.tier_id, placed_at=moment)

@@ -26,6 +26,16 @@ def compute_and_send_nudges() -> dict:
 
 
 @shared_task
+def compute_review_warnings() -> int:
+    return services.compute_review_warnings()
+
+
+@shared_task
+def send_nudges() -> int:
+    return services.send_nudges()
+
+
+@shared_task
 def run_outbox_message(message_id: int) -> bool:
     return outbox.run(message_id=message_id)
 

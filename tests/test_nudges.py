@@ -55,6 +55,25 @@ def test_a_base_tier_member_without_an_order_for_3_months_is_stalled(programme):
     assert recent.pk not in {member for member, _kind in nudges()}
 
 
+def test_a_silver_member_without_an_order_for_3_months_is_stalled_on_the_way_to_gold(programme):
+    # 銀卡 on NT$12,000 bought 100 days ago: 金卡 (NT$30,000) is NT$18,000 away
+    stalled = member_who_spent((12_000, 100))
+    recent = member_who_spent((12_000, 40))
+
+    services.compute_nudges()
+
+    assert nudges()[(stalled.pk, "stalled")] == ("金卡", 18_000)
+    assert (recent.pk, "stalled") not in nudges()
+
+
+def test_a_member_at_the_top_tier_is_never_stalled(programme):
+    top = member_who_spent((35_000, 100))
+
+    services.compute_nudges()
+
+    assert (top.pk, "stalled") not in nudges()
+
+
 def test_a_silver_member_without_a_purchase_for_60_days_is_at_risk_of_downgrade(programme):
     at_risk = member_who_spent((12_000, 61))
     active = member_who_spent((12_000, 20))

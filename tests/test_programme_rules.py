@@ -37,6 +37,7 @@ def group_form(group: VipGroup, **changes) -> dict:
         "metric": group.metric,
         "window": group.window,
         "review_period_months": group.review_period_months,
+        "review_warning_days": group.review_warning_days,
     }
     if group.is_default:
         data["is_default"] = "on"
@@ -334,6 +335,7 @@ def test_a_new_group_whose_tiers_fall_with_rank_is_refused_and_nothing_is_saved(
         "metric": "spend",
         "window": "rolling_12m",
         "review_period_months": 12,
+        "review_warning_days": 30,
         "tiers-TOTAL_FORMS": len(rows),
         "tiers-INITIAL_FORMS": 0,
         "tiers-MIN_NUM_FORMS": 0,
@@ -500,6 +502,7 @@ def test_a_group_added_in_the_admin_is_checked_before_the_default_group(programm
             "metric": "spend",
             "window": "rolling_12m",
             "review_period_months": 12,
+            "review_warning_days": 30,
             "tiers-TOTAL_FORMS": 0,
             "tiers-INITIAL_FORMS": 0,
             "tiers-MIN_NUM_FORMS": 0,

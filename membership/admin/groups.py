@@ -243,6 +243,7 @@ class VipGroupAdmin(
             },
         ),
         (_("Tier rule"), {"fields": ["metric", "window", "review_period_months"]}),
+        (_("Review warning"), {"fields": ["review_warning_days"]}),
     ]
 
     def get_queryset(self, request):

@@ -23,6 +23,7 @@ from membership.models import Cause, EntryRequires, Member, Metric, Window
 from .notifications import notify_after_commit
 from .rules import (
     COUNTED_ORDER_SQL,
+    GROWTH_POINTS_SQL,
     NET_SPEND_SQL,
     GroupRule,
     Mode,
@@ -42,7 +43,12 @@ COLUMN = {
     (Metric.ORDER_COUNT, Window.ROLLING_12_MONTHS): "count_r12",
     (Metric.ORDER_COUNT, Window.CALENDAR_YEAR): "count_cy",
     (Metric.ORDER_COUNT, Window.LIFETIME): "count_life",
+    (Metric.GROWTH_POINTS, Window.ROLLING_12_MONTHS): "points_r12",
+    (Metric.GROWTH_POINTS, Window.CALENDAR_YEAR): "points_cy",
+    (Metric.GROWTH_POINTS, Window.LIFETIME): "points_life",
 }
+# Columns aggregated from the points ledger rather than from orders.
+POINTS_COLUMNS = {col for (metric, _w), col in COLUMN.items() if metric == Metric.GROWTH_POINTS}
 
 
 @dataclass
@@ -111,7 +117,7 @@ def _aggregate_sql(
     net, counted = NET_SPEND_SQL, COUNTED_ORDER_SQL
     parts = []
     for (metric, window), col in COLUMN.items():
-        if col not in cols:
+        if col not in cols or col in POINTS_COLUMNS:
             continue
         start = bounds.start(window)
         if metric == Metric.SPEND:
@@ -133,6 +139,35 @@ def _aggregate_sql(
         "JOIN membership_member om ON om.id = o.member_id "
         f"WHERE o.status = 'paid' AND {member_filter(q, account)} "
         f"GROUP BY {account}"
+    )
+
+
+def _points_aggregate_sql(
+    q: _Sql, bounds: WindowBounds, cols: set[str], member_filter: MemberFilter, shared: bool
+) -> str:
+    """Growth points per member (or tier holder) in each window a group ranks by."""
+    parts = []
+    for (metric, window), col in COLUMN.items():
+        if col not in cols or metric != Metric.GROWTH_POINTS:
+            continue
+        start = bounds.start(window)
+        expr = (
+            f"CASE WHEN e.created_at >= {q.p(start)} THEN {GROWTH_POINTS_SQL} ELSE 0 END"
+            if start
+            else GROWTH_POINTS_SQL
+        )
+        parts.append(f"SUM({expr}) AS {col}")
+    ledger = "FROM points_entry e JOIN points_account pa ON pa.id = e.account_id"
+    if not shared:
+        return (
+            f"SELECT pa.member_id, {', '.join(parts)} {ledger} "
+            f"WHERE {member_filter(q, 'pa.member_id')} GROUP BY pa.member_id"
+        )
+    account = "COALESCE(pm.tier_holder_id, pa.member_id)"
+    return (
+        f"SELECT {account} AS member_id, {', '.join(parts)} {ledger} "
+        "JOIN membership_member pm ON pm.id = pa.member_id "
+        f"WHERE {member_filter(q, account)} GROUP BY {account}"
     )
 
 
@@ -183,14 +218,21 @@ def _changes_sql(
     ctes = []
 
     ctes.append(f"agg {d['as']} ({_aggregate_sql(q, bounds, cols, member_filter, shared)})")
+    points_join = ""
+    if cols & POINTS_COLUMNS:
+        points = _points_aggregate_sql(q, bounds, cols, member_filter, shared)
+        ctes.append(f"pagg {d['as']} ({points})")
+        points_join = " LEFT JOIN pagg p ON p.member_id = m.id"
 
     lock_active = f"(m.locked_until IS NOT NULL AND m.locked_until >= {q.p(bounds.today)})"
-    metric_cols = ", ".join(f"COALESCE(a.{c}, 0) AS {c}" for c in sorted(cols))
+    metric_cols = ", ".join(
+        f"COALESCE({'p' if c in POINTS_COLUMNS else 'a'}.{c}, 0) AS {c}" for c in sorted(cols)
+    )
     base = (
         "SELECT m.id, m.group_id AS old_group, m.earned_tier_id AS old_earned, "
         "m.tier_id AS old_tier, m.locked_tier_id, m.next_review_on, "
         f"{metric_cols}, a.last_at, CASE WHEN {lock_active} THEN 1 ELSE 0 END AS lock_active "
-        "FROM membership_member m LEFT JOIN agg a ON a.member_id = m.id "
+        f"FROM membership_member m LEFT JOIN agg a ON a.member_id = m.id{points_join} "
         f"WHERE {member_filter(q, 'm.id')} AND m.tier_holder_id IS NULL"
     )
     if mode == Mode.REVIEW and due_only:

@@ -23,6 +23,7 @@ from membership.sqltime import from_db, to_db
 from .history import record_tier_change
 from .rules import (
     COUNTED_ORDER_SQL,
+    GROWTH_POINTS_SQL,
     NET_SPEND_SQL,
     GroupCheck,
     GroupRule,
@@ -41,11 +42,12 @@ from .rules import (
 def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
     """Every metric in every window for one member, in one statement.
 
-    A tier holder's metrics include the orders of the members who share its tier. Written
-    as SQL: the member's page runs it on every view, and the ORM took longer to build this
-    aggregate than the database to answer it.
+    A tier holder's metrics include the orders (and growth points) of the members who
+    share its tier. Written as SQL: the member's page runs it on every view, and the ORM
+    took longer to build this aggregate than the database to answer it.
     """
     columns, params = ["MAX(o.placed_at)"], []
+    points_columns, points_params = [], []
     for window in Window:
         start = bounds.start(window)
         if start is None:
@@ -53,6 +55,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
                 f"COALESCE(SUM({NET_SPEND_SQL}), 0)",
                 f"COALESCE(SUM(CASE WHEN {COUNTED_ORDER_SQL} THEN 1 ELSE 0 END), 0)",
             ]
+            points_columns.append(f"COALESCE(SUM({GROWTH_POINTS_SQL}), 0)")
             continue
         at = to_db(start)
         columns += [
@@ -61,19 +64,29 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
             "THEN 1 ELSE 0 END), 0)",
         ]
         params += [at, at]
+        points_columns.append(
+            f"COALESCE(SUM(CASE WHEN e.created_at >= %s THEN {GROWTH_POINTS_SQL} ELSE 0 END), 0)"
+        )
+        points_params.append(at)
+    accounts = "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
     sql = (
-        f"SELECT {', '.join(columns)} FROM membership_order o "
-        "WHERE o.status = 'paid' AND o.member_id IN "
-        "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
+        "SELECT * FROM "
+        f"(SELECT {', '.join(columns)} FROM membership_order o "
+        f"WHERE o.status = 'paid' AND o.member_id IN {accounts}) spent "
+        f"CROSS JOIN (SELECT {', '.join(points_columns)} FROM points_entry e "
+        "JOIN points_account pa ON pa.id = e.account_id "
+        f"WHERE pa.member_id IN {accounts}) earned"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, member_id, member_id])
+        cursor.execute(sql, [*params, member_id, member_id, *points_params, member_id, member_id])
         last, *totals = cursor.fetchone()
     last = from_db(last)
     values = {}
+    n = len(Window)
     for i, window in enumerate(Window):
         values[(Metric.SPEND.value, window.value)] = int(totals[2 * i])
         values[(Metric.ORDER_COUNT.value, window.value)] = int(totals[2 * i + 1])
+        values[(Metric.GROWTH_POINTS.value, window.value)] = int(totals[2 * n + i])
     return Metrics(values=values, last_order_at=last)
 
 

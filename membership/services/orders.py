@@ -67,11 +67,12 @@ def record_order(
             record_audit(actor=actor, action="order.add", obj=order, after=snapshot(order))
         if member.last_order_at is None or placed_at > member.last_order_at:
             Member.objects.filter(pk=member.pk).update(last_order_at=placed_at)
+        # Points are earned at the tier held when the order was placed, before it lifts
+        # them; and before the evaluation, which counts them in a growth-points group.
+        order_recorded.send(sender=Order, order=order, member_id=member.pk, tier_id=member.tier_id)
         result = evaluate_member(
             member_id=member.pk, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order
         )
-        # Points are earned at the tier held when the order was placed, before it lifts them.
-        order_recorded.send(sender=Order, order=order, member_id=member.pk, tier_id=member.tier_id)
         return OrderResult(order=order, created=True, evaluation=result)
 
 
@@ -127,9 +128,10 @@ def record_refund(
                 before={"refunded_amount": order.refunded_amount - amount},
                 after={"refunded_amount": order.refunded_amount, "refund": external_id},
             )
+        # The points are taken back first: a growth-points group re-ranks on what is left.
+        refund_recorded.send(sender=Refund, refund=refund, order=order)
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
-        refund_recorded.send(sender=Refund, refund=refund, order=order)
         return refund
 
 

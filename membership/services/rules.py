@@ -193,6 +193,24 @@ NET_SPEND_SQL = "o.amount - o.refunded_amount"
 COUNTED_ORDER_SQL = "o.amount > o.refunded_amount"
 
 
+# Growth points (成長值): what a ledger entry (the points entry table aliased ``e``) adds to
+# the points a member earned. Earnings from orders, actions, referrals and birthday
+# bonuses count; a refund's reversal takes back its whole share, the part already spent
+# (its shortfall) too, so ``points - shortfall``. Redemptions, expiry, partner exchanges,
+# operator adjustments and imported opening balances never move it; nor does settling a
+# shortfall later (the refund already counted it). The codes are the points app's
+# ``source`` values (points/admin.py SOURCE_LABELS names them all).
+GROWTH_EARNING_SOURCES = ("order", "action", "referral", "birthday")
+GROWTH_REFUND_SOURCES = ("refund", "referral-refund")
+GROWTH_POINTS_SQL = (
+    "CASE WHEN e.kind = 'earn' AND e.source IN "
+    f"({', '.join(repr(s) for s in GROWTH_EARNING_SOURCES)}) THEN e.points "
+    "WHEN e.kind = 'reverse' AND e.source IN "
+    f"({', '.join(repr(s) for s in GROWTH_REFUND_SOURCES)}) THEN e.points - e.shortfall "
+    "ELSE 0 END"
+)
+
+
 def net_spend(path: str = "") -> CombinedExpression:
     return F(f"{path}amount") - F(f"{path}refunded_amount")
 

@@ -401,6 +401,8 @@ class Command(BaseCommand):
             (NudgeKind.ABOUT_TO_UPGRADE, "本週結帳輸入 UPGRADE 享免運，升級就差這一步！"),
             (NudgeKind.STALLED, "回購專屬 9 折：結帳輸入 COMEBACK10（30 天內有效）"),
             (NudgeKind.DOWNGRADE_RISK, "保級禮：下單滿 NT$1,000 折 NT$100（代碼 KEEPVIP）"),
+            # Seed 002's temporary perk for a member about to lose a tier.
+            (NudgeKind.REVIEW_WARNING, "保級加碼：審核前 7 天內消費享雙倍點數"),
         ]:
             NudgeOffer.objects.get_or_create(kind=kind, defaults={"text": text})
 
