@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('membership', '0013_member_full_name_label'),
+        ('membership', '0016_auto_adjust'),
     ]
 
     operations = [
