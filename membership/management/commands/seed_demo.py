@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from jobs.services import run as run_job
 from membership import services
 from membership.models import (
     Member,
@@ -205,6 +206,8 @@ OPERATOR_EXTRA = [
     ("auth", "view_user"),  # to link a member to their login user
     ("axes", "view_accessattempt"),  # to see a locked-out login …
     ("axes", "delete_accessattempt"),  # … and unlock it
+    ("jobs", "view_job"),  # how far the nightly jobs got
+    ("jobs", "view_jobchunk"),
 ]
 OPERATOR_NEVER = ["add_auditentry", "change_auditentry", "delete_auditentry"]
 
@@ -283,8 +286,10 @@ class Command(BaseCommand):
                 self._programme()
             if not Member.objects.exists():
                 self._members(members)
-                result = services.recompute_members()
-                self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
+                job = run_job(kind="recompute")
+                self.stdout.write(
+                    f"Placed {members} demo members ({job.result.get('gifts', 0)} gifts issued)."
+                )
                 self._offers()
                 self._refund_example()
                 self.stdout.write(f"{services.compute_nudges()} nudges for this month.")
