@@ -270,6 +270,9 @@ MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_0
 # Members per chunk of a batch job (jobs app): small enough that the workers share a
 # job evenly, large enough that each chunk's statements are planned once for many rows.
 JOBS_CHUNK = env.int("JOBS_CHUNK", default=25_000)
+# The queue the chunks go to: the default one, or one that dedicated workers listen to
+# (`celery -A config worker -Q jobs`) so a long night never delays the e-mails.
+JOBS_QUEUE = env("JOBS_QUEUE", default="celery")
 
 # Payment faults (subscriptions.services): a lost gateway answer is asked again with the
 # same key after these waits (seconds) before anything is decided; the sweeper asks again

@@ -114,7 +114,8 @@ def run_chunk(chunk_id: int) -> bool:
 
     The chunk's row stays locked while it runs, so a second copy (a redelivered task, a
     resumed run) waits and then finds it done. A failure rolls the work back, counts the
-    attempt with its error and raises, for the task to retry.
+    attempt with its error (kept after a later success, for the admin) and raises, for
+    the task to retry.
     """
     try:
         chunk = JobChunk.objects.select_related("job").get(pk=chunk_id)
@@ -137,7 +138,7 @@ def run_chunk(chunk_id: int) -> bool:
 
 def _mark_done(chunk: JobChunk, counts: dict) -> bool:
     marked = JobChunk.objects.filter(pk=chunk.pk, done_at__isnull=True).update(
-        done_at=timezone.now(), result=counts, attempts=F("attempts") + 1, error=""
+        done_at=timezone.now(), result=counts, attempts=F("attempts") + 1
     )
     if marked:
         Job.objects.filter(pk=chunk.job_id).update(chunks_done=F("chunks_done") + 1)

@@ -11,6 +11,7 @@ start of the kind (beat) dispatches whatever is still pending.
 import logging
 
 from celery import Task, group, shared_task
+from django.conf import settings
 
 from . import services
 
@@ -38,7 +39,10 @@ def run_job_chunk(chunk_id: int, job_id: int) -> bool:
 
 def dispatch_chunks(job_id: int, chunk_ids: list[int]) -> None:
     if chunk_ids:
-        group(run_job_chunk.si(chunk_id, job_id) for chunk_id in chunk_ids).apply_async()
+        group(
+            run_job_chunk.si(chunk_id, job_id).set(queue=settings.JOBS_QUEUE)
+            for chunk_id in chunk_ids
+        ).apply_async()
 
 
 def dispatch(job_id: int) -> None:

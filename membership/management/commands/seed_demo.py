@@ -201,13 +201,19 @@ CHANNELS = ["web", "app", "store", "line"]
 OPERATOR_ROLE = "營運人員"
 # The back office's daily tools: members, tiers, orders, points, imports and exports,
 # enterprises, plans and subscriptions. The audit log is read, never written by hand.
-OPERATOR_APPS = ["membership", "points", "imports", "b2b", "subscriptions", "segments"]
+OPERATOR_APPS = [
+    "membership",
+    "points",
+    "imports",
+    "b2b",
+    "subscriptions",
+    "segments",
+    "jobs",  # read-only: how far the nightly jobs got
+]
 OPERATOR_EXTRA = [
     ("auth", "view_user"),  # to link a member to their login user
     ("axes", "view_accessattempt"),  # to see a locked-out login …
     ("axes", "delete_accessattempt"),  # … and unlock it
-    ("jobs", "view_job"),  # how far the nightly jobs got
-    ("jobs", "view_jobchunk"),
 ]
 OPERATOR_NEVER = ["add_auditentry", "change_auditentry", "delete_auditentry"]
 
