@@ -29,10 +29,13 @@ def _begin(*, now: dt.datetime) -> dict:
 
 def _cuts(*, params: dict) -> dict:
     buyers, cuts = services.quintile_cuts(rules=services.current_settings(), now=_now(params))
+    # PostgreSQL answers datetimes; SQLite's raw cursor its stored text, used as it is.
+    datetimes = any(isinstance(v, dt.datetime) for v in cuts["r"])
     return {
         "buyers": buyers,
+        "r_datetimes": datetimes,
         "cuts": {
-            "r": [v.isoformat() for v in cuts["r"]],
+            "r": [v.isoformat() if datetimes else v for v in cuts["r"]],
             "f": [int(v) for v in cuts["f"]],
             "m": [str(v) for v in cuts["m"]],
         },
@@ -42,7 +45,9 @@ def _cuts(*, params: dict) -> dict:
 def _stored_cuts(params: dict) -> dict:
     cuts = params["cuts"]
     return {
-        "r": [dt.datetime.fromisoformat(v) for v in cuts["r"]],
+        "r": [dt.datetime.fromisoformat(v) for v in cuts["r"]]
+        if params.get("r_datetimes")
+        else cuts["r"],
         "f": cuts["f"],
         "m": [Decimal(v) for v in cuts["m"]],
     }
