@@ -342,6 +342,7 @@ def _apply_chunk(
                 cur,
                 select,
                 params,
+                member_filter=member_filter,
                 member_set=member_set,
                 guards=guards,
                 explanation=explanation,
@@ -373,17 +374,30 @@ def _apply_chunk(
 
 
 def _write_in_one_pass(
-    cur, select, params, *, member_set, guards, explanation, explanation_params, **kw
+    cur,
+    select,
+    params,
+    *,
+    member_filter: MemberFilter,
+    member_set,
+    guards,
+    explanation,
+    explanation_params,
+    **kw,
 ) -> BulkResult:
     """PostgreSQL: the members, their history and their gifts in one statement.
 
     ``UPDATE … FROM changes … RETURNING`` hands the rows it wrote (those still in the
     state they were read in, see ``_guarded_update``) straight to the two inserts, so
-    the changes are computed once and never written to a table and read back.
+    the changes are computed once and never written to a table and read back. The
+    chunk's own filter on the UPDATE lets it read only the chunk's members by key,
+    not scan the whole table to join them.
     """
     guard = " AND ".join(
         f"membership_member.{col} IS NOT DISTINCT FROM c.{old}" for col, old in guards.items()
     )
+    in_chunk = _Sql()
+    guard += f" AND {member_filter(in_chunk, 'membership_member.id')}"
     history, history_params = _history_sql(
         "written",
         explanation,
@@ -403,7 +417,13 @@ def _write_in_one_pass(
         + (f", gifts AS ({gifts} RETURNING 1) " if kw["issue_gifts"] else " ")
         + "SELECT (SELECT COUNT(*) FROM written), (SELECT COUNT(*) FROM history), "
         + ("(SELECT COUNT(*) FROM gifts)" if kw["issue_gifts"] else "0"),
-        [*params, kw["now"], *history_params, *(gift_params if kw["issue_gifts"] else [])],
+        [
+            *params,
+            kw["now"],
+            *in_chunk.params,
+            *history_params,
+            *(gift_params if kw["issue_gifts"] else []),
+        ],
     )
     changed, history_rows, gifts_issued = cur.fetchone()
     return BulkResult(changed=changed, history_rows=history_rows, gifts=gifts_issued)
