@@ -99,8 +99,8 @@ def _enter_step(job: Job, step: int) -> None:
 
 def pending_chunks(job_id: int) -> list[int]:
     """The current step's chunks not yet done, by id."""
-    job = Job.objects.get(pk=job_id)
-    if job.status != Job.Status.RUNNING:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != Job.Status.RUNNING:
         return []
     return list(
         job.chunks.filter(step=job.step, done_at__isnull=True)
@@ -117,8 +117,10 @@ def run_chunk(chunk_id: int) -> bool:
     attempt with its error (kept after a later success, for the admin) and raises, for
     the task to retry.
     """
+    chunk = JobChunk.objects.select_related("job").filter(pk=chunk_id).first()
+    if chunk is None:
+        return False  # its job was deleted: nothing is owed (a retry would only repeat this)
     try:
-        chunk = JobChunk.objects.select_related("job").get(pk=chunk_id)
         if not kind_of(chunk.job.kind).steps[chunk.step].atomic:
             return _run_outside_transaction(chunk)
         with transaction.atomic():
@@ -166,8 +168,8 @@ def advance(job_id: int) -> list[int]:
     row is locked, so when two chunks finish together only one moves the job on.
     """
     with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.status != Job.Status.RUNNING:
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != Job.Status.RUNNING:
             return []
         if job.chunks.filter(step=job.step, done_at__isnull=True).exists():
             return []
@@ -188,8 +190,8 @@ def advance(job_id: int) -> list[int]:
 
 def fail(chunk_id: int, error: str) -> None:
     """A chunk gave up after its retries: the job stops, failed, with the reason."""
-    chunk = JobChunk.objects.select_related("job").get(pk=chunk_id)
-    Job.objects.filter(pk=chunk.job_id, status=Job.Status.RUNNING).update(
+    job_id = JobChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
         status=Job.Status.FAILED, finished_at=timezone.now(), error=error[:2000]
     )
 

@@ -172,3 +172,33 @@ def test_two_workers_running_the_same_chunk_at_once_do_it_once(programme):
     assert sorted(done) == [False, True]
     assert TierHistory.objects.count() == 30
     assert Job.objects.get(pk=job.pk).chunks_done == 1
+
+
+def test_a_failing_chunk_counts_its_attempt_and_its_last_failure_fails_the_job(
+    programme, monkeypatch
+):
+    from membership import jobs as membership_jobs
+
+    # given: a job whose recompute chunk fails
+    random_members(programme, 5)
+    job = jobs.start(kind="recompute")
+    chunk = job.chunks.get(step=0)
+
+    def broken(**kwargs):
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(membership_jobs.bulk, "recompute_range", broken)
+
+    # when: it fails twice (the task retries it), then gives up after its last retry
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            jobs.run_chunk(chunk.pk)
+    still_running = Job.objects.get(pk=job.pk).status
+    jobs.fail(chunk.pk, "ConnectionError: database went away")
+
+    # then
+    chunk.refresh_from_db()
+    job.refresh_from_db()
+    assert (chunk.attempts, chunk.done_at, still_running) == (2, None, "running")
+    assert (job.status, job.error) == ("failed", "ConnectionError: database went away")
+    assert jobs.unfinished("recompute") is None
