@@ -36,10 +36,16 @@ def _cuts(*, params: dict) -> dict:
         "r_datetimes": datetimes,
         "cuts": {
             "r": [v.isoformat() if datetimes else v for v in cuts["r"]],
-            "f": [int(v) for v in cuts["f"]],
-            "m": [str(v) for v in cuts["m"]],
+            "f": [_number(v) for v in cuts["f"]],
+            "m": [_number(v) for v in cuts["m"]],
         },
     }
+
+
+def _number(value) -> int | str:
+    """A cut as JSON keeps: whole numbers as integers (SQLite compares a text parameter
+    as greater than every number), anything else as the text of its Decimal."""
+    return int(value) if value == int(value) else str(value)
 
 
 def _stored_cuts(params: dict) -> dict:
@@ -48,8 +54,8 @@ def _stored_cuts(params: dict) -> dict:
         "r": [dt.datetime.fromisoformat(v) for v in cuts["r"]]
         if params.get("r_datetimes")
         else cuts["r"],
-        "f": cuts["f"],
-        "m": [Decimal(v) for v in cuts["m"]],
+        "f": [Decimal(v) if isinstance(v, str) else v for v in cuts["f"]],
+        "m": [Decimal(v) if isinstance(v, str) else v for v in cuts["m"]],
     }
 
 

@@ -202,3 +202,33 @@ def test_a_failing_chunk_counts_its_attempt_and_its_last_failure_fails_the_job(
     assert (chunk.attempts, chunk.done_at, still_running) == (2, None, "running")
     assert (job.status, job.error) == ("failed", "ConnectionError: database went away")
     assert jobs.unfinished("recompute") is None
+
+
+def test_the_segments_job_in_chunks_writes_what_the_nightly_run_in_one_go_does(programme):
+    from membership.models import MemberTag
+    from segments.services import compute_segments
+
+    def segments_and_tags() -> dict:
+        return {
+            "rows": sorted(
+                MemberSegment.objects.values_list(
+                    "member_id", "rfm_cell", "lifecycle", "recency", "frequency", "monetary"
+                )
+            ),
+            "tags": sorted(MemberTag.objects.values_list("member_id", "tag__name")),
+        }
+
+    # given: 40 members placed; what the nightly run in one go writes (then undone)
+    random_members(programme, 40)
+    jobs.run(kind="recompute")
+    with transaction.atomic():
+        compute_segments()
+        whole = segments_and_tags()
+        transaction.set_rollback(True)
+
+    # when: the job runs it in chunks of 7 members
+    job = jobs.run(kind="segments", chunk=7)
+
+    # then
+    assert job.status == "done"
+    assert segments_and_tags() == whole
