@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "imports",
     "segments",
     "api",
+    "jobs",
 ]
 # -- Security: login throttling, TOTP for staff, Content-Security-Policy (README "Security") --
 INSTALLED_APPS += [
@@ -199,9 +200,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Installed into django-celery-beat's tables on beat start-up; operators edit them there.
+    # Batch jobs (jobs app): each starts a job record whose chunks the workers share;
+    # a job left unfinished (a worker killed) is resumed by the next start of its kind.
     "review-tiers-daily": {
-        "task": "membership.tasks.review_due_members",
+        "task": "jobs.tasks.start_job",
+        "args": ["review"],
         "schedule": 60 * 60 * 24,
+    },
+    "recompute-tiers-nightly": {
+        "task": "jobs.tasks.start_job",
+        "args": ["recompute"],
+        "schedule": crontab(minute=0, hour=1),
     },
     "renew-subscriptions": {
         "task": "subscriptions.tasks.run_subscription_jobs",
@@ -224,7 +233,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=0, hour=3, day_of_month=1),
     },
     "nudges-daily": {
-        "task": "membership.tasks.compute_and_send_nudges",
+        "task": "jobs.tasks.start_job",
+        "args": ["nudges"],
         "schedule": crontab(minute=0, hour=10),
     },
     # 等級保留提醒: members below retention, the group's warning days before their review.
@@ -233,7 +243,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=30, hour=9),
     },
     "segments-nightly": {
-        "task": "segments.tasks.compute_segments",
+        "task": "jobs.tasks.start_job",
+        "args": ["segments"],
         "schedule": crontab(minute=30, hour=2),
     },
     "purge-old-imports-daily": {
@@ -273,6 +284,12 @@ IMPORT_MAX_ATTEMPTS = env.int("IMPORT_MAX_ATTEMPTS", default=3)
 
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
+# Members per chunk of a batch job (jobs app): small enough that the workers share a
+# job evenly, large enough that each chunk's statements are planned once for many rows.
+JOBS_CHUNK = env.int("JOBS_CHUNK", default=25_000)
+# The queue the chunks go to: the default one, or one that dedicated workers listen to
+# (`celery -A config worker -Q jobs`) so a long night never delays the e-mails.
+JOBS_QUEUE = env("JOBS_QUEUE", default="celery")
 
 # Payment faults (subscriptions.services): a lost gateway answer is asked again with the
 # same key after these waits (seconds) before anything is decided; the sweeper asks again

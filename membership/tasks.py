@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from jobs.tasks import start_job
 from membership import outbox, services
 
 
@@ -10,19 +11,24 @@ def send_tier_notifications() -> int:
     return services.send_tier_notifications()
 
 
-@shared_task
-def recompute_all_members() -> dict:
-    return vars(services.recompute_members())
+# The batch jobs run as job records whose chunks the workers share (jobs app); these
+# names stay for the follow-ups and schedules that already name them.
 
 
 @shared_task
-def review_due_members() -> dict:
-    return vars(services.review_due_members())
+def recompute_all_members() -> int:
+    """After a programme change: a fresh recompute (chunks done before it are stale)."""
+    return start_job("recompute", fresh=True)
 
 
 @shared_task
-def compute_and_send_nudges() -> dict:
-    return {"new": services.compute_nudges(), "sent": services.send_nudges()}
+def review_due_members() -> int:
+    return start_job("review")
+
+
+@shared_task
+def compute_and_send_nudges() -> int:
+    return start_job("nudges")
 
 
 @shared_task

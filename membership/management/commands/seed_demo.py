@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from jobs.services import run as run_job
 from membership import services
 from membership.models import (
     Member,
@@ -201,7 +202,15 @@ CHANNELS = ["web", "app", "store", "line"]
 OPERATOR_ROLE = "營運人員"
 # The back office's daily tools: members, tiers, orders, points, imports and exports,
 # enterprises, plans and subscriptions. The audit log is read, never written by hand.
-OPERATOR_APPS = ["membership", "points", "imports", "b2b", "subscriptions", "segments"]
+OPERATOR_APPS = [
+    "membership",
+    "points",
+    "imports",
+    "b2b",
+    "subscriptions",
+    "segments",
+    "jobs",  # read-only: how far the nightly jobs got
+]
 OPERATOR_EXTRA = [
     ("auth", "view_user"),  # to link a member to their login user
     ("axes", "view_accessattempt"),  # to see a locked-out login …
@@ -319,8 +328,10 @@ class Command(BaseCommand):
                 self._programme()
             if not Member.objects.exists():
                 self._members(members)
-                result = services.recompute_members()
-                self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
+                job = run_job(kind="recompute")
+                self.stdout.write(
+                    f"Placed {members} demo members ({job.result.get('gifts', 0)} gifts issued)."
+                )
                 self._offers()
                 self._refund_example()
                 self._auto_adjust()
