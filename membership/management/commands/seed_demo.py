@@ -21,7 +21,6 @@ from membership.models import (
     MemberTag,
     Metric,
     NudgeKind,
-    NudgeOffer,
     Order,
     Tag,
     Tier,
@@ -29,6 +28,7 @@ from membership.models import (
     VipGroup,
     Window,
 )
+from membership.services.nudges import set_nudge_offer
 
 # (group, priority, tag, metric, window, tiers)
 # tiers: (name, colour, upgrade, retention, % off, pts per NT$100, free shipping, gift, benefits)
@@ -354,7 +354,7 @@ class Command(BaseCommand):
             (NudgeKind.STALLED, "回購專屬 9 折：結帳輸入 COMEBACK10（30 天內有效）"),
             (NudgeKind.DOWNGRADE_RISK, "保級禮：下單滿 NT$1,000 折 NT$100（代碼 KEEPVIP）"),
         ]:
-            NudgeOffer.objects.get_or_create(kind=kind, defaults={"text": text})
+            set_nudge_offer(kind=kind, text=text)
 
     def _logins(self):
         users = get_user_model()
