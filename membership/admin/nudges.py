@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from membership.models import Nudge, NudgeOffer
 from membership.resources import NudgeResource
 from membership.services.nudges import offer_reach
+from segments.models import Audience
 
 from .common import EstimatedCountPaginator, ReadOnlyAdmin
 from .exports import ListExportMixin
@@ -35,7 +36,7 @@ class NudgeOfferAdmin(admin.ModelAdmin):
         # has been saved to aim another at.
         everyone = NudgeOffer.objects.filter(audience__isnull=True).values("kind").distinct()
         room = everyone.count() < len(NudgeOffer.kind.field.choices)
-        aimable = NudgeOffer.audience.field.related_model.objects.exists()
+        aimable = Audience.objects.exists()
         return super().has_add_permission(request) and (room or aimable)
 
     @admin.display(description=_("this month's nudges it reaches"))
