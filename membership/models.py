@@ -666,9 +666,25 @@ class Nudge(models.Model):
 
 
 class NudgeOffer(models.Model):
-    """What the operator offers with each kind of nudge (a top-up offer, a retention gift)."""
+    """What the operator offers with each kind of nudge (a top-up offer, a retention gift).
 
-    kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind, unique=True)
+    One offer per kind for everyone, and any number aimed at a saved audience (受眾):
+    a nudged member in an offer's audience gets that offer instead (services.nudges).
+    """
+
+    kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind)
+    audience = models.ForeignKey(
+        "segments.Audience",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="nudge_offers",
+        verbose_name=_("audience"),
+        help_text=_(
+            "Empty: every nudged member. Otherwise only the audience's members get this "
+            "offer, in place of the offer for everyone."
+        ),
+    )
     text = models.CharField(
         _("offer"),
         max_length=300,
@@ -677,11 +693,27 @@ class NudgeOffer(models.Model):
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:
+        ordering = ["kind", "audience__name"]
         verbose_name = _("nudge offer")
         verbose_name_plural = _("nudge offers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=Q(audience__isnull=True),
+                name="nudge_offer_one_for_everyone",
+                violation_error_message=_("This kind of nudge already has an offer for everyone."),
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "audience"],
+                name="nudge_offer_one_per_audience",
+                violation_error_message=_("This audience already has an offer for this kind."),
+            ),
+        ]
 
     def __str__(self) -> str:
-        return self.get_kind_display()
+        if self.audience_id:
+            return f"{self.get_kind_display()} · {self.audience}"
+        return str(self.get_kind_display())
 
 
 class TagHistory(models.Model):

@@ -1,7 +1,5 @@
 """Members: search, filters, the "why this tier?" panel, tag actions and manual adjustment."""
 
-import datetime as dt
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
@@ -12,7 +10,6 @@ from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -31,6 +28,7 @@ from membership.models import (
 )
 from membership.resources import MemberResource
 from membership.services import privacy
+from segments.models import Lifecycle
 
 from .common import EstimatedCountPaginator, ReadOnlyInline
 from .exports import ListExportMixin
@@ -104,34 +102,18 @@ class TierFilter(admin.SimpleListFilter):
 
 
 class LifecycleFilter(admin.SimpleListFilter):
-    """Lifecycle stage from the join date and the last paid order (both indexed)."""
+    """The member's lifecycle stage as the nightly segment job set it (segments.Lifecycle):
+    one definition, the same in this list, the audiences and the dashboard's funnel."""
 
     title = _("lifecycle")
     parameter_name = "lifecycle"
 
     def lookups(self, request, model_admin):
-        return [
-            ("new", _("New (joined in the last 90 days)")),
-            ("active", _("Active (ordered in the last 180 days)")),
-            ("dormant", _("Dormant (last order 180–365 days ago)")),
-            ("churned", _("Churned (no order for 365 days)")),
-        ]
+        return Lifecycle.choices
 
     def queryset(self, request, queryset):
-        now = timezone.now()
-        days = lambda n: now - dt.timedelta(days=n)  # noqa: E731
-        stage = self.value()
-        if stage == "new":
-            return queryset.filter(joined_at__gte=days(90))
-        if stage == "active":
-            return queryset.filter(last_order_at__gte=days(180))
-        if stage == "dormant":
-            return queryset.filter(last_order_at__lt=days(180), last_order_at__gte=days(365))
-        if stage == "churned":
-            return queryset.filter(
-                Q(last_order_at__lt=days(365)) | Q(last_order_at__isnull=True),
-                joined_at__lt=days(90),
-            )
+        if self.value() in Lifecycle.values:
+            return queryset.filter(segment__lifecycle=self.value())
         return queryset
 
 

@@ -10,6 +10,11 @@
 Each kind is one INSERT … SELECT per group over the group's members and their
 window's orders (a sub-account's orders count for its tier holder); the unique
 (member, kind, period) constraint makes a second run add nothing.
+
+The offer that goes with a nudge (``offers_for``): an active offer aimed at a saved
+audience whose members include the nudged member (the audience's FilterSet queryset as
+a subquery, one query per such offer), else the kind's active offer for everyone. When
+a member is in two audiences with offers of one kind, the older offer wins.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
@@ -172,7 +177,7 @@ def current_nudges(
     if not nudges:
         return []
     programme = programme or load_programme()
-    offers = dict(NudgeOffer.objects.filter(active=True).values_list("kind", "text"))
+    offers = offers_for(Nudge.objects.filter(pk__in=[n.pk for n in nudges]))
     current = []
     for nudge in nudges:
         if nudge.kind == NudgeKind.DOWNGRADE_RISK:
@@ -191,9 +196,53 @@ def current_nudges(
                 and group.rank_of(holder.tier_id) < nudge.tier.rank
             )
         if still:
-            nudge.offer = offers.get(nudge.kind, "")
+            nudge.offer = offers.get(nudge.pk, "")
             current.append(nudge)
     return current
+
+
+def _audience_members(offer: NudgeOffer) -> QuerySet[Member]:
+    # Imported here: segments builds on membership, not the other way round.
+    from segments.audiences import members_of
+
+    return members_of(offer.audience)
+
+
+def offers_for(nudges: QuerySet[Nudge]) -> dict[int, str]:
+    """Each nudge's offer text by nudge id (none: no active offer for its kind).
+
+    Aimed offers first, oldest first, each one query with its audience as a subquery;
+    then the offer for everyone fills the rest of its kind.
+    """
+    texts: dict[int, str] = {}
+    offers = NudgeOffer.objects.filter(active=True).select_related("audience")
+    for offer in offers.filter(audience__isnull=False).order_by("pk"):
+        reached = nudges.filter(
+            kind=offer.kind, member__in=_audience_members(offer).values("pk")
+        ).values_list("pk", flat=True)
+        for pk in reached:
+            texts.setdefault(pk, offer.text)
+    for offer in offers.filter(audience__isnull=True):
+        for pk in nudges.filter(kind=offer.kind).values_list("pk", flat=True):
+            texts.setdefault(pk, offer.text)
+    return texts
+
+
+def offer_reach(offer: NudgeOffer, *, now: dt.datetime | None = None) -> int:
+    """How many of this month's nudges of the offer's kind go to the offer's audience
+    (every one of the kind for the offer for everyone), before older offers take theirs."""
+    nudges = Nudge.objects.filter(period=period_of(now or timezone.now()), kind=offer.kind)
+    if offer.audience_id:
+        nudges = nudges.filter(member__in=_audience_members(offer).values("pk"))
+    return nudges.count()
+
+
+def set_nudge_offer(*, kind: str, text: str, audience=None) -> NudgeOffer:
+    """The offer for a kind (for everyone, or for one audience), made if missing."""
+    offer, _created = NudgeOffer.objects.get_or_create(
+        kind=kind, audience=audience, defaults={"text": text}
+    )
+    return offer
 
 
 def _claim_batch() -> list[Nudge]:
@@ -210,13 +259,13 @@ def _claim_batch() -> list[Nudge]:
 
 def send_nudges() -> int:
     """E-mail every unsent nudge with its offer: claimed first, so at most once."""
-    offers = dict(NudgeOffer.objects.filter(active=True).values_list("kind", "text"))
     sent = 0
     while rows := _claim_batch():
+        offers = offers_for(Nudge.objects.filter(pk__in=[r.pk for r in rows]))
         for nudge in rows:
             sent += email_member(
                 member=nudge.member,
                 template="membership/email/nudge.txt",
-                context={"nudge": nudge, "offer": offers.get(nudge.kind, "")},
+                context={"nudge": nudge, "offer": offers.get(nudge.pk, "")},
             )
     return sent

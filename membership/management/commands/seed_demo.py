@@ -18,11 +18,11 @@ from django.utils import timezone
 from jobs.services import run as run_job
 from membership import services
 from membership.models import (
+    Cause,
     Member,
     MemberTag,
     Metric,
     NudgeKind,
-    NudgeOffer,
     Order,
     Tag,
     Tier,
@@ -30,7 +30,8 @@ from membership.models import (
     VipGroup,
     Window,
 )
-from membership.services.rules import local_midnight
+from membership.services.nudges import set_nudge_offer
+from membership.services.rules import Mode, add_months, local_midnight
 
 # (group, priority, tag, metric, window, tiers)
 # tiers: (name, colour, upgrade, retention, % off, pts per NT$100, free shipping, gift, benefits)
@@ -219,6 +220,9 @@ OPERATOR_EXTRA = [
 OPERATOR_NEVER = ["add_auditentry", "change_auditentry", "delete_auditentry"]
 
 
+REPLAY_MONTHS = 24  # of tier history behind the demo (the KPI backfill reads the last 12)
+
+
 def create_demo_programme() -> None:
     """The demo programme's groups, tiers and tags; what exists already is left alone."""
     tags = {
@@ -393,10 +397,33 @@ class Command(BaseCommand):
                     )
                 )
                 last[pk] = max(last.get(pk, placed), placed)
-        Order.objects.bulk_create(orders, batch_size=2000)
         MemberTag.objects.bulk_create(member_tags, batch_size=2000)
+        self._replay_months(orders, now)
         for pk, when in last.items():
             Member.objects.filter(pk=pk).update(last_order_at=when)
+
+    def _replay_months(self, orders: list[Order], now: dt.datetime):
+        """The last REPLAY_MONTHS month-ends replayed: the orders placed by each arrive, then
+        the nightly jobs run as of that midnight (upgrades, and reviews of those due) for
+        the members who had joined. The tier history is then the shop's own moves, dated
+        when they happened, and the dashboard's twelve-month backfill reads months, not
+        one day. Two years, so the last one has reviews (and downgrades) too. Only the
+        programme's own jobs write; nobody is e-mailed."""
+        orders.sort(key=lambda order: order.placed_at)
+        joined = sorted(Member.objects.values_list("joined_at", "pk"))
+        first = timezone.localdate(now).replace(day=1)
+        written = 0
+        for k in range(REPLAY_MONTHS - 1, -1, -1):
+            moment = local_midnight(add_months(first, -k))
+            arrived = [o for o in orders[written:] if o.placed_at < moment]
+            Order.objects.bulk_create(arrived, batch_size=2000)
+            written += len(arrived)
+            ids = [pk for joined_at, pk in joined if joined_at < moment]
+            for mode, cause in [(Mode.UPGRADE, Cause.RECOMPUTE), (Mode.REVIEW, Cause.REVIEW)]:
+                services.recompute_members(
+                    mode=mode, cause=cause, member_ids=ids, now=moment, notify=False
+                )
+        Order.objects.bulk_create(orders[written:], batch_size=2000)
 
     def _refund_example(self):
         """A partial refund recorded as the shop would report it, for the refund lists."""
@@ -415,7 +442,7 @@ class Command(BaseCommand):
             # Seed 002's temporary perk for a member about to lose a tier.
             (NudgeKind.REVIEW_WARNING, "保級加碼：審核前 7 天內消費享雙倍點數"),
         ]:
-            NudgeOffer.objects.get_or_create(kind=kind, defaults={"text": text})
+            set_nudge_offer(kind=kind, text=text)
 
     def _logins(self):
         users = get_user_model()
