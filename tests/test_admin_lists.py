@@ -123,7 +123,7 @@ def test_the_orders_list_filters_by_channel(programme, admin_client):
 
 
 @pytest.mark.parametrize(
-    "url,extra",
+    ("url", "extra"),
     [(ORDERS, {}), (ORDERS, {"channel": "web"}), (LEDGER, {}), (LEDGER, {"source": "order"})],
 )
 def test_the_orders_and_ledger_lists_take_the_same_queries_for_few_rows_and_many(
@@ -210,7 +210,7 @@ def test_a_filtered_list_is_counted_from_the_planners_estimate_not_by_count(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    "term,index",
+    ("term", "index"),
     [
         ("王小明", "member_name_trgm_idx"),
         ("王", "member_name_trgm_idx"),
