@@ -324,6 +324,9 @@ class Member(models.Model):
             # them — through trigrams (PostgreSQL only; see membership/migration_ops.py).
             GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="member_name_trgm_idx"),
             GinIndex(OpClass(Upper("email"), name="gin_trgm_ops"), name="member_email_trgm_idx"),
+            # An e-mail typed whole: UPPER(email) = UPPER(q) reads one entry here (trigrams
+            # serve equality too, but read every address sharing "@example.com").
+            models.Index(Upper("email"), name="member_email_upper_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -38,6 +38,12 @@ class Migration(migrations.Migration):
             postgres_only=True,
         ),
         AddIndexWithoutLocking(
+            model_name="member",
+            index=models.Index(
+                django.db.models.functions.text.Upper("email"), name="member_email_upper_idx"
+            ),
+        ),
+        AddIndexWithoutLocking(
             model_name="order",
             index=models.Index(fields=["-placed_at", "-id"], name="order_placed_idx"),
         ),
