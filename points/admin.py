@@ -5,7 +5,12 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
+from membership.admin.common import (
+    EstimatedCountPaginator,
+    PlainActionCheckbox,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+)
 from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
 from membership.models import Member
 
@@ -59,7 +64,7 @@ class SourceFilter(admin.SimpleListFilter):
 
 
 @admin.register(Entry)
-class EntryAdmin(ListExportMixin, ReadOnlyAdmin):
+class EntryAdmin(PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
     resource_classes = [EntryResource]
     list_display = [
         "created_at",

@@ -245,3 +245,14 @@ def test_the_orders_list_reads_its_first_page_from_the_placed_at_index(programme
         cur.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cur.fetchall())
     assert "order_placed_idx" in plan
+
+
+def test_the_row_checkbox_is_the_markup_django_renders(programme):
+    from django.contrib import admin
+
+    member = placed_member(name='王"<小明>')
+    model_admin = site._registry[Member]
+
+    assert model_admin.action_checkbox(member) == admin.ModelAdmin.action_checkbox(
+        model_admin, member
+    )

@@ -13,7 +13,12 @@ from membership.admin_views import refund_view
 from membership.models import Member, Order, Refund
 from membership.resources import OrderResource
 
-from .common import EstimatedCountPaginator, ReadOnlyInline, ServiceRefusalsAsFormErrors
+from .common import (
+    EstimatedCountPaginator,
+    PlainActionCheckbox,
+    ReadOnlyInline,
+    ServiceRefusalsAsFormErrors,
+)
 from .exports import ListExportMixin
 
 
@@ -70,7 +75,9 @@ class OrderAddForm(forms.ModelForm):
 
 
 @admin.register(Order)
-class OrderAdmin(ServiceRefusalsAsFormErrors, ListExportMixin, admin.ModelAdmin):
+class OrderAdmin(
+    PlainActionCheckbox, ServiceRefusalsAsFormErrors, ListExportMixin, admin.ModelAdmin
+):
     resource_classes = [OrderResource]
     export_permission = "imports.export_orders"
     streamed_export = "orders"
