@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from membership.admin.common import (
     EstimatedCountPaginator,
+    ListsPlannedPerValue,
     PlainActionCheckbox,
     ReadOnlyAdmin,
     ReadOnlyInline,
@@ -64,7 +65,7 @@ class SourceFilter(admin.SimpleListFilter):
 
 
 @admin.register(Entry)
-class EntryAdmin(PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
+class EntryAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
     resource_classes = [EntryResource]
     list_display = [
         "created_at",
@@ -92,6 +93,8 @@ class EntryAdmin(PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
     search_fields = ["=idempotency_key", "=account__member__external_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Fifty rows, as the member list: rendering is most of a page's time at any scale.
+    list_per_page = 50
 
     def get_search_results(self, request, queryset, search_term):
         """An entry by its idempotency key, or a member's entries by their external id.

@@ -256,3 +256,18 @@ def test_the_row_checkbox_is_the_markup_django_renders(programme):
     assert model_admin.action_checkbox(member) == admin.ModelAdmin.action_checkbox(
         model_admin, member
     )
+
+
+@pytest.mark.postgres
+def test_the_lists_plan_each_query_for_its_values_and_leave_the_connection_as_it_was(db):
+    from membership.admin.common import custom_plans
+
+    connection.ensure_connection()
+    before = connection.connection.prepare_threshold
+
+    with custom_plans():
+        during = connection.connection.prepare_threshold
+
+    assert before is not None  # the settings prepare repeated statements …
+    assert during is None  # … the long lists do not: a generic plan ignores how rare q is
+    assert connection.connection.prepare_threshold == before

@@ -32,7 +32,12 @@ from membership.models import (
 from membership.resources import MemberResource
 from membership.services import privacy
 
-from .common import EstimatedCountPaginator, PlainActionCheckbox, ReadOnlyInline
+from .common import (
+    EstimatedCountPaginator,
+    ListsPlannedPerValue,
+    PlainActionCheckbox,
+    ReadOnlyInline,
+)
 from .exports import ListExportMixin
 from .widgets import SecondsSplitDateTime
 
@@ -168,7 +173,7 @@ class GiftInline(ReadOnlyInline):
 
 
 @admin.register(Member)
-class MemberAdmin(PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
+class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
     resource_classes = [MemberResource]
     export_permission = "imports.export_members"
     streamed_export = "members"

@@ -15,6 +15,7 @@ from membership.resources import OrderResource
 
 from .common import (
     EstimatedCountPaginator,
+    ListsPlannedPerValue,
     PlainActionCheckbox,
     ReadOnlyInline,
     ServiceRefusalsAsFormErrors,
@@ -76,7 +77,11 @@ class OrderAddForm(forms.ModelForm):
 
 @admin.register(Order)
 class OrderAdmin(
-    PlainActionCheckbox, ServiceRefusalsAsFormErrors, ListExportMixin, admin.ModelAdmin
+    ListsPlannedPerValue,
+    PlainActionCheckbox,
+    ServiceRefusalsAsFormErrors,
+    ListExportMixin,
+    admin.ModelAdmin,
 ):
     resource_classes = [OrderResource]
     export_permission = "imports.export_orders"
@@ -98,6 +103,8 @@ class OrderAdmin(
     autocomplete_fields = ["member"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Fifty rows, as the member list: rendering is most of a page's time at any scale.
+    list_per_page = 50
     inlines = [RefundInline]
     readonly_fields = ["refunded_amount", "status", "created_at"]
 
