@@ -142,7 +142,10 @@ DATABASES["replica"].setdefault("CONN_MAX_AGE", DATABASES["default"]["CONN_MAX_A
 DATABASES["replica"].setdefault("OPTIONS", dict(DATABASES["default"].get("OPTIONS", {})))
 DATABASE_ROUTERS = ["config.replica.PrimaryReplicaRouter"]
 READ_YOUR_WRITES_SECONDS = env.int("READ_YOUR_WRITES_SECONDS", default=5)
-MIDDLEWARE.append("config.replica.ReadYourWritesMiddleware")
+# Before axes, which stays last (it turns a locked-out login into the lockout page).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("axes.middleware.AxesMiddleware"), "config.replica.ReadYourWritesMiddleware"
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
