@@ -33,6 +33,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Trigram indexes for the admin's member search (membership/migration_ops.py); its
+    # ready() teaches index expressions the operator class. Harmless on SQLite.
+    "django.contrib.postgres",
     "adminsortable2",
     "django_celery_beat",
     "import_export",
@@ -125,6 +128,25 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Waiting for the write lock beats failing at once when the worker and the site overlap.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+
+# -- Read replicas (config/replica.py, README "Read replicas") --------------------------
+# With DATABASE_REPLICA_URL, the member's pages, the CSV exports and the KPI dashboard read
+# from that replica; writes, transactions and a visitor's reads for READ_YOUR_WRITES_SECONDS
+# after their own change stay on the primary. Without it the alias mirrors default and
+# nothing is routed to it; tests mirror default too (TEST MIRROR), one database seen twice.
+READ_REPLICA = bool(env.str("DATABASE_REPLICA_URL", default=""))
+DATABASES["replica"] = {
+    **(env.db("DATABASE_REPLICA_URL") if READ_REPLICA else DATABASES["default"]),
+    "TEST": {"MIRROR": "default"},
+}
+DATABASES["replica"].setdefault("CONN_MAX_AGE", DATABASES["default"]["CONN_MAX_AGE"])
+DATABASES["replica"].setdefault("OPTIONS", dict(DATABASES["default"].get("OPTIONS", {})))
+DATABASE_ROUTERS = ["config.replica.PrimaryReplicaRouter"]
+READ_YOUR_WRITES_SECONDS = env.int("READ_YOUR_WRITES_SECONDS", default=5)
+# Before axes, which stays last (it turns a locked-out login into the lockout page).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("axes.middleware.AxesMiddleware"), "config.replica.ReadYourWritesMiddleware"
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -281,6 +303,12 @@ CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
 IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=100)
 IMPORT_LEASE_SECONDS = env.int("IMPORT_LEASE_SECONDS", default=120)
 IMPORT_MAX_ATTEMPTS = env.int("IMPORT_MAX_ATTEMPTS", default=3)
+
+# The order sources and channels the shop sends, offered as the orders list's filters: a
+# fixed list, because reading them off ten million orders (SELECT DISTINCT) costs a second
+# a page. A value not listed still filters when put in the address (?channel=…).
+ORDER_SOURCES = env.list("ORDER_SOURCES", default=["shop"])
+ORDER_CHANNELS = env.list("ORDER_CHANNELS", default=["web", "app", "store", "line"])
 
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)

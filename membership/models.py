@@ -7,10 +7,12 @@ small derived properties only.
 import datetime as dt
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -335,7 +337,18 @@ class Member(models.Model):
             ("adjust_tier", _("Can adjust a member's tier by hand")),
             ("evaluate_member", _("Can re-evaluate members")),
         ]
-        indexes = [models.Index(fields=["group", "tier"], name="member_group_tier_idx")]
+        indexes = [
+            models.Index(fields=["group", "tier"], name="member_group_tier_idx"),
+            # The admin's search (MemberAdmin.get_search_results): a name or e-mail
+            # containing or starting with what the operator typed, and an e-mail typed
+            # whole — UPPER(col) LIKE '%Q%', LIKE 'Q%' and = UPPER(q), as Django writes
+            # them — through trigrams (PostgreSQL only; see membership/migration_ops.py).
+            GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="member_name_trgm_idx"),
+            GinIndex(OpClass(Upper("email"), name="gin_trgm_ops"), name="member_email_trgm_idx"),
+            # An e-mail typed whole: UPPER(email) = UPPER(q) reads one entry here (trigrams
+            # serve equality too, but read every address sharing "@example.com").
+            models.Index(Upper("email"), name="member_email_upper_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(tier_holder=F("pk")), name="member_not_own_tier_holder"
@@ -405,7 +418,12 @@ class Order(models.Model):
                 condition=Q(refunded_amount__lte=F("amount")), name="order_refund_within_amount"
             ),
         ]
-        indexes = [models.Index(fields=["member", "placed_at"], name="order_member_time_idx")]
+        indexes = [
+            models.Index(fields=["member", "placed_at"], name="order_member_time_idx"),
+            # The orders list's order: its first page reads 100 index entries, not a sort
+            # of every order.
+            models.Index(fields=["-placed_at", "-id"], name="order_placed_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id}"

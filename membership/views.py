@@ -1,4 +1,8 @@
-"""The member's own pages. Every query is scoped to the logged-in member."""
+"""The member's own pages. Every query is scoped to the logged-in member.
+
+They read from the replica when there is one (config/replica.py): a member who just
+changed something reads from the primary for a few seconds.
+"""
 
 import datetime as dt
 
@@ -7,6 +11,8 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from config.replica import reads_from_replica
 
 from .forms import CalculatorForm
 from .models import Member, Order, ProgrammeVersion
@@ -22,6 +28,7 @@ def _member(request) -> Member:
     return member
 
 
+@reads_from_replica
 @login_required
 def my_tier(request):
     member = _member(request)
@@ -37,6 +44,7 @@ def my_tier(request):
     )
 
 
+@reads_from_replica
 @login_required
 def calculator(request):
     member = _member(request)
@@ -56,6 +64,7 @@ def calculator(request):
     )
 
 
+@reads_from_replica
 @login_required
 def order_detail(request, order_id: int):
     member = _member(request)
@@ -63,6 +72,7 @@ def order_detail(request, order_id: int):
     return render(request, "members/order.html", {"member": member, "order": order})
 
 
+@reads_from_replica
 @login_required
 def my_data(request):
     """The member's own data as a file (PDPA art. 10): their rows only, audited."""

@@ -30,7 +30,12 @@ from membership.resources import MemberResource
 from membership.services import privacy
 from segments.models import Lifecycle
 
-from .common import EstimatedCountPaginator, ReadOnlyInline
+from .common import (
+    EstimatedCountPaginator,
+    ListsPlannedPerValue,
+    PlainActionCheckbox,
+    ReadOnlyInline,
+)
 from .exports import ListExportMixin
 from .widgets import SecondsSplitDateTime
 
@@ -150,7 +155,7 @@ class GiftInline(ReadOnlyInline):
 
 
 @admin.register(Member)
-class MemberAdmin(ListExportMixin, admin.ModelAdmin):
+class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
     resource_classes = [MemberResource]
     export_permission = "imports.export_members"
     streamed_export = "members"
@@ -159,8 +164,12 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
     list_select_related = ["group", "tier"]
     list_filter = ["group", TierFilter, TagFilter, LifecycleFilter]
+    # What is searched, and how, is get_search_results; these name the columns.
     search_fields = ["name", "=phone", "email", "=external_id"]
-    search_help_text = _("Name, phone (any format), e-mail or external id.")
+    search_help_text = _(
+        "Name, phone (any format), e-mail or external id. Three characters or more find "
+        "names and e-mails containing them; one or two find those starting with them."
+    )
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
@@ -238,12 +247,18 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_search_results(self, request, queryset, search_term):
-        """A phone as typed (0912-345-678, +886 912 345 678) or an e-mail in any case.
+        """One query that indexes serve, whatever the operator types.
 
-        Both are equality lookups on their own indexed columns; other terms search
-        names (contains) and external ids (exact) as Django does.
+        A phone as typed (0912-345-678, +886 912 345 678): that phone, or an external id
+        spelled so. An e-mail (has "@"), in any case: that e-mail. Anything else: a name
+        or e-mail containing it (three characters or more) or starting with it (one or
+        two: a trigram needs three), or that external id. Names and e-mails go through
+        the trigram indexes, phones and external ids through their own; Django's default
+        would OR ``UPPER(col) LIKE '%q%'`` over four columns, which no index serves.
         """
         term = search_term.strip()
+        if not term:
+            return queryset, False
         try:
             phone = normalise_phone(term)
         except ValueError:
@@ -253,7 +268,11 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
         if "@" in term:
             # Case-insensitive equality: imports store lower case, typed e-mails may not be.
             return queryset.filter(email__iexact=term), False
-        return super().get_search_results(request, queryset, search_term)
+        if len(term) >= 3:
+            text = Q(name__icontains=term) | Q(email__icontains=term)
+        else:
+            text = Q(name__istartswith=term) | Q(email__istartswith=term)
+        return queryset.filter(text | Q(external_id=term)), False
 
     # -- saving goes through the services ----------------------------------
 
