@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("membership", "0013_member_full_name_label"),
+        ("membership", "0020_nudge_offer_review_warning"),
     ]
 
     operations = [
