@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from api.webhooks import events as webhooks
 from membership.services.rules import add_months_local
 
 from .models import Account, Entry, Lot
@@ -50,7 +51,7 @@ def post(
 ):
     account.balance += points
     account.save(update_fields=["balance", "shortfall"])
-    return Entry.objects.create(
+    entry = Entry.objects.create(
         account=account,
         kind=kind,
         points=points,
@@ -61,6 +62,8 @@ def post(
         shortfall=shortfall,
         created_at=now,
     )
+    webhooks.points_posted(entry_id=entry.pk)
+    return entry
 
 
 def take(account: Account, points: int, now, *, first: Lot | None = None, spendable_only: bool):
@@ -112,17 +115,19 @@ def earn(
     if points <= 0:
         raise ValidationError(_("Earned points must be above zero."))
     now = timezone.now()
-    fast = _fast_earn(
-        member_id=member_id,
-        points=points,
-        source=source,
-        source_ref=source_ref,
-        key=key,
-        available_at=available_at or now,
-        reason=reason,
-        kind=kind,
-        now=now,
-    )
+    # One transaction (no savepoint inside the caller's): the posting and its webhook.
+    with transaction.atomic(savepoint=False):
+        fast = _fast_earn(
+            member_id=member_id,
+            points=points,
+            source=source,
+            source_ref=source_ref,
+            key=key,
+            available_at=available_at or now,
+            reason=reason,
+            kind=kind,
+            now=now,
+        )
     if fast is not None:
         return fast
     with transaction.atomic():
@@ -210,6 +215,7 @@ def _fast_earn(
         )
     if entry_id is None:
         return None
+    webhooks.points_posted(entry_id=entry_id)
     return Entry(
         pk=entry_id,
         account_id=account_id,

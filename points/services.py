@@ -17,6 +17,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from api.webhooks import events as webhooks
 from membership.models import Order, Tier
 from membership.services import record_audit
 from membership.services.notifications import email_member
@@ -197,6 +198,8 @@ def expire_due(*, now: dt.datetime | None = None) -> int:
         cur.execute(
             "UPDATE points_lot SET remaining = 0 WHERE expires_at <= %s AND remaining > 0", [stamp]
         )
+        if expired:
+            webhooks.points_expired(created_at=stamp)
     return expired
 
 
@@ -240,13 +243,17 @@ def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
         lots = due.filter(account__member_id=member_id)
         ids = list(lots.values_list("pk", flat=True))
         # Claim the lots first: a second worker finds nothing left to remind.
-        if not Lot.objects.filter(pk__in=ids, reminded_at__isnull=True).update(reminded_at=now):
-            continue
-        member = Account.objects.select_related("member").get(member_id=member_id).member
+        with transaction.atomic():
+            if not Lot.objects.filter(pk__in=ids, reminded_at__isnull=True).update(reminded_at=now):
+                continue
+            member = Account.objects.select_related("member").get(member_id=member_id).member
+            points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
+            first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
+            webhooks.points_expiring(
+                member=member, points=points, expires_at=first.expires_at, now=now
+            )
         if not member.email:
             continue
-        points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
-        first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
         sent += email_member(
             member=member,
             template="points/email/expiring.{language}.txt",

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from api.webhooks import events as webhooks
 from membership.models import Cause, EntryRequires, Member, Metric, Window
 
 from .notifications import notify_after_commit
@@ -403,7 +404,11 @@ def _insert_history(
         f"OR c.new_tier {d['distinct']} c.old_tier)",
         [str(cause), actor_id, *explanation_params, now, *([] if notify else [now])],
     )
-    return cur.rowcount
+    written = cur.rowcount
+    if written and notify:
+        # The shop hears of the same rows, set-based (what an import writes silently, too).
+        webhooks.tier_changes_recorded(changes=changes, created_at=now, cause=str(cause))
+    return written
 
 
 def _guarded_update(

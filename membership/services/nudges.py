@@ -18,6 +18,7 @@ import datetime as dt
 from django.db import connection, transaction
 from django.utils import timezone
 
+from api.webhooks import events as webhooks
 from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
 from membership.sqltime import to_db
 
@@ -116,6 +117,8 @@ def compute_nudges(*, now: dt.datetime | None = None) -> int:
                     sql, [kind.value, period, stamp, *value_params, group.id, *condition_params]
                 )
                 created += max(cursor.rowcount, 0)
+        if created:
+            webhooks.nudges_created(created_at=stamp, period=period)
     return created
 
 
