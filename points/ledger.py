@@ -9,6 +9,7 @@ answer with the first. The unique idempotency key backs the lock.
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -117,7 +118,8 @@ def earn(
     now = timezone.now()
     # One transaction (no savepoint inside the caller's): the posting and its webhook.
     with transaction.atomic(savepoint=False):
-        fast = _fast_earn(
+        fast_earn = partial(
+            _fast_earn,
             member_id=member_id,
             points=points,
             source=source,
@@ -128,6 +130,9 @@ def earn(
             kind=kind,
             now=now,
         )
+        fast = fast_earn()
+        if fast is None and _opened_account(member_id):
+            fast = fast_earn()  # a member's first earning: the account is new, owing nothing
     if fast is not None:
         return fast
     with transaction.atomic():
@@ -178,6 +183,19 @@ FROM (SELECT 1) one
 LEFT JOIN ins ON true
 LEFT JOIN points_entry done ON done.idempotency_key = %(key)s
 """
+
+
+def _opened_account(member_id: int) -> bool:
+    """Open the member's account if it has none (PostgreSQL, one statement); True if opened."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO points_account (member_id, balance, shortfall) VALUES (%s, 0, 0) "
+            "ON CONFLICT (member_id) DO NOTHING",
+            [member_id],
+        )
+        return cursor.rowcount == 1
 
 
 def _fast_earn(

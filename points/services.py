@@ -13,7 +13,7 @@ from decimal import ROUND_FLOOR, Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Max, Sum
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -93,13 +93,27 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
 
 def order_points(*, amount: int, tier_id: int | None, placed_at: dt.datetime) -> int:
     """The stacking rule (models.STACKING_RULE), written once: base × coefficient × promotion."""
-    rate = Tier.objects.filter(pk=tier_id).values_list("points_per_100", flat=True).first() or 0
-    coefficient = TierCoefficient.objects.filter(tier_id=tier_id).values_list(
-        "coefficient", flat=True
-    ).first() or Decimal(1)
-    promotion = Promotion.objects.filter(starts_at__lte=placed_at, ends_at__gt=placed_at).aggregate(
-        best=Max("multiplier")
-    )["best"] or Decimal(1)
+    # One query for the three factors (an order's recording runs this every time).
+    row = (
+        Tier.objects.filter(pk=tier_id)
+        .annotate(
+            coefficient=Subquery(
+                TierCoefficient.objects.filter(tier_id=OuterRef("pk"))
+                .order_by("pk")
+                .values("coefficient")[:1]
+            ),
+            best=Subquery(
+                Promotion.objects.filter(starts_at__lte=placed_at, ends_at__gt=placed_at)
+                .order_by("-multiplier")
+                .values("multiplier")[:1]
+            ),
+        )
+        .values_list("points_per_100", "coefficient", "best")
+        .first()
+    )
+    if row is None:
+        return 0  # no tier: no rate
+    rate, coefficient, promotion = row[0] or 0, row[1] or Decimal(1), row[2] or Decimal(1)
     base = points_for_spend(amount, rate)
     return int((base * coefficient * promotion).to_integral_value(rounding=ROUND_FLOOR))
 
