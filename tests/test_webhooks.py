@@ -394,3 +394,55 @@ def test_a_name_that_resolves_inside_is_not_sent_to(
     delivery = WebhookDelivery.objects.get()
     assert "UnsafeDestination" in delivery.last_error
     assert receiver.received == []
+
+
+def test_a_renewal_and_a_declined_renewal_are_told_to_the_shop(demo, receiver):
+    # given: 基礎方案 from 1 June, renewed on 1 July, declined on 1 August
+    from subscriptions import services as subscriptions
+    from subscriptions.demo import create_demo_plans
+    from subscriptions.models import Subscription
+
+    plans = {p.name: p for p in create_demo_plans()}
+    endpoint_for(receiver, WebhookEvent.SUBSCRIPTION_RENEWED, WebhookEvent.SUBSCRIPTION_FAILED)
+    start = dt.datetime(2026, 6, 1, 2, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False):
+        member = MemberFactory(external_id="M-SUB")
+        sub = subscriptions.subscribe(member=member, plan=plans["基礎方案"], card_token="tok_ok")
+
+    # when
+    with time_machine.travel(start + dt.timedelta(days=30), tick=False):
+        subscriptions.run_jobs()
+        send_due()
+    Subscription.objects.filter(pk=sub.pk).update(card_token="tok_decline")
+    with time_machine.travel(start + dt.timedelta(days=61), tick=False):
+        subscriptions.run_jobs()
+        send_due()
+
+    # then
+    events = [r.event for r in receiver.received]
+    assert [e["type"] for e in events] == ["subscription.renewed", "subscription.failed"]
+    assert events[0]["data"]["period_start"].startswith("2026-07-01")
+    assert events[1]["data"]["kind"] == "payment_failed"
+    assert events[1]["data"]["member"]["external_id"] == "M-SUB"
+
+
+def test_points_expiring_within_30_days_are_told_to_the_shop_once(programme, receiver, clock):
+    # given: 70 points that expire in about 20 days
+    from points.models import Lot
+    from points.services import send_expiry_reminders
+
+    endpoint_for(receiver, WebhookEvent.POINTS_EXPIRING)
+    member = MemberFactory(external_id="M-EXP")
+    earn(member_id=member.pk, points=70, source="action", source_ref="x", key="k-1")
+    Lot.objects.update(expires_at=NOW + dt.timedelta(days=20))
+
+    # when: the daily reminder runs twice
+    send_expiry_reminders()
+    send_expiry_reminders()
+    send_due()
+
+    # then
+    [sent] = receiver.received
+    assert sent.event["type"] == "points.expiring"
+    assert sent.event["data"]["points"] == 70
+    assert sent.event["data"]["member"]["external_id"] == "M-EXP"
