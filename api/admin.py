@@ -191,8 +191,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """The delivery log: what was owed to which endpoint, and how each attempt went."""
 
-    list_display = ["event", "event_id", "endpoint", "status", "attempts", "response_code"]
-    list_display += ["created_at", "last_attempt_at", "next_attempt_at"]
+    list_display = ["event", "endpoint", "status", "attempts", "response_code", "created_at"]
+    list_display += ["next_attempt_at"]
     list_filter = ["status", "event", "endpoint"]
     search_fields = ["event_id"]
     list_select_related = ["endpoint"]

@@ -114,7 +114,7 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(_("description"), max_length=200, blank=True)
     events = models.JSONField(_("events"), default=list)
     secret = models.CharField(_("signing secret"), max_length=100, editable=False)
-    active = models.BooleanField(_("active"), default=True)
+    active = models.BooleanField(_("turned on"), default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
