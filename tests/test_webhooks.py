@@ -446,3 +446,73 @@ def test_points_expiring_within_30_days_are_told_to_the_shop_once(programme, rec
     assert sent.event["type"] == "points.expiring"
     assert sent.event["data"]["points"] == 70
     assert sent.event["data"]["member"]["external_id"] == "M-EXP"
+
+
+def test_tagging_an_enterprise_customer_tells_the_shop_of_the_group_change(
+    programme, receiver, clock
+):
+    # given: a 全館 VIP 銀卡 member
+    endpoint_for(receiver, WebhookEvent.GROUP_CHANGED)
+    member = silver_member(programme)
+    send_due()
+    receiver.received.clear()
+
+    # when: tagged 企業客戶
+    services.add_tag(member_id=member.pk, tag=programme.enterprise_tag, actor=UserFactory())
+    send_due()
+
+    # then
+    [sent] = receiver.received
+    data = sent.event["data"]
+    assert sent.event["type"] == "group.changed"
+    assert (data["from"]["group"], data["to"]["group"]) == ("全館 VIP", "企業 VIP")
+    assert (data["from"]["tier"], data["to"]["tier"]) == ("銀卡", "銅牌企業")
+
+
+def test_the_beat_job_sends_what_the_broker_never_took(programme, receiver, clock):
+    # given: a posting owed while no worker ran (its follow-up never dispatched)
+    from api.tasks import send_webhooks
+
+    endpoint_for(receiver, WebhookEvent.POINTS_POSTED)
+    earn(member_id=MemberFactory().pk, points=50, source="action", source_ref="x", key="k-1")
+    assert receiver.received == []
+
+    # when: the minute's beat job runs
+    send_webhooks.apply()
+
+    # then
+    assert len(receiver.received) == 1
+    assert WebhookDelivery.objects.get().status == WebhookDelivery.Status.SUCCEEDED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_four_senders_at_once_send_each_event_once(receiver):
+    # given: 40 events owed to one endpoint
+    import threading
+
+    from django.db import connection
+
+    endpoint_for(receiver, WebhookEvent.POINTS_POSTED)
+    members = MemberFactory.create_batch(40)
+    for m in members:
+        earn(member_id=m.pk, points=10, source="action", source_ref="x", key=f"k-{m.pk}")
+
+    # when: four workers send at the same time, each on its own connection
+    def worker():
+        try:
+            send_due()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # then: every event once
+    assert sorted(receiver.event_ids()) == sorted(
+        WebhookDelivery.objects.values_list("event_id", flat=True)
+    )
+    assert len(receiver.received) == 40

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from membership.outbox import enqueue
 
-from ..models import WebhookEvent
+from ..models import WebhookEndpoint, WebhookEvent
 
 SEND_TASK = "api.tasks.send_webhooks"
 # How long a delivery is retried (exponential backoff) before it has failed.
@@ -67,6 +67,11 @@ def emit_select(select: str, params: list, *, now: dt.datetime | None = None) ->
     if written:
         enqueue(SEND_TASK)
     return written
+
+
+def _anyone_listening() -> bool:
+    """Before a set-based emit: with no active endpoint, the SELECT is not even built."""
+    return WebhookEndpoint.objects.filter(active=True).exists()
 
 
 def emit(event: WebhookEvent, *, event_id: str, payload: dict) -> int:
@@ -121,6 +126,8 @@ def tier_changes_recorded(*, changes: str, created_at, cause: str) -> int:
     """The same for every history row a set-based recompute just wrote from its temporary
     table ``changes`` (applied rows), in one statement. ``created_at`` is the adapted
     timestamp the rows were written with."""
+    if not _anyone_listening():
+        return 0
     where = (
         f"h.member_id IN (SELECT c.id FROM {changes} c WHERE c.applied = 1) "
         "AND h.created_at = %s AND h.cause = %s"
@@ -135,6 +142,8 @@ def points_posted(*, entry_id: int) -> int:
 
 def points_expired(*, created_at) -> int:
     """points.posted for every expiry entry the daily expiry just wrote (set-based)."""
+    if not _anyone_listening():
+        return 0
     return emit_select(
         _points_posted_select("pe.kind = 'expire' AND pe.created_at = %s"), [created_at]
     )
@@ -168,6 +177,8 @@ def points_expiring(*, member, points: int, expires_at: dt.datetime, now: dt.dat
 
 def nudges_created(*, created_at, period: str) -> int:
     """nudge.created for every nudge the monthly job just recorded (set-based)."""
+    if not _anyone_listening():
+        return 0
     d = _sql()
     return emit_select(
         f"SELECT '{WebhookEvent.NUDGE_CREATED.value}' AS event, "
