@@ -140,6 +140,34 @@ def points_posted(*, entry_id: int) -> int:
     return emit_select(_points_posted_select("pe.id = %s"), [entry_id])
 
 
+# points.posted for the entry inserted by the ledger's one-statement earning (its CTE
+# ``ins``, PostgreSQL only): the same payload as _points_posted_select, the balance taken
+# before that statement's own update. Named parameters: now, retry_until.
+POINTS_POSTED_FROM_INSERTED = f"""
+    INSERT INTO api_webhookdelivery (endpoint_id, event, event_id, payload, status, attempts,
+                                     created_at, next_attempt_at, retry_until, last_error)
+    SELECT e.id, '{WebhookEvent.POINTS_POSTED.value}',
+           '{WebhookEvent.POINTS_POSTED.value}:entry-' || CAST(ins.id AS TEXT),
+           jsonb_build_object('member',
+                              jsonb_build_object('id', m.id, 'external_id', m.external_id),
+                              'entry_id', ins.id, 'kind', ins.kind, 'points', ins.points,
+                              'balance', a.balance + ins.points, 'source', ins.source,
+                              'source_ref', ins.source_ref),
+           'pending', 0, %(now)s, %(now)s, %(retry_until)s, ''
+    FROM ins JOIN points_account a ON a.id = ins.account_id
+    JOIN membership_member m ON m.id = a.member_id
+    CROSS JOIN api_webhookendpoint e
+    WHERE e.active AND e.events @> '["{WebhookEvent.POINTS_POSTED.value}"]'::jsonb
+    ON CONFLICT (endpoint_id, event_id) DO NOTHING
+    RETURNING 1
+"""
+
+
+def owe_sending() -> None:
+    """Ask for the deliveries just written to be sent after the commit."""
+    enqueue(SEND_TASK)
+
+
 def points_expired(*, created_at) -> int:
     """points.posted for every expiry entry the daily expiry just wrote (set-based)."""
     if not _anyone_listening():
