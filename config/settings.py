@@ -438,3 +438,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# -- Webhooks out (api.webhooks, README "Webhooks") --
+# Off in production: https only, never to localhost or a private/reserved address (SSRF).
+# On by default with DEBUG so a receiver on this machine can be tried.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=DEBUG)
+# Deliveries are sent after the change's commit; this sends the retries (and anything the
+# broker missed) every minute.
+CELERY_BEAT_SCHEDULE["send-webhooks"] = {
+    "task": "api.tasks.send_webhooks",
+    "schedule": 60,
+}

@@ -38,6 +38,10 @@ ACTION_LABELS = {
     "audience.save": _("Save audience"),
     "api_key.add": _("Create API key"),
     "api_key.revoke": _("Revoke API key"),
+    "webhook_endpoint.add": _("Create webhook endpoint"),
+    "webhook_endpoint.change": _("Change webhook endpoint"),
+    "webhook_endpoint.disable": _("Turn off failing webhook endpoint"),
+    "webhook_delivery.redeliver": _("Redeliver webhook"),
     "order.add": _("Add order"),
     "order.refund": _("Refund order"),
     "order.import": _("Import orders"),
@@ -88,6 +92,8 @@ OBJECT_TYPES = [
     "imports.importjob",
     "segments.audience",
     "api.apikey",
+    "api.webhookendpoint",
+    "api.webhookdelivery",
 ]
 
 # Keys some services record that are not fields of the audited model.

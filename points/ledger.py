@@ -9,6 +9,7 @@ answer with the first. The unique idempotency key backs the lock.
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from api.webhooks import events as webhooks
 from membership.services.rules import add_months_local
 
 from .models import Account, Entry, Lot
@@ -50,7 +52,7 @@ def post(
 ):
     account.balance += points
     account.save(update_fields=["balance", "shortfall"])
-    return Entry.objects.create(
+    entry = Entry.objects.create(
         account=account,
         kind=kind,
         points=points,
@@ -61,6 +63,8 @@ def post(
         shortfall=shortfall,
         created_at=now,
     )
+    webhooks.points_posted(entry_id=entry.pk)
+    return entry
 
 
 def take(account: Account, points: int, now, *, first: Lot | None = None, spendable_only: bool):
@@ -112,7 +116,8 @@ def earn(
     if points <= 0:
         raise ValidationError(_("Earned points must be above zero."))
     now = timezone.now()
-    fast = _fast_earn(
+    fast_earn = partial(
+        _fast_earn,
         member_id=member_id,
         points=points,
         source=source,
@@ -123,6 +128,9 @@ def earn(
         kind=kind,
         now=now,
     )
+    fast = fast_earn()
+    if fast is None and _opened_account(member_id):
+        fast = fast_earn()  # a member's first earning: the account is new, owing nothing
     if fast is not None:
         return fast
     with transaction.atomic():
@@ -149,7 +157,8 @@ def earn(
 # The common earning in one statement: lock the account (if it exists and owes nothing),
 # insert the entry unless its key is taken, its lot, and the balance. Anything else —
 # no account yet, a shortfall to settle, a repeated key — returns no row and takes the
-# general path below, which does the same in several statements.
+# general path below, which does the same in several statements. The entry's points.posted
+# webhook rows are written by the same statement (``hook``), so it stays one statement.
 FAST_EARN = """
 WITH acct AS (
     SELECT id FROM points_account WHERE member_id = %(member)s AND shortfall = 0 FOR UPDATE
@@ -159,7 +168,9 @@ WITH acct AS (
     SELECT id, %(kind)s, %(points)s, %(source)s, %(ref)s, %(key)s, 0, %(reason)s, %(now)s
     FROM acct
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, account_id
+    RETURNING id, account_id, kind, points, source, source_ref
+), hook AS (
+    {hook}
 ), lot AS (
     INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, expires_at)
     SELECT id, account_id, %(points)s, %(points)s, %(available)s, %(expires)s FROM ins
@@ -168,11 +179,25 @@ WITH acct AS (
     WHERE id = (SELECT account_id FROM ins)
 )
 SELECT ins.id, ins.account_id, done.id, done.points, done.account_id, done.kind, done.source,
-       done.source_ref, done.shortfall, done.reason, done.created_at
+       done.source_ref, done.shortfall, done.reason, done.created_at,
+       (SELECT COUNT(*) FROM hook)
 FROM (SELECT 1) one
 LEFT JOIN ins ON true
 LEFT JOIN points_entry done ON done.idempotency_key = %(key)s
-"""
+""".replace("{hook}", webhooks.POINTS_POSTED_FROM_INSERTED)
+
+
+def _opened_account(member_id: int) -> bool:
+    """Open the member's account if it has none (PostgreSQL, one statement); True if opened."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO points_account (member_id, balance, shortfall) VALUES (%s, 0, 0) "
+            "ON CONFLICT (member_id) DO NOTHING",
+            [member_id],
+        )
+        return cursor.rowcount == 1
 
 
 def _fast_earn(
@@ -196,9 +221,10 @@ def _fast_earn(
                 "now": now,
                 "available": available_at,
                 "expires": lot_expiry(available_at),
+                "retry_until": now + webhooks.RETRY_FOR,
             },
         )
-        entry_id, account_id, done_id, done_points, *done = cursor.fetchone()
+        entry_id, account_id, done_id, done_points, *done, hooked = cursor.fetchone()
     if done_id is not None and done_points == points:
         # The same event again: the first posting, as it was written.
         fields = ("account_id", "kind", "source", "source_ref", "shortfall", "reason", "created_at")
@@ -210,6 +236,10 @@ def _fast_earn(
         )
     if entry_id is None:
         return None
+    if hooked:
+        # The rows are written with the entry; this only asks for them to be sent now
+        # (the beat job sends them anyway).
+        webhooks.owe_sending()
     return Entry(
         pk=entry_id,
         account_id=account_id,

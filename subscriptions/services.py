@@ -28,6 +28,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from api.webhooks import events as webhooks
 from membership.models import Cause, Member, TierGrant
 from membership.services import evaluate_member, grant_tier, record_audit
 from membership.services.rules import add_months_local
@@ -50,7 +51,7 @@ def _add_period(start: dt.datetime, plan: Plan) -> dt.datetime:
 
 
 def _event(sub: Subscription, kind: str, old: str, *, actor=None, reason: str = "", now=None):
-    SubscriptionEvent.objects.create(
+    event = SubscriptionEvent.objects.create(
         subscription=sub,
         kind=kind,
         from_state=old,
@@ -59,6 +60,7 @@ def _event(sub: Subscription, kind: str, old: str, *, actor=None, reason: str = 
         reason=reason,
         created_at=now or timezone.now(),
     )
+    webhooks.subscription_event_recorded(event=event)
 
 
 def _grant(sub: Subscription, start: dt.datetime, end: dt.datetime, kind: str) -> None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from api.webhooks import events as webhooks
 from membership.models import Cause, EntryRequires, Member, Metric, Window
 
 from .notifications import notify_after_commit
@@ -471,6 +472,15 @@ def _write_in_one_pass(
         ],
     )
     changed, history_rows, gifts_issued = cur.fetchone()
+    if history_rows and kw["notify"]:
+        # The shop hears of the rows just written, set-based, found by the chunk's filter.
+        chunk = _Sql()
+        webhooks.tier_history_recorded(
+            where=member_filter(chunk, "h.member_id"),
+            params=chunk.params,
+            created_at=kw["now"],
+            cause=str(kw["cause"]),
+        )
     return BulkResult(changed=changed, history_rows=history_rows, gifts=gifts_issued)
 
 
@@ -548,7 +558,11 @@ def _insert_history(
             notify=notify,
         )
     )
-    return cur.rowcount
+    written = cur.rowcount
+    if written and notify:
+        # The shop hears of the same rows, set-based (what an import writes silently, too).
+        webhooks.tier_changes_recorded(changes=changes, created_at=now, cause=str(cause))
+    return written
 
 
 def _history_sql(

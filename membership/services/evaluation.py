@@ -257,21 +257,36 @@ def evaluate_member(
     reached tier's gift at most once, and e-mails the member after commit.
     """
     with transaction.atomic():
-        member = lock_member(member_id)
-        if member.tier_holder_id:
-            # Sharers are evaluated as their holder, and then mirror it.
-            return evaluate_member(
-                member_id=member.tier_holder_id,
-                mode=mode,
-                cause=cause,
-                actor=actor,
-                order=order,
-                reason=reason,
-            )
-        ev = evaluate(member, mode=mode)
-        result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
-        sync_sharers(member, cause=cause, actor=actor, now=ev.now)
-        return result
+        return evaluate_locked_member(
+            lock_member(member_id), mode=mode, cause=cause, actor=actor, order=order, reason=reason
+        )
+
+
+def evaluate_locked_member(
+    member: Member,
+    *,
+    mode: Mode = Mode.UPGRADE,
+    cause: Cause,
+    actor=None,
+    order: Order | None = None,
+    reason: str = "",
+) -> EvaluationResult:
+    """``evaluate_member`` for a member the caller has just locked with ``lock_member``
+    in its open transaction (an order's recording): no second lock, no savepoint."""
+    if member.tier_holder_id:
+        # Sharers are evaluated as their holder, and then mirror it.
+        return evaluate_member(
+            member_id=member.tier_holder_id,
+            mode=mode,
+            cause=cause,
+            actor=actor,
+            order=order,
+            reason=reason,
+        )
+    ev = evaluate(member, mode=mode)
+    result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
+    sync_sharers(member, cause=cause, actor=actor, now=ev.now)
+    return result
 
 
 def lock_member(member_id: int) -> Member:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from api.webhooks import events as webhooks
 from membership.models import Cause, Member, TierHistory
 
 from .notifications import notify_after_commit
@@ -39,4 +40,5 @@ def record_tier_change(
         created_at=at,
     )
     notify_after_commit()
+    webhooks.tier_change_recorded(history_id=row.pk)
     return row

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from api.webhooks import events as webhooks
 from membership.models import Member, Metric, Nudge, NudgeKind, NudgeOffer
 from membership.sqltime import to_db
 
@@ -156,6 +157,8 @@ def compute_nudges(*, now: dt.datetime | None = None) -> int:
                     sql, [kind.value, period, stamp, *value_params, group.id, *condition_params]
                 )
                 created += max(cursor.rowcount, 0)
+        if created:
+            webhooks.nudges_created(created_at=stamp, period=period)
     return created
 
 

@@ -14,7 +14,7 @@ from membership.models import Cause, Member, Order, Refund
 from membership.signals import order_recorded, refund_recorded
 
 from .audit import record_audit, snapshot
-from .evaluation import EvaluationResult, evaluate_member, lock_member
+from .evaluation import EvaluationResult, evaluate_locked_member, evaluate_member, lock_member
 from .rules import Mode
 
 
@@ -67,12 +67,12 @@ def record_order(
             record_audit(actor=actor, action="order.add", obj=order, after=snapshot(order))
         if member.last_order_at is None or placed_at > member.last_order_at:
             Member.objects.filter(pk=member.pk).update(last_order_at=placed_at)
+            member.last_order_at = placed_at
         # Points are earned at the tier held when the order was placed, before it lifts
         # them; and before the evaluation, which counts them in a growth-points group.
         order_recorded.send(sender=Order, order=order, member_id=member.pk, tier_id=member.tier_id)
-        result = evaluate_member(
-            member_id=member.pk, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order
-        )
+        # The member is locked above: evaluated as it is, without locking it again.
+        result = evaluate_locked_member(member, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order)
         return OrderResult(order=order, created=True, evaluation=result)
 
 
