@@ -1,9 +1,11 @@
 """The points ledger: the one public way to post. Append-only; one Entry per movement.
 
-Every writer (earning, redemption, reversal, adjustment, rewards, partners) locks the
-member's account with ``lock_account`` before reading it, then ``post``s entries and
-``take``s from lots under that lock; ``existing_entry`` makes a key's second posting
-answer with the first. The unique idempotency key backs the lock.
+Every writer (earning, redemption, reversal, adjustment, rewards, partners) takes the
+member's account's row lock with ``lock_account`` before reading it, then ``post``s
+entries and ``take``s from lots under that row lock; ``existing_entry`` makes a key's
+second posting answer with the first. The unique idempotency key backs the row lock.
+Postings for many accounts at once (an import's opening balances, expiry) are
+set-based: ``earn_many`` and ``expire_lots``, which row-lock their accounts in id order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from membership.services.rules import add_months_local
+from membership.sqltime import to_db
 
 from .models import Account, Entry, Lot
 from .selectors import spendable
@@ -226,3 +229,103 @@ def _fast_earn(
 
 def lot_expiry(available_at: dt.datetime) -> dt.datetime:
     return add_months_local(available_at, settings.POINTS_LOT_MONTHS)
+
+
+def _lock_accounts(cursor, where: str, params: list) -> None:
+    """Row-lock the accounts ``where`` selects, in id order: two set-based postings, or one
+    beside a single account's posting, then wait for each other instead of deadlocking."""
+    if connection.features.has_select_for_update:
+        cursor.execute(
+            f"SELECT id FROM points_account WHERE {where} ORDER BY id FOR UPDATE", params
+        )
+
+
+def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = None) -> int:
+    """Earn for many accounts at once: one entry and one lot each, idempotent on each key.
+
+    ``rows`` is a ``values()`` queryset with ``member_id``, ``points`` (above zero), ``ref``
+    and ``key``. A key already posted is skipped whatever its amount: the caller checks
+    amounts first (the import refuses a different opening balance row by row). Accounts
+    are created where missing and row-locked; those owing a shortfall take ``earn`` one by
+    one, which settles it first. Returns how many entries were posted.
+    """
+    now = now or timezone.now()
+    at, expires = to_db(now), to_db(lot_expiry(now))
+    sub, sub_params = rows.query.sql_with_params()
+    members = f"SELECT r.member_id FROM ({sub}) r"
+    # The entries this call wrote: their keys, its source and its exact timestamp.
+    written = (
+        f"SELECT e.id FROM points_entry e WHERE e.created_at = %s AND e.source = %s "
+        f"AND e.idempotency_key IN (SELECT r.key FROM ({sub}) r)"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO points_account (member_id, balance, shortfall) "
+            f"SELECT DISTINCT r.member_id, 0, 0 FROM ({sub}) r WHERE true "
+            "ON CONFLICT (member_id) DO NOTHING",
+            sub_params,
+        )
+        _lock_accounts(cursor, f"member_id IN ({members})", sub_params)
+        cursor.execute(
+            "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
+            "idempotency_key, shortfall, reason, created_at) "
+            f"SELECT a.id, %s, r.points, %s, r.ref, r.key, 0, %s, %s FROM ({sub}) r "
+            "JOIN points_account a ON a.member_id = r.member_id WHERE a.shortfall = 0 "
+            "ON CONFLICT (idempotency_key) DO NOTHING",
+            [Entry.Kind.EARN.value, source, reason, at, *sub_params],
+        )
+        posted = cursor.rowcount
+        cursor.execute(
+            "INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, "
+            f"expires_at) SELECT e.id, e.account_id, e.points, e.points, %s, %s "
+            f"FROM points_entry e WHERE e.id IN ({written})",
+            [at, expires, at, source, *sub_params],
+        )
+        cursor.execute(
+            "UPDATE points_account SET balance = balance + (SELECT SUM(e.points) "
+            "FROM points_entry e WHERE e.account_id = points_account.id "
+            f"AND e.id IN ({written})) "
+            f"WHERE id IN (SELECT e.account_id FROM points_entry e WHERE e.id IN ({written}))",
+            [at, source, *sub_params, at, source, *sub_params],
+        )
+        cursor.execute(
+            f"SELECT r.member_id, r.points, r.ref, r.key FROM ({sub}) r "
+            "JOIN points_account a ON a.member_id = r.member_id WHERE a.shortfall > 0",
+            sub_params,
+        )
+        owing = cursor.fetchall()
+    for member_id, points, ref, key in owing:
+        earn(
+            member_id=member_id,
+            points=points,
+            source=source,
+            source_ref=ref,
+            key=key,
+            reason=reason,
+        )
+        posted += 1
+    return posted
+
+
+def expire_lots(now: dt.datetime) -> int:
+    """Expire every lot past its date, set-based: one entry per lot, balances moved together."""
+    stamp = to_db(now)
+    due = "expires_at <= %s AND remaining > 0"
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_accounts(cursor, f"id IN (SELECT account_id FROM points_lot WHERE {due})", [stamp])
+        cursor.execute(
+            "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
+            "idempotency_key, reason, shortfall, created_at) "
+            "SELECT account_id, 'expire', -remaining, 'expiry', CAST(id AS TEXT), "
+            f"'expire:lot:' || CAST(id AS TEXT), '', 0, %s FROM points_lot WHERE {due}",
+            [stamp, stamp],
+        )
+        expired = cursor.rowcount
+        cursor.execute(
+            "UPDATE points_account SET balance = points_account.balance - d.total FROM "
+            f"(SELECT account_id, SUM(remaining) AS total FROM points_lot WHERE {due} "
+            "GROUP BY account_id) d WHERE points_account.id = d.account_id",
+            [stamp],
+        )
+        cursor.execute(f"UPDATE points_lot SET remaining = 0 WHERE {due}", [stamp])
+    return expired
