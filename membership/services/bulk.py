@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from membership.models import Cause, EntryRequires, Member, Metric, Window
 
-from .notifications import notify_after_commit
+from .history import record_tier_changes
 from .rules import (
     COUNTED_ORDER_SQL,
     NET_SPEND_SQL,
@@ -344,7 +344,7 @@ def _apply_chunk(
                 "tier_id": "new_tier",
             },
         )
-        result.history_rows = _insert_history(
+        result.history_rows = record_tier_changes(
             cur,
             "tier_changes",
             f"{d['json']}('mode', CAST(%s AS TEXT), 'bulk', 1, 'value', c.value, "
@@ -352,14 +352,12 @@ def _apply_chunk(
             [str(mode)],
             cause=cause,
             actor_id=actor_id,
-            now=now,
+            at=now,
             notify=notify,
         )
         if issue_gifts:
             result.gifts = _issue_gifts(cur, now)
         cur.execute("DROP TABLE tier_changes")
-        if result.history_rows and notify:
-            notify_after_commit()
     return result
 
 
@@ -372,36 +370,6 @@ def _issue_gifts(cur, now) -> int:
         "AND (c.group_changed = 1 OR c.new_rank > c.old_rank) "
         "ON CONFLICT (member_id, tier_id) DO NOTHING",
         [now],
-    )
-    return cur.rowcount
-
-
-def _insert_history(
-    cur,
-    changes: str,
-    explanation: str,
-    explanation_params: list,
-    *,
-    cause,
-    actor_id,
-    now,
-    notify: bool = True,
-) -> int:
-    """One history row for each applied change of group or tier in ``changes``.
-
-    Without ``notify`` the rows are written as already handled (``notified_at`` set), so
-    the e-mail outbox never sends them.
-    """
-    d = _dialect()
-    cur.execute(
-        "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
-        "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at, "
-        "notified_at) "
-        f"SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
-        f"{explanation}, %s, {'NULL' if notify else '%s'} FROM {changes} c "
-        f"WHERE c.applied = 1 AND (c.new_group {d['distinct']} c.old_group "
-        f"OR c.new_tier {d['distinct']} c.old_tier)",
-        [str(cause), actor_id, *explanation_params, now, *([] if notify else [now])],
     )
     return cur.rowcount
 
@@ -544,19 +512,17 @@ def _sync_sharers(
                 "tier_id": "new_tier",
             },
         )
-        result.history_rows = _insert_history(
+        result.history_rows = record_tier_changes(
             cur,
             "sharer_changes",
             f"{d['json']}('shared', 1)",
             [],
             cause=cause,
             actor_id=actor_id,
-            now=now,
+            at=now,
             notify=notify,
         )
         cur.execute("DROP TABLE sharer_changes")
-        if result.history_rows and notify:
-            notify_after_commit()
     return result
 
 
