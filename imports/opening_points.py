@@ -51,7 +51,7 @@ def check(job) -> None:
         StagedTag.objects.filter(job=job, external_id__in=ids).delete()
 
 
-def post(job, now) -> int:
+def post(job, now) -> None:
     """Every staged opening balance, posted set-based through the ledger's ``earn_many``."""
     rows = StagedMember.objects.filter(job=job, opening_points__gt=0).values(
         member_id=Subquery(
@@ -61,4 +61,4 @@ def post(job, now) -> int:
         ref=F("external_id"),
         key=Concat(Value(KEY_PREFIX), F("external_id"), output_field=CharField()),
     )
-    return earn_many(rows, source=SOURCE, reason=REASON, now=now)
+    earn_many(rows, source=SOURCE, reason=REASON, now=now)

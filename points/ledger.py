@@ -240,24 +240,28 @@ def _lock_accounts(cursor, where: str, params: list) -> None:
         )
 
 
-def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = None) -> int:
+def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = None) -> None:
     """Earn for many accounts at once: one entry and one lot each, idempotent on each key.
 
     ``rows`` is a ``values()`` queryset with ``member_id``, ``points`` (above zero), ``ref``
     and ``key``. A key already posted is skipped whatever its amount: the caller checks
     amounts first (the import refuses a different opening balance row by row). Accounts
     are created where missing and row-locked; those owing a shortfall take ``earn`` one by
-    one, which settles it first. Returns how many entries were posted.
+    one, which settles it first.
     """
     now = now or timezone.now()
     at, expires = to_db(now), to_db(lot_expiry(now))
     sub, sub_params = rows.query.sql_with_params()
     members = f"SELECT r.member_id FROM ({sub}) r"
-    # The entries this call wrote: their keys, its source and its exact timestamp.
+    # The entries this call wrote: earnings under its keys still without their lot. Every
+    # other earning gets its lot in its own transaction (committed, or unseen here), and
+    # a key posted before may share this call's timestamp (a frozen or coarse clock).
     written = (
-        f"SELECT e.id FROM points_entry e WHERE e.created_at = %s AND e.source = %s "
-        f"AND e.idempotency_key IN (SELECT r.key FROM ({sub}) r)"
+        "SELECT e.id FROM points_entry e WHERE e.kind = %s AND e.source = %s "
+        f"AND e.idempotency_key IN (SELECT r.key FROM ({sub}) r) "
+        "AND NOT EXISTS (SELECT 1 FROM points_lot l WHERE l.entry_id = e.id)"
     )
+    written_params = [Entry.Kind.EARN.value, source, *sub_params]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO points_account (member_id, balance, shortfall) "
@@ -274,19 +278,19 @@ def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = 
             "ON CONFLICT (idempotency_key) DO NOTHING",
             [Entry.Kind.EARN.value, source, reason, at, *sub_params],
         )
-        posted = cursor.rowcount
-        cursor.execute(
-            "INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, "
-            f"expires_at) SELECT e.id, e.account_id, e.points, e.points, %s, %s "
-            f"FROM points_entry e WHERE e.id IN ({written})",
-            [at, expires, at, source, *sub_params],
-        )
+        # The balances first: once the lots are in, the written entries look like others.
         cursor.execute(
             "UPDATE points_account SET balance = balance + (SELECT SUM(e.points) "
             "FROM points_entry e WHERE e.account_id = points_account.id "
             f"AND e.id IN ({written})) "
             f"WHERE id IN (SELECT e.account_id FROM points_entry e WHERE e.id IN ({written}))",
-            [at, source, *sub_params, at, source, *sub_params],
+            [*written_params, *written_params],
+        )
+        cursor.execute(
+            "INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, "
+            "expires_at) SELECT e.id, e.account_id, e.points, e.points, %s, %s "
+            f"FROM points_entry e WHERE e.id IN ({written})",
+            [at, expires, *written_params],
         )
         cursor.execute(
             f"SELECT r.member_id, r.points, r.ref, r.key FROM ({sub}) r "
@@ -303,8 +307,6 @@ def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = 
             key=key,
             reason=reason,
         )
-        posted += 1
-    return posted
 
 
 def expire_lots(now: dt.datetime) -> int:

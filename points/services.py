@@ -74,9 +74,13 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
             )
         else:
             now = timezone.now()
-            if account.balance < -points:
+            # Lots past their date but not yet expired by the job count in the balance and
+            # cannot be taken: refused (rolled back) when the lots hold too little.
+            if (
+                account.balance < -points
+                or take(account, -points, now, spendable_only=False) < -points
+            ):
                 raise ValidationError(_("The balance cannot go below zero."))
-            take(account, -points, now, spendable_only=False)
             entry = post(
                 account, Entry.Kind.ADJUST, points, "operator", actor.username, key, now, reason
             )
