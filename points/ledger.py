@@ -26,6 +26,7 @@ from .selectors import spendable
 
 
 def lock_account(member_id: int) -> Account:
+    """The member's account (created if missing) under its row lock (``select_for_update``)."""
     Account.objects.get_or_create(member_id=member_id)
     return Account.objects.select_for_update().get(member_id=member_id)
 
