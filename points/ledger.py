@@ -254,15 +254,6 @@ def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = 
     at, expires = to_db(now), to_db(lot_expiry(now))
     sub, sub_params = rows.query.sql_with_params()
     members = f"SELECT r.member_id FROM ({sub}) r"
-    # The entries this call wrote: earnings under its keys still without their lot. Every
-    # other earning gets its lot in its own transaction (committed, or unseen here), and
-    # a key posted before may share this call's timestamp (a frozen or coarse clock).
-    written = (
-        "SELECT e.id FROM points_entry e WHERE e.kind = %s AND e.source = %s "
-        f"AND e.idempotency_key IN (SELECT r.key FROM ({sub}) r) "
-        "AND NOT EXISTS (SELECT 1 FROM points_lot l WHERE l.entry_id = e.id)"
-    )
-    written_params = [Entry.Kind.EARN.value, source, *sub_params]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO points_account (member_id, balance, shortfall) "
@@ -271,28 +262,27 @@ def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = 
             sub_params,
         )
         _lock_accounts(cursor, f"member_id IN ({members})", sub_params)
-        cursor.execute(
+        insert = (
             "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
             "idempotency_key, shortfall, reason, created_at) "
             f"SELECT a.id, %s, r.points, %s, r.ref, r.key, 0, %s, %s FROM ({sub}) r "
             "JOIN points_account a ON a.member_id = r.member_id WHERE a.shortfall = 0 "
-            "ON CONFLICT (idempotency_key) DO NOTHING",
-            [Entry.Kind.EARN.value, source, reason, at, *sub_params],
+            "ON CONFLICT (idempotency_key) DO NOTHING"
         )
-        # The balances first: once the lots are in, the written entries look like others.
-        cursor.execute(
-            "UPDATE points_account SET balance = balance + (SELECT SUM(e.points) "
-            "FROM points_entry e WHERE e.account_id = points_account.id "
-            f"AND e.id IN ({written})) "
-            f"WHERE id IN (SELECT e.account_id FROM points_entry e WHERE e.id IN ({written}))",
-            [*written_params, *written_params],
-        )
-        cursor.execute(
-            "INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, "
-            "expires_at) SELECT e.id, e.account_id, e.points, e.points, %s, %s "
-            f"FROM points_entry e WHERE e.id IN ({written})",
-            [at, expires, *written_params],
-        )
+        insert_params = [Entry.Kind.EARN.value, source, reason, at, *sub_params]
+        if connection.vendor == "postgresql":
+            # One statement: the lots and balances from exactly the entries it inserted.
+            cursor.execute(
+                f"WITH ins AS ({insert} RETURNING id, account_id, points), lots AS ("
+                "INSERT INTO points_lot (entry_id, account_id, points, remaining, "
+                "available_at, expires_at) SELECT id, account_id, points, points, %s, %s "
+                "FROM ins) UPDATE points_account SET balance = points_account.balance + d.total "
+                "FROM (SELECT account_id, SUM(points) AS total FROM ins GROUP BY account_id) d "
+                "WHERE points_account.id = d.account_id",
+                [*insert_params, at, expires],
+            )
+        else:
+            _post_many_in_steps(cursor, insert, insert_params, sub, sub_params, source, at, expires)
         cursor.execute(
             f"SELECT r.member_id, r.points, r.ref, r.key FROM ({sub}) r "
             "JOIN points_account a ON a.member_id = r.member_id WHERE a.shortfall > 0",
@@ -308,6 +298,35 @@ def earn_many(rows, *, source: str, reason: str = "", now: dt.datetime | None = 
             key=key,
             reason=reason,
         )
+
+
+def _post_many_in_steps(cursor, insert, insert_params, sub, sub_params, source, at, expires):
+    """``earn_many``'s entries, lots and balances where a statement cannot feed another
+    (SQLite, one writer at a time)."""
+    # The entries this call wrote: earnings under its keys still without their lot. Every
+    # other earning gets its lot in its own transaction (committed, or unseen here), and
+    # a key posted before may share this call's timestamp (a frozen or coarse clock).
+    written = (
+        "SELECT e.id FROM points_entry e WHERE e.kind = %s AND e.source = %s "
+        f"AND e.idempotency_key IN (SELECT r.key FROM ({sub}) r) "
+        "AND NOT EXISTS (SELECT 1 FROM points_lot l WHERE l.entry_id = e.id)"
+    )
+    written_params = [Entry.Kind.EARN.value, source, *sub_params]
+    cursor.execute(insert, insert_params)
+    # The balances first: once the lots are in, the written entries look like others.
+    cursor.execute(
+        "UPDATE points_account SET balance = points_account.balance + d.total FROM "
+        "(SELECT e.account_id, SUM(e.points) AS total FROM points_entry e "
+        f"WHERE e.id IN ({written}) GROUP BY e.account_id) d "
+        "WHERE points_account.id = d.account_id",
+        written_params,
+    )
+    cursor.execute(
+        "INSERT INTO points_lot (entry_id, account_id, points, remaining, available_at, "
+        "expires_at) SELECT e.id, e.account_id, e.points, e.points, %s, %s "
+        f"FROM points_entry e WHERE e.id IN ({written})",
+        [at, expires, *written_params],
+    )
 
 
 def expire_lots(now: dt.datetime) -> int:
