@@ -179,7 +179,7 @@ def export_view(request, kind: str):
     models = {ImportJob.Kind.MEMBERS: Member, ImportJob.Kind.ORDERS: Order}
     if kind not in models or not request.user.has_perm(f"imports.export_{kind}"):
         raise PermissionDenied
-    model_admin = admin.site._registry[models[kind]]
+    model_admin = admin.site.get_model_admin(models[kind])
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     queryset = model_admin.get_changelist_instance(request).get_queryset(request)

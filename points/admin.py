@@ -13,7 +13,7 @@ from membership.admin.common import (
     ReadOnlyInline,
 )
 from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
-from membership.models import Member
+from membership.admin.members import add_member_inline
 
 from .models import (
     STACKING_RULE,
@@ -255,5 +255,4 @@ class MemberPointsInline(ReadOnlyInline):
         return f"{lot.remaining} · {timezone.localtime(lot.expires_at):%Y-%m-%d}" if lot else "—"
 
 
-member_admin = admin.site._registry[Member]
-member_admin.inlines = [*member_admin.inlines, MemberPointsInline]
+add_member_inline(MemberPointsInline)

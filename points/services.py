@@ -12,7 +12,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,11 +21,11 @@ from api.webhooks import events as webhooks
 from membership.models import Order, Tier
 from membership.services import record_audit
 from membership.services.notifications import email_member
-from membership.sqltime import to_db
 
 from .ledger import (  # noqa: F401 (earn, lot_expiry: public names here too)
     earn,
     existing_entry,
+    expire_lots,
     lock_account,
     lot_expiry,
     post,
@@ -75,9 +75,13 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
             )
         else:
             now = timezone.now()
-            if account.balance < -points:
+            # Lots past their date but not yet expired by the job count in the balance and
+            # cannot be taken: refused (rolled back) when the lots hold too little.
+            if (
+                account.balance < -points
+                or take(account, -points, now, spendable_only=False) < -points
+            ):
                 raise ValidationError(_("The balance cannot go below zero."))
-            take(account, -points, now, spendable_only=False)
             entry = post(
                 account, Entry.Kind.ADJUST, points, "operator", actor.username, key, now, reason
             )
@@ -183,38 +187,8 @@ def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> En
 
 
 def expire_due(*, now: dt.datetime | None = None) -> int:
-    """Expire every lot past its date, set-based: one entry per lot, balances moved together."""
-    now = now or timezone.now()
-    stamp = to_db(now)
-    with transaction.atomic(), connection.cursor() as cur:
-        list(
-            Account.objects.select_for_update()
-            .filter(lots__expires_at__lte=now, lots__remaining__gt=0)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        cur.execute(
-            "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
-            "idempotency_key, reason, shortfall, created_at) "
-            "SELECT account_id, 'expire', -remaining, 'expiry', CAST(id AS TEXT), "
-            "'expire:lot:' || CAST(id AS TEXT), '', 0, %s FROM points_lot "
-            "WHERE expires_at <= %s AND remaining > 0",
-            [stamp, stamp],
-        )
-        expired = cur.rowcount
-        cur.execute(
-            "UPDATE points_account SET balance = points_account.balance - d.total FROM "
-            "(SELECT account_id, SUM(remaining) AS total FROM points_lot "
-            "WHERE expires_at <= %s AND remaining > 0 GROUP BY account_id) d "
-            "WHERE points_account.id = d.account_id",
-            [stamp],
-        )
-        cur.execute(
-            "UPDATE points_lot SET remaining = 0 WHERE expires_at <= %s AND remaining > 0", [stamp]
-        )
-        if expired:
-            webhooks.points_expired(created_at=stamp)
-    return expired
+    """Expire every lot past its date (the ledger's set-based ``expire_lots``)."""
+    return expire_lots(now or timezone.now())
 
 
 def ledger_discrepancies() -> list[tuple[int, int, int, int]]:

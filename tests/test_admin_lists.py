@@ -223,7 +223,7 @@ def test_the_member_search_the_admin_runs_is_served_by_the_trigram_indexes(
 ):
     request = RequestFactory().get(MEMBERS, {"q": term})
     request.user = admin_user
-    model_admin = site._registry[Member]
+    model_admin = site.get_model_admin(Member)
     queryset, _ = model_admin.get_search_results(request, Member.objects.all(), term)
     sql, params = queryset.order_by().query.sql_with_params()
     with connection.cursor() as cur:
@@ -251,7 +251,7 @@ def test_the_row_checkbox_is_the_markup_django_renders(programme):
     from django.contrib import admin
 
     member = placed_member(name='王"<小明>')
-    model_admin = site._registry[Member]
+    model_admin = site.get_model_admin(Member)
 
     assert model_admin.action_checkbox(member) == admin.ModelAdmin.action_checkbox(
         model_admin, member

@@ -243,3 +243,10 @@ def translate_default_field_labels() -> None:
 def discount_column(tier) -> str:
     """A tier's discount in the list, as the member page writes it (95 折 / 5% off)."""
     return discount(tier.discount_percent)
+
+
+def registered_admins(app_config=None) -> list[tuple[type, admin.ModelAdmin]]:
+    """Each registered model (of ``app_config``, or of every app) with its ModelAdmin,
+    through the admin site's public API."""
+    models = app_config.get_models() if app_config is not None else apps.get_models()
+    return [(m, admin.site.get_model_admin(m)) for m in models if admin.site.is_registered(m)]

@@ -175,6 +175,7 @@ class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ad
     list_per_page = 50
     autocomplete_fields = ["user"]
     actions = ["add_tag_action", "remove_tag_action", "reevaluate_action"]
+    # Other apps add their sections of the member page with ``add_member_inline``.
     inlines = [TierHistoryInline, GiftInline]
     # Seconds kept on joined_at: an unchanged form must post back the same moment.
     formfield_overrides = {models.DateTimeField: {"widget": SecondsSplitDateTime}}
@@ -462,3 +463,9 @@ class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ad
                 "title": _("Erase personal data"),
             },
         )
+
+
+def add_member_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """The hook for other apps' sections of the member page (points, subscriptions,
+    enterprise): appended after membership's own, in the order the apps load."""
+    MemberAdmin.inlines = [*MemberAdmin.inlines, inline]

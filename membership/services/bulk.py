@@ -18,10 +18,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from api.webhooks import events as webhooks
 from membership.models import Cause, EntryRequires, Member, Metric, Window
 
-from .notifications import notify_after_commit
+from .history import announce_tier_changes, record_tier_changes, tier_changes_sql
 from .rules import (
     COUNTED_ORDER_SQL,
     GROWTH_POINTS_SQL,
@@ -414,8 +413,6 @@ def _apply_chunk(
                 notify=notify,
                 issue_gifts=issue_gifts,
             )
-        if result.history_rows and notify:
-            notify_after_commit()
     return result
 
 
@@ -444,13 +441,13 @@ def _write_in_one_pass(
     )
     in_chunk = _Sql()
     guard += f" AND {member_filter(in_chunk, 'membership_member.id')}"
-    history, history_params = _history_sql(
+    history, history_params = tier_changes_sql(
         "written",
         explanation,
         explanation_params,
         cause=kw["cause"],
         actor_id=kw["actor_id"],
-        now=kw["now"],
+        at=kw["now"],
         notify=kw["notify"],
         applied=False,
     )
@@ -473,13 +470,12 @@ def _write_in_one_pass(
     )
     changed, history_rows, gifts_issued = cur.fetchone()
     if history_rows and kw["notify"]:
-        # The shop hears of the rows just written, set-based, found by the chunk's filter.
         chunk = _Sql()
-        webhooks.tier_history_recorded(
+        announce_tier_changes(
             where=member_filter(chunk, "h.member_id"),
             params=chunk.params,
-            created_at=kw["now"],
-            cause=str(kw["cause"]),
+            cause=kw["cause"],
+            at=kw["now"],
         )
     return BulkResult(changed=changed, history_rows=history_rows, gifts=gifts_issued)
 
@@ -500,12 +496,15 @@ def _write_through_table(
         guards=guards,
         results={"group_id": "new_group", "earned_tier_id": "new_earned", "tier_id": "new_tier"},
     )
-    result.history_rows = _insert_history(
+    result.history_rows = record_tier_changes(
         cur,
         "tier_changes",
         explanation,
         explanation_params,
-        **{k: v for k, v in kw.items() if k != "issue_gifts"},
+        cause=kw["cause"],
+        actor_id=kw["actor_id"],
+        at=kw["now"],
+        notify=kw["notify"],
     )
     if kw["issue_gifts"]:
         result.gifts = _issue_gifts(cur, kw["now"])
@@ -529,64 +528,6 @@ def _gifts_sql(changes: str, now, *, applied: bool = True) -> tuple[str, list]:
 def _issue_gifts(cur, now) -> int:
     cur.execute(*_gifts_sql("tier_changes", now))
     return cur.rowcount
-
-
-def _insert_history(
-    cur,
-    changes: str,
-    explanation: str,
-    explanation_params: list,
-    *,
-    cause,
-    actor_id,
-    now,
-    notify: bool = True,
-) -> int:
-    """One history row for each applied change of group or tier in ``changes``.
-
-    Without ``notify`` the rows are written as already handled (``notified_at`` set), so
-    the e-mail outbox never sends them.
-    """
-    cur.execute(
-        *_history_sql(
-            changes,
-            explanation,
-            explanation_params,
-            cause=cause,
-            actor_id=actor_id,
-            now=now,
-            notify=notify,
-        )
-    )
-    written = cur.rowcount
-    if written and notify:
-        # The shop hears of the same rows, set-based (what an import writes silently, too).
-        webhooks.tier_changes_recorded(changes=changes, created_at=now, cause=str(cause))
-    return written
-
-
-def _history_sql(
-    changes: str,
-    explanation: str,
-    explanation_params: list,
-    *,
-    cause,
-    actor_id,
-    now,
-    notify: bool = True,
-    applied: bool = True,
-) -> tuple[str, list]:
-    d = _dialect()
-    return (
-        "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
-        "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at, "
-        "notified_at) "
-        f"SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
-        f"{explanation}, %s, {'NULL' if notify else '%s'} FROM {changes} c "
-        f"WHERE {'c.applied = 1 AND ' if applied else ''}(c.new_group {d['distinct']} c.old_group "
-        f"OR c.new_tier {d['distinct']} c.old_tier)",
-        [str(cause), actor_id, *explanation_params, now, *([] if notify else [now])],
-    )
 
 
 def _guarded_update(
@@ -730,19 +671,17 @@ def _sync_sharers(
                 "tier_id": "new_tier",
             },
         )
-        result.history_rows = _insert_history(
+        result.history_rows = record_tier_changes(
             cur,
             "sharer_changes",
             f"{d['json']}('shared', 1)",
             [],
             cause=cause,
             actor_id=actor_id,
-            now=now,
+            at=now,
             notify=notify,
         )
         cur.execute("DROP TABLE sharer_changes")
-        if result.history_rows and notify:
-            notify_after_commit()
     return result
 
 

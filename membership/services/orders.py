@@ -151,7 +151,8 @@ def cancel_order(*, order_id: int) -> Order:
 
 
 def _earned_the_tier(member: Member, order: Order) -> bool:
-    """Whether ``order`` lifted the tier this member holds (or shares with a holder)."""
+    """Whether ``order`` lifted the tier of this member (of their master account, for a
+    sub-account)."""
     if member.tier_holder_id:
         member = Member.objects.get(pk=member.tier_holder_id)
     return member.tier_earned_by_order_id == order.pk
