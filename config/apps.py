@@ -1,4 +1,5 @@
 from axes.apps import AppConfig as _AxesConfig
+from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -13,3 +14,56 @@ class AxesConfig(_AxesConfig):
     """django-axes under a name a merchant reads (its own is the package's, "Axes")."""
 
     verbose_name = _("Login protection")
+
+
+# django-otp's models and fields carry English names that are not marked for translation,
+# and its apps none at all: the admin's sidebar showed "OTP_TOTP › TOTP devices" on every
+# page. Named here, in the site's languages, for its two device apps.
+OTP_FIELD_NAMES = {
+    "user": _("user"),
+    "name": _("device name"),
+    "confirmed": _("confirmed"),
+    "created_at": _("created at"),
+    "last_used_at": _("last used at"),
+    "throttling_failure_timestamp": _("last failed attempt"),
+    "throttling_failure_count": _("failed attempts in a row"),
+    "key": _("secret key"),
+    "step": _("time step (seconds)"),
+    "t0": _("start time"),
+    "digits": _("digits"),
+    "tolerance": _("tolerance (steps)"),
+    "drift": _("clock drift (steps)"),
+    "last_t": _("last time step used"),
+}
+
+
+class _OtpDevicesConfig(AppConfig):
+    default_auto_field = "django.db.models.AutoField"
+    model_names: tuple = ()
+
+    def ready(self):
+        for model, (singular, plural) in zip(self.get_models(), self.model_names, strict=True):
+            model._meta.verbose_name = singular
+            model._meta.verbose_name_plural = plural
+            for field in model._meta.fields:
+                if field.name in OTP_FIELD_NAMES:
+                    # verbose_name, not the constructor's _verbose_name: migrations and
+                    # django-otp's own state stay as the package ships them.
+                    field.verbose_name = OTP_FIELD_NAMES[field.name]
+
+
+class OtpTotpConfig(_OtpDevicesConfig):
+    name = "django_otp.plugins.otp_totp"
+    label = "otp_totp"
+    verbose_name = _("Authenticator app (TOTP)")
+    model_names = ((_("TOTP device"), _("TOTP devices")),)
+
+
+class OtpStaticConfig(_OtpDevicesConfig):
+    name = "django_otp.plugins.otp_static"
+    label = "otp_static"
+    verbose_name = _("Backup codes")
+    model_names = (
+        (_("backup code device"), _("backup code devices")),
+        (_("backup code"), _("backup codes")),
+    )

@@ -53,8 +53,8 @@ INSTALLED_APPS += [
     "config.apps.AxesConfig",
     "csp",
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "config.apps.OtpTotpConfig",
+    "config.apps.OtpStaticConfig",
 ]
 # Points from an order wait out the return window before they can be spent.
 POINTS_PENDING_DAYS = env.int("POINTS_PENDING_DAYS", default=7)

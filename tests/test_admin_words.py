@@ -11,6 +11,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone, translation
 from django_celery_beat.models import CrontabSchedule
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from membership import services
 from membership.models import Cause, Member
@@ -121,6 +122,23 @@ def test_django_celery_beat_screens_read_in_chinese(admin_client):
         assert english not in add
     assert "排程說明" in listing
     assert "Human readable" not in listing
+
+
+def test_the_sidebar_names_django_otps_devices_in_chinese(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    for word in ["驗證器 App（雙重驗證）", "驗證器裝置", "備用驗證碼"]:
+        assert word in page
+    for english in ["Otp_Totp", "OTP_TOTP", "TOTP devices", "Static devices"]:
+        assert english not in page
+
+
+def test_the_totp_device_list_names_its_columns_in_chinese(admin_user, admin_client):
+    TOTPDevice.objects.create(user=admin_user, name="手機")
+
+    page = admin_client.get(reverse("admin:otp_totp_totpdevice_changelist")).content.decode()
+
+    assert {"使用者", "裝置名稱", "已確認"} <= set(column_headers(page).values())
 
 
 def test_the_password_reset_email_says_chongshe_like_the_page(db, client):
