@@ -8,14 +8,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from membership.models import Metric, Nudge, Order, Tier, TierHistory
+from membership.models import Cause, MemberSummary, Metric, Nudge, Order, Tier, TierHistory
 
 from .display import display
+from .portal import panel_columns
 from .services.evaluation import Evaluation, evaluate, member_metrics
-from .services.nudges import current_nudges
-from .services.rules import Metrics, Mode, WindowBounds, load_programme
+from .services.nudges import current_nudges, period_of
+from .services.rules import GroupRule, Metrics, Mode, TierRule, WindowBounds, load_programme
+from .services.summary import recent_history, recent_orders
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Retention:
 
 @dataclass
 class Dashboard:
-    evaluation: Evaluation
+    evaluation: Evaluation | Shown  # afresh, or from the summary row
     tiers: list[Tier]
     progress: Progress | None
     retention: Retention | None
@@ -48,35 +51,22 @@ class Dashboard:
 
 
 def member_dashboard(member) -> Dashboard:
-    """What a member's tier page shows, in a constant number of queries."""
+    """What a member's tier page shows, computed afresh in a constant number of queries."""
     holder = member.tier_holder if member.tier_holder_id else member
     shown = display()
     ev = evaluate(member, programme=shown.programme)
-    bounds = WindowBounds(ev.now)
     group = ev.group
     tiers = shown.tiers.get(group.id, []) if group else []
     current_rank = ev.effective.rank if ev.effective else 0
-    following = next((t for t in tiers if t.rank == current_rank + 1), None)
-    progress = None
-    if following:
-        floor = next((t.upgrade_threshold for t in tiers if t.rank == current_rank), 0)
-        span = max(following.upgrade_threshold - floor, 1)
-        progress = Progress(
-            next_tier=following,
-            needed=max(following.upgrade_threshold - ev.value, 0),
-            by=bounds.closes_on(group.window),
-            metric=group.metric,
-            percent=min(100, max(0, round(100 * (ev.value - floor) / span))),
-        )
-    retention = None
-    current = next((t for t in tiers if t.rank == current_rank), None)
-    if current:
-        retention = Retention(
-            tier=current,
-            threshold=current.retention_threshold,
-            needed=max(current.retention_threshold - value_at_review(holder, group), 0),
-            review_on=holder.next_review_on,
-        )
+    progress, retention = _progress_and_retention(
+        group,
+        tiers,
+        current_rank,
+        value=ev.value,
+        review_value=lambda: value_at_review(holder, group),
+        review_on=holder.next_review_on,
+        bounds=WindowBounds(ev.now),
+    )
     history = list(
         TierHistory.objects.filter(member=member)
         .select_related("from_group", "from_tier", "to_group", "to_tier")
@@ -93,6 +83,143 @@ def member_dashboard(member) -> Dashboard:
         current_nudges(member, programme=shown.programme),
         shown.version,
     )
+
+
+def _progress_and_retention(
+    group, tiers, current_rank, *, value, review_value, review_on, bounds
+) -> tuple[Progress | None, Retention | None]:
+    following = next((t for t in tiers if t.rank == current_rank + 1), None)
+    progress = None
+    if following:
+        floor = next((t.upgrade_threshold for t in tiers if t.rank == current_rank), 0)
+        span = max(following.upgrade_threshold - floor, 1)
+        progress = Progress(
+            next_tier=following,
+            needed=max(following.upgrade_threshold - value, 0),
+            by=bounds.closes_on(group.window),
+            metric=group.metric,
+            percent=min(100, max(0, round(100 * (value - floor) / span))),
+        )
+    retention = None
+    current = next((t for t in tiers if t.rank == current_rank), None)
+    if current:
+        retention = Retention(
+            tier=current,
+            threshold=current.retention_threshold,
+            needed=max(current.retention_threshold - review_value(), 0),
+            review_on=review_on,
+        )
+    return progress, retention
+
+
+@dataclass
+class Shown:
+    """What the page's hero shows: the member's recorded group and tier, and the value."""
+
+    group: GroupRule
+    effective: TierRule | None
+    value: int
+    window_start: dt.datetime | None
+    shared_from: str | None
+
+
+@dataclass
+class Change:
+    """A tier-history line of the page, named from the cached programme."""
+
+    created_at: dt.datetime
+    from_group_id: int | None
+    to_group_id: int | None
+    from_tier: Tier | None
+    to_tier: Tier | None
+    to_group: GroupRule | None
+    cause: str
+
+    def get_cause_display(self) -> str:
+        return Cause(self.cause).label
+
+
+def member_page(member, *, now: dt.datetime | None = None) -> Dashboard:
+    """The tier page from the member's summary row, read with the member (no query here
+    unless the member has offers this month).
+
+    Where the row cannot be read — none yet, past its ``valid_until``, written under
+    another metric or window than the group has now, or a tier outside the group — the
+    page is computed afresh (``member_dashboard``): slower, never stale.
+    """
+    now = now or timezone.now()
+    shown = display()
+    try:
+        summary = member.summary
+    except MemberSummary.DoesNotExist:
+        return member_dashboard(member)
+    group = shown.programme.group(member.group_id)
+    if (
+        group is None
+        or summary.valid_until <= now
+        or (summary.metric, summary.metric_window) != (group.metric, group.window)
+    ):
+        return member_dashboard(member)
+    effective = next((t for t in group.tiers if t.id == member.tier_id), None)
+    if member.tier_id and effective is None:
+        return member_dashboard(member)
+    holder = member.tier_holder if member.tier_holder_id else member
+    if summary.review_on != holder.next_review_on:
+        return member_dashboard(member)
+    bounds = WindowBounds(now)
+    tiers = shown.tiers.get(group.id, [])
+    progress, retention = _progress_and_retention(
+        group,
+        tiers,
+        effective.rank if effective else 0,
+        value=summary.value,
+        review_value=lambda: summary.review_value,
+        review_on=holder.next_review_on,
+        bounds=bounds,
+    )
+    by_id = {t.id: t for ts in shown.tiers.values() for t in ts}
+    history = [
+        Change(
+            created_at=h.created_at,
+            from_group_id=h.from_group_id,
+            to_group_id=h.to_group_id,
+            from_tier=by_id.get(h.from_tier_id),
+            to_tier=by_id.get(h.to_tier_id),
+            to_group=shown.programme.group(h.to_group_id),
+            cause=h.cause,
+        )
+        for h in recent_history(summary)
+    ]
+    has_offers = getattr(member, "has_offers", 1)
+    return Dashboard(
+        Shown(
+            group=group,
+            effective=effective,
+            value=summary.value,
+            window_start=bounds.start(group.window),
+            shared_from=member.tier_holder.name if member.tier_holder_id else None,
+        ),
+        tiers,
+        progress,
+        retention,
+        history,
+        recent_orders(summary),
+        current_nudges(member, programme=shown.programme, now=now) if has_offers else [],
+        shown.version,
+    )
+
+
+def page_columns(now: dt.datetime) -> dict:
+    """Columns of the page's one read of the member: membership's own and the panels'."""
+    return {
+        # This month's offers, if any (the member's own or their tier holder's).
+        "has_offers": RawSQL(
+            "SELECT 1 FROM membership_nudge n WHERE n.period = %s AND n.member_id IN "
+            "(membership_member.id, membership_member.tier_holder_id) LIMIT 1",
+            [period_of(now)],
+        ),
+        **panel_columns(now),
+    }
 
 
 def value_at_review(holder, group) -> int:

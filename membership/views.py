@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from .forms import CalculatorForm
 from .models import Member, Order
 from .portal import panels_for
-from .selectors import calculate_tier, member_dashboard
+from .selectors import calculate_tier, member_page, page_columns
 from .services.privacy import export_member_data
 
 
@@ -24,13 +24,22 @@ def _member(request) -> Member:
 
 @login_required
 def my_tier(request):
-    member = _member(request)
+    # One read: the member, their summary row and the panels' columns together.
+    now = timezone.now()
+    member = (
+        Member.objects.select_related("tier_holder", "summary")
+        .annotate(**page_columns(now))
+        .filter(user=request.user)
+        .first()
+    )
+    if member is None:
+        raise Http404(_("This login has no membership."))
     return render(
         request,
         "members/my_tier.html",
         {
             "member": member,
-            "dash": member_dashboard(member),
+            "dash": member_page(member, now=now),
             "panels": panels_for(member),
             "form": CalculatorForm(initial={"on": timezone.localdate() + dt.timedelta(days=30)}),
         },

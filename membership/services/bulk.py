@@ -31,6 +31,7 @@ from .rules import (
     add_months,
     load_programme,
 )
+from .summary import refresh_member_summaries
 
 # Builds "column IN (...)" or "column BETWEEN ..." for one chunk, adding its params to q.
 MemberFilter = Callable[["_Sql", str], str]
@@ -357,6 +358,7 @@ def _apply_chunk(
         )
         if issue_gifts:
             result.gifts = _issue_gifts(cur, now)
+        refresh_member_summaries(ids_sql="SELECT id FROM tier_changes WHERE applied = 1")
         cur.execute("DROP TABLE tier_changes")
         if result.history_rows and notify:
             notify_after_commit()
@@ -508,6 +510,8 @@ def recompute_members(
         total += _sync_sharers(
             bounds=bounds, cause=cause, actor_id=getattr(actor, "pk", None), notify=notify
         )
+    if member_ids is not None:
+        refresh_member_summaries(member_ids=member_ids)  # their orders or tags moved too
     return total
 
 
@@ -554,6 +558,7 @@ def _sync_sharers(
             now=now,
             notify=notify,
         )
+        refresh_member_summaries(ids_sql="SELECT id FROM sharer_changes WHERE applied = 1")
         cur.execute("DROP TABLE sharer_changes")
         if result.history_rows and notify:
             notify_after_commit()

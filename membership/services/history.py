@@ -7,6 +7,7 @@ import datetime as dt
 from membership.models import Cause, Member, TierHistory
 
 from .notifications import notify_after_commit
+from .summary import refresh_member_summaries
 
 
 def record_tier_change(
@@ -39,4 +40,5 @@ def record_tier_change(
         created_at=at,
     )
     notify_after_commit()
+    refresh_member_summaries(member_ids=[member.pk])
     return row

@@ -16,6 +16,7 @@ from membership.signals import order_recorded, refund_recorded
 from .audit import record_audit, snapshot
 from .evaluation import EvaluationResult, evaluate_member, lock_member
 from .rules import Mode
+from .summary import refresh_member_summaries
 
 
 @dataclass
@@ -129,6 +130,7 @@ def record_refund(
             )
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        refresh_member_summaries(member_ids=[member.pk])
         refund_recorded.send(sender=Refund, refund=refund, order=order)
         return refund
 
@@ -145,6 +147,7 @@ def cancel_order(*, order_id: int) -> Order:
         order.save(update_fields=["status"])
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        refresh_member_summaries(member_ids=[member.pk])
         return order
 
 
