@@ -244,6 +244,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
 # take, or that no worker finished, are sent again every minute.
+# Member summaries move with the windows at local midnight: rewritten just after it.
+CELERY_BEAT_SCHEDULE["refresh-member-summaries"] = {
+    "task": "membership.tasks.refresh_member_summaries",
+    "schedule": crontab(minute=1, hour=0),
+}
+
 CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
     "task": "membership.tasks.sweep_outbox",
     "schedule": 60,

@@ -33,3 +33,11 @@ def run_outbox_message(message_id: int) -> bool:
 @shared_task
 def sweep_outbox() -> int:
     return outbox.sweep()
+
+
+@shared_task
+def refresh_member_summaries() -> int:
+    """Rewrite the member summaries past their ``valid_until`` (each midnight's windows)."""
+    from membership.services.summary import rebuild_member_summaries
+
+    return rebuild_member_summaries(expired_only=True)

@@ -280,7 +280,16 @@ def _normalise(column: str, value):
             {k: (_moment(v) if k in ("placed_at", "created_at") else v) for k, v in r.items()}
             for r in rows
         ]
+    if column in ("value", "review_value"):
+        return int(value)  # PostgreSQL's SUM is numeric
+    if column == "review_on" and isinstance(value, dt.date):
+        return value.isoformat()
     return value
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    # SQLite's converters hand back naive UTC.
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=dt.UTC)
 
 
 def _moment(value):
@@ -323,7 +332,7 @@ def summary_disagreements(
             if old is None:
                 yield Disagreement(member_id, "row", None, "missing")
                 continue
-            if from_db(old["valid_until"]) <= now:
+            if _aware(from_db(old["valid_until"])) <= now:
                 continue
             for column in compared:
                 a, b = _normalise(column, old[column]), _normalise(column, row[column])
