@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from .forms import CalculatorForm
 from .models import Member, Order
 from .portal import panels_for
-from .selectors import calculate_tier, member_page, page_columns
+from .selectors import calculate_tier, member_page, page_member
 from .services.privacy import export_member_data
 
 
@@ -26,12 +26,7 @@ def _member(request) -> Member:
 def my_tier(request):
     # One read: the member, their summary row and the panels' columns together.
     now = timezone.now()
-    member = (
-        Member.objects.select_related("tier_holder", "summary")
-        .annotate(**page_columns(now))
-        .filter(user=request.user)
-        .first()
-    )
+    member = page_member(user_id=request.user.pk, now=now)
     if member is None:
         raise Http404(_("This login has no membership."))
     return render(

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from membership import services
 from membership.models import Cause, Member, MemberSummary, Tag, Tier
-from membership.selectors import Shown, member_dashboard, member_page, page_columns
+from membership.selectors import Shown, member_dashboard, member_page, page_member
 from membership.services.summary import rebuild_member_summaries, summary_disagreements
 from points import services as points
 from points.portal import points_panel, points_summary
@@ -58,11 +58,8 @@ def facts(dash) -> dict:
 
 def read_page(member_id: int):
     """The member as the tier page reads them: one statement."""
-    return (
-        Member.objects.select_related("tier_holder", "summary")
-        .annotate(**page_columns(timezone.now()))
-        .get(pk=member_id)
-    )
+    user_id = Member.objects.values_list("user_id", flat=True).get(pk=member_id)
+    return page_member(user_id=user_id, now=timezone.now())
 
 
 def assert_summary_equals_a_recomputation(member_id: int) -> None:
@@ -75,7 +72,7 @@ def assert_summary_equals_a_recomputation(member_id: int) -> None:
 
 @pytest.fixture
 def member(demo):
-    return MemberFactory()
+    return MemberFactory(user=UserFactory())
 
 
 def test_an_order_of_12000_is_in_the_summary_at_once(member):
@@ -225,10 +222,8 @@ def test_points_on_the_page_equal_the_ledger_after_every_posting(member, change)
 
 
 def test_the_page_is_one_read_after_session_and_login_however_long_the_history(member, client):
-    user = get_user_model().objects.create_user("amy", password="pw-for-tests-1")
-    Member.objects.filter(pk=member.pk).update(user=user)
     shop_order(member, "A1", 1_000)
-    client.force_login(user)
+    client.force_login(member.user)
 
     def queries() -> list[str]:
         with CaptureQueriesContext(connection) as ctx:
