@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models.expressions import RawSQL
+from django.urls import reverse
 from django.utils import timezone
 
 from membership.models import (
@@ -30,7 +31,7 @@ from .portal import panel_columns
 from .services.evaluation import Evaluation, evaluate, member_metrics
 from .services.nudges import current_nudges, period_of
 from .services.rules import GroupRule, Metrics, Mode, TierRule, WindowBounds, load_programme
-from .services.summary import recent_history, recent_orders
+from .services.summary import RecentOrder, recent_history, recent_orders
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Dashboard:
     progress: Progress | None
     retention: Retention | None
     history: list[TierHistory]
-    orders: list[Order]
+    orders: list[RecentOrder]
     nudges: list[Nudge]
     version: str  # of the cached programme, for the template's fragment cache
 
@@ -84,7 +85,11 @@ def member_dashboard(member) -> Dashboard:
         .select_related("from_group", "from_tier", "to_group", "to_tier")
         .order_by("-created_at", "-id")[:20]
     )
-    orders = list(Order.objects.filter(member=member).order_by("-placed_at", "-id")[:10])
+    url_of = order_url()
+    orders = [
+        RecentOrder(o.pk, o.placed_at, o.amount, o.refunded_amount, url_of(o.pk))
+        for o in Order.objects.filter(member=member).order_by("-placed_at", "-id")[:10]
+    ]
     return Dashboard(
         ev,
         tiers,
@@ -215,7 +220,7 @@ def member_page(member, *, now: dt.datetime | None = None) -> Dashboard:
         progress,
         retention,
         history,
-        recent_orders(summary),
+        recent_orders(summary, order_url()),
         current_nudges(member, programme=shown.programme, now=now) if has_offers else [],
         shown.version,
     )
@@ -242,6 +247,13 @@ def _column(model, name: str, value):
     if kind == "JSONField" and isinstance(value, str):
         return json.loads(value)
     return value
+
+
+def order_url():
+    """``pk -> the member's order page``, reversing the route once for the whole list."""
+    marker = "2147483647"
+    url = reverse("members:order", args=[int(marker)])
+    return lambda pk: url.replace(marker, str(pk))
 
 
 def page_member(*, user_id: int, now: dt.datetime) -> Member | None:

@@ -351,6 +351,7 @@ class RecentOrder:
     placed_at: dt.datetime
     amount: int
     refunded_amount: int
+    url: str = ""
 
 
 @dataclass
@@ -363,9 +364,11 @@ class RecentChange:
     cause: str
 
 
-def recent_orders(summary) -> list[RecentOrder]:
+def recent_orders(summary, url_of) -> list[RecentOrder]:
     return [
-        RecentOrder(r["id"], _moment(r["placed_at"]), r["amount"], r["refunded_amount"])
+        RecentOrder(
+            r["id"], _moment(r["placed_at"]), r["amount"], r["refunded_amount"], url_of(r["id"])
+        )
         for r in summary.recent_orders
     ]
 
