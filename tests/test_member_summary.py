@@ -284,3 +284,25 @@ def test_rebuild_writes_every_member_in_chunks(demo):
 
     assert written == 5
     assert set(MemberSummary.objects.values_list("member_id", flat=True)) == {m.pk for m in members}
+
+
+def test_a_sub_accounts_order_refreshes_the_masters_and_every_sharers_summary(demo):
+    from b2b import services as b2b
+    from b2b.models import Role
+
+    operator = UserFactory()
+    master, buyer, clerk = (MemberFactory(user=UserFactory()) for _ in range(3))
+    enterprise = b2b.create_enterprise(
+        master=master, actor=operator, name="甲公司", business_id="22099131"
+    )
+    for sub in (buyer, clerk):
+        b2b.add_sub_account(
+            enterprise=enterprise, member=sub, role=Role.objects.first(), actor=operator
+        )
+
+    shop_order(buyer, "B1", 120_000)
+
+    summaries = dict(MemberSummary.objects.values_list("member_id", "value"))
+    assert summaries[master.pk] == summaries[buyer.pk] == summaries[clerk.pk] == 120_000
+    for member in (master, buyer, clerk):
+        assert_summary_equals_a_recomputation(member.pk)
