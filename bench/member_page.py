@@ -114,12 +114,14 @@ def main() -> None:
         drive(port, "/health/", [], 20)
         page = drive(port, "/me/", sessions, args.requests)
         trivial = drive(port, "/health/", [], args.requests)
-    print(f"requests={len(page)} clients={CLIENTS} members={args.scale}")
-    print(
-        f"member_page: p50_ms={p(page, 50):.1f} p95_ms={p(page, 95):.1f} "
-        f"trivial_p95_ms={p(trivial, 95):.1f} summaries_seconds={summaries_seconds:.2f} "
-        f"ratio={p(page, 95) / p(trivial, 95):.2f}"
-    )
+        # Printed before the server stops: a slow shutdown on a loaded machine loses nothing.
+        print(f"requests={len(page)} clients={CLIENTS} members={args.scale}")
+        print(
+            f"member_page: p50_ms={p(page, 50):.1f} p95_ms={p(page, 95):.1f} "
+            f"trivial_p95_ms={p(trivial, 95):.1f} summaries_seconds={summaries_seconds:.2f} "
+            f"ratio={p(page, 95) / p(trivial, 95):.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
