@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from membership.models import Member, Metric, Order, Window
+from membership.models import Member, Metric, Window
 from membership.sqltime import from_db
 
 from .rules import WindowBounds, local_midnight
@@ -388,7 +388,6 @@ def recent_history(summary) -> list[RecentChange]:
 
 
 __all__ = [
-    "Order",
     "rebuild_member_summaries",
     "refresh_member_summaries",
     "summary_disagreements",
