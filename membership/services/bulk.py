@@ -309,6 +309,7 @@ def _apply_chunk(
     shared: bool,
     notify: bool = True,
     issue_gifts: bool = True,
+    summaries: bool = True,
 ) -> BulkResult:
     d = _dialect()
     q = _Sql()
@@ -358,7 +359,8 @@ def _apply_chunk(
         )
         if issue_gifts:
             result.gifts = _issue_gifts(cur, now)
-        refresh_member_summaries(ids_sql="SELECT id FROM tier_changes WHERE applied = 1")
+        if summaries:
+            refresh_member_summaries(ids_sql="SELECT id FROM tier_changes WHERE applied = 1")
         cur.execute("DROP TABLE tier_changes")
         if result.history_rows and notify:
             notify_after_commit()
@@ -505,6 +507,7 @@ def recompute_members(
             shared=shared,
             notify=notify,
             issue_gifts=issue_gifts,
+            summaries=member_ids is None,  # named members are all refreshed at the end
         )
     if shared:
         total += _sync_sharers(
