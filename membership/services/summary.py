@@ -232,6 +232,12 @@ def refresh_member_summaries(
     written = 0
     for start in range(0, len(ids), ID_BATCH):
         part = ids[start : start + ID_BATCH]
+        if connection.vendor == "postgresql":
+            # A hashed set: a long IN list under the OR below is searched row by row.
+            written += _write(
+                _members_of("SELECT unnest(CAST(%(ids)s AS bigint[]))"), {"ids": part}, now
+            )
+            continue
         written += _write(
             _members_of(", ".join(f"%(i{n})s" for n in range(len(part)))),
             {f"i{n}": pk for n, pk in enumerate(part)},
