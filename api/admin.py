@@ -1,11 +1,21 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .keys import create_api_key, revoke_api_key
-from .models import ApiKey, IdempotencyRecord, Scope
+from .models import (
+    ApiKey,
+    IdempotencyRecord,
+    Scope,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from .webhooks.endpoints import create_endpoint, update_endpoint, validate_url
+from .webhooks.sending import redeliver
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -100,3 +110,131 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        label=_("events"), choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "description", "events", "active"]
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        try:
+            validate_url(url)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["url"]) from exc
+        return url
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "description", "event_list", "active", "failing_since", "disabled_at"]
+    list_filter = ["active"]
+    search_fields = ["url", "description"]
+    readonly_fields = ["created_by", "created_at", "failing_since", "disabled_at"]
+    readonly_fields += ["disabled_reason"]
+
+    def get_fields(self, request, obj=None):
+        fields = ["url", "description", "events", "active"]
+        return fields if obj is None else fields + self.readonly_fields
+
+    @admin.display(description=_("events"))
+    def event_list(self, obj: WebhookEndpoint) -> str:
+        return ", ".join(obj.events)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            update_endpoint(
+                endpoint_id=obj.pk,
+                url=data["url"],
+                events=data["events"],
+                description=data.get("description", ""),
+                active=data.get("active", False),
+                actor=request.user,
+            )
+            obj.refresh_from_db()
+            return
+        new = create_endpoint(
+            url=data["url"],
+            events=data["events"],
+            description=data.get("description", ""),
+            actor=request.user,
+        )
+        for field in WebhookEndpoint._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(new.endpoint, field.attname))
+        obj._state.adding = False
+        request.new_webhook_secret = new.secret
+
+    def response_add(self, request, obj, post_url_continue=None):
+        response = TemplateResponse(
+            request,
+            "admin/api/webhookendpoint/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": obj,
+                "secret": request.new_webhook_secret,
+                "title": _("Webhook endpoint created"),
+            },
+        )
+        response["Cache-Control"] = "no-store"  # the secret is on this page once
+        return response
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: what was owed to which endpoint, and how each attempt went."""
+
+    list_display = ["event", "endpoint", "status", "attempts", "response_code", "created_at"]
+    list_display += ["next_attempt_at"]
+    list_filter = ["status", "event", "endpoint"]
+    search_fields = ["event_id"]
+    list_select_related = ["endpoint"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["redeliver_selected"]
+    readonly_fields = ["endpoint", "event", "event_id", "payload", "status", "attempts"]
+    readonly_fields += ["response_code", "last_error", "created_at", "last_attempt_at"]
+    readonly_fields += ["next_attempt_at", "retry_until", "delivered_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # The change permission is the right to redeliver; the row itself is never edited.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Redeliver the selected webhooks now"), permissions=["change"])
+    def redeliver_selected(self, request, queryset):
+        queued, refused = redeliver(
+            delivery_ids=list(queryset.values_list("pk", flat=True)), actor=request.user
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "%(n)d webhook queued for redelivery.",
+                "%(n)d webhooks queued for redelivery.",
+                queued,
+            )
+            % {"n": queued},
+        )
+        if refused:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d webhook was not queued: its endpoint is turned off.",
+                    "%(n)d webhooks were not queued: their endpoint is turned off.",
+                    refused,
+                )
+                % {"n": refused},
+                level=messages.WARNING,
+            )

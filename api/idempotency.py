@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
@@ -66,7 +67,9 @@ def claim(*, api_key: ApiKey, key: str, fingerprint: str) -> IdempotencyRecord |
     now = timezone.now()
     for _attempt in range(2):
         try:
-            with transaction.atomic():
+            # Outside a transaction the INSERT is its own (no BEGIN/COMMIT round trips);
+            # inside one, a savepoint keeps a duplicate key from breaking it.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 return IdempotencyRecord.objects.create(
                     api_key=api_key, key=key, fingerprint=fingerprint, created_at=now
                 )

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from membership.admin.common import ServiceRefusalsAsFormErrors, refusal_of
 from membership.admin.exports import ListExportMixin
+from membership.admin.members import add_member_inline
 from membership.models import Member
 
 from . import services
@@ -136,5 +137,4 @@ class MemberEnterpriseInline(admin.TabularInline):
         return False
 
 
-member_admin = admin.site._registry[Member]
-member_admin.inlines = [*member_admin.inlines, MemberEnterpriseInline]
+add_member_inline(MemberEnterpriseInline)

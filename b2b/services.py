@@ -1,4 +1,4 @@
-"""Enterprise accounts. The tier sharing itself is the membership engine's ``tier_holder``."""
+"""Enterprise accounts. The tier sharing itself is membership's ``set_master_account``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from membership.models import Cause, Member, Tag
+from membership.models import Cause, Member
 from membership.services import change_member_tags, evaluate_member, record_audit, snapshot
+from membership.services.members import set_master_account
 from membership.services.rules import Mode
+from membership.services.tags import tag_named
 
 from .models import Enterprise, Role, SubAccount
 
@@ -52,7 +54,7 @@ def create_enterprise(*, master: Member, actor, **details) -> Enterprise:
         record_audit(
             actor=actor, action="enterprise.add", obj=enterprise, after=snapshot(enterprise)
         )
-        tag, _created = Tag.objects.get_or_create(name=settings.B2B_ENTERPRISE_TAG)
+        tag = tag_named(settings.B2B_ENTERPRISE_TAG)
         change_member_tags(
             member_id=master.pk, add=[tag], actor=actor, reason=_("Enterprise master account")
         )
@@ -107,7 +109,7 @@ def add_sub_account(
             current = SubAccount(member=member)
         current.enterprise, current.role = enterprise, role
         current.save()
-        Member.objects.filter(pk=member.pk).update(tier_holder=enterprise.master)
+        set_master_account(member_id=member.pk, master_id=enterprise.master_id)
         record_audit(
             actor=actor,
             action="enterprise.sub_account",
@@ -132,7 +134,7 @@ def remove_sub_account(*, member: Member, actor, reason: str = "") -> None:
         enterprise = current.enterprise
         _lock(enterprise.master_id, member.pk)
         current.delete()
-        Member.objects.filter(pk=member.pk).update(tier_holder=None)
+        set_master_account(member_id=member.pk, master_id=None)
         record_audit(
             actor=actor,
             action="enterprise.sub_account",

@@ -33,6 +33,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Trigram indexes for the admin's member search (membership/migration_ops.py); its
+    # ready() teaches index expressions the operator class. Harmless on SQLite.
+    "django.contrib.postgres",
     "adminsortable2",
     "django_celery_beat",
     "import_export",
@@ -43,6 +46,7 @@ INSTALLED_APPS = [
     "imports",
     "segments",
     "api",
+    "jobs",
 ]
 # -- Security: login throttling, TOTP for staff, Content-Security-Policy (README "Security") --
 INSTALLED_APPS += [
@@ -125,6 +129,25 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Waiting for the write lock beats failing at once when the worker and the site overlap.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
 
+# -- Read replicas (config/replica.py, README "Read replicas") --------------------------
+# With DATABASE_REPLICA_URL, the member's pages, the CSV exports and the KPI dashboard read
+# from that replica; writes, transactions and a visitor's reads for READ_YOUR_WRITES_SECONDS
+# after their own change stay on the primary. Without it the alias mirrors default and
+# nothing is routed to it; tests mirror default too (TEST MIRROR), one database seen twice.
+READ_REPLICA = bool(env.str("DATABASE_REPLICA_URL", default=""))
+DATABASES["replica"] = {
+    **(env.db("DATABASE_REPLICA_URL") if READ_REPLICA else DATABASES["default"]),
+    "TEST": {"MIRROR": "default"},
+}
+DATABASES["replica"].setdefault("CONN_MAX_AGE", DATABASES["default"]["CONN_MAX_AGE"])
+DATABASES["replica"].setdefault("OPTIONS", dict(DATABASES["default"].get("OPTIONS", {})))
+DATABASE_ROUTERS = ["config.replica.PrimaryReplicaRouter"]
+READ_YOUR_WRITES_SECONDS = env.int("READ_YOUR_WRITES_SECONDS", default=5)
+# Before axes, which stays last (it turns a locked-out login into the lockout page).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("axes.middleware.AxesMiddleware"), "config.replica.ReadYourWritesMiddleware"
+)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -199,9 +222,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Installed into django-celery-beat's tables on beat start-up; operators edit them there.
+    # Batch jobs (jobs app): each starts a job record whose chunks the workers share;
+    # a job left unfinished (a worker killed) is resumed by the next start of its kind.
     "review-tiers-daily": {
-        "task": "membership.tasks.review_due_members",
+        "task": "jobs.tasks.start_job",
+        "args": ["review"],
         "schedule": 60 * 60 * 24,
+    },
+    "recompute-tiers-nightly": {
+        "task": "jobs.tasks.start_job",
+        "args": ["recompute"],
+        "schedule": crontab(minute=0, hour=1),
     },
     "renew-subscriptions": {
         "task": "subscriptions.tasks.run_subscription_jobs",
@@ -224,11 +255,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=0, hour=3, day_of_month=1),
     },
     "nudges-daily": {
-        "task": "membership.tasks.compute_and_send_nudges",
+        "task": "jobs.tasks.start_job",
+        "args": ["nudges"],
         "schedule": crontab(minute=0, hour=10),
     },
+    # 等級保留提醒: members below retention, the group's warning days before their review.
+    "review-warnings-daily": {
+        "task": "membership.tasks.compute_review_warnings",
+        "schedule": crontab(minute=30, hour=9),
+    },
     "segments-nightly": {
-        "task": "segments.tasks.compute_segments",
+        "task": "jobs.tasks.start_job",
+        "args": ["segments"],
         "schedule": crontab(minute=30, hour=2),
     },
     "purge-old-imports-daily": {
@@ -242,14 +280,26 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
-# take, or that no worker finished, are sent again every minute.
+# Programme versions: scheduled versions go live, seasonal ones end, at their moment.
+CELERY_BEAT_SCHEDULE["switch-programme-versions"] = {
+    "task": "membership.tasks.switch_programme_versions",
+    "schedule": 60,
+}
+
+# Auto-adjust proposals from the month's measures, on the 1st at 04:00.
+CELERY_BEAT_SCHEDULE["auto-adjust-monthly"] = {
+    "task": "membership.tasks.run_auto_adjust",
+    "schedule": crontab(minute=0, hour=4, day_of_month=1),
+}
+
 # Member summaries move with the windows at local midnight: rewritten just after it.
 CELERY_BEAT_SCHEDULE["refresh-member-summaries"] = {
     "task": "membership.tasks.refresh_member_summaries",
     "schedule": crontab(minute=1, hour=0),
 }
 
+# The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
+# take, or that no worker finished, are sent again every minute.
 CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
     "task": "membership.tasks.sweep_outbox",
     "schedule": 60,
@@ -260,8 +310,20 @@ IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=100)
 IMPORT_LEASE_SECONDS = env.int("IMPORT_LEASE_SECONDS", default=120)
 IMPORT_MAX_ATTEMPTS = env.int("IMPORT_MAX_ATTEMPTS", default=3)
 
+# The order sources and channels the shop sends, offered as the orders list's filters: a
+# fixed list, because reading them off ten million orders (SELECT DISTINCT) costs a second
+# a page. A value not listed still filters when put in the address (?channel=…).
+ORDER_SOURCES = env.list("ORDER_SOURCES", default=["shop"])
+ORDER_CHANNELS = env.list("ORDER_CHANNELS", default=["web", "app", "store", "line"])
+
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
+# Members per chunk of a batch job (jobs app): small enough that the workers share a
+# job evenly, large enough that each chunk's statements are planned once for many rows.
+JOBS_CHUNK = env.int("JOBS_CHUNK", default=25_000)
+# The queue the chunks go to: the default one, or one that dedicated workers listen to
+# (`celery -A config worker -Q jobs`) so a long night never delays the e-mails.
+JOBS_QUEUE = env("JOBS_QUEUE", default="celery")
 
 # Payment faults (subscriptions.services): a lost gateway answer is asked again with the
 # same key after these waits (seconds) before anything is decided; the sweeper asks again
@@ -381,4 +443,15 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}
+
+# -- Webhooks out (api.webhooks, README "Webhooks") --
+# Off in production: https only, never to localhost or a private/reserved address (SSRF).
+# On by default with DEBUG so a receiver on this machine can be tried.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=DEBUG)
+# Deliveries are sent after the change's commit; this sends the retries (and anything the
+# broker missed) every minute.
+CELERY_BEAT_SCHEDULE["send-webhooks"] = {
+    "task": "api.tasks.send_webhooks",
+    "schedule": 60,
 }

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from config.replica import reads_from_replica
 from membership.models import Member, Order
 
 from . import exports, leases, services, tasks
@@ -171,12 +172,14 @@ def skipped_view(request, job_id: int):
     return _csv_response(exports.csv_lines(header, rows), f"skipped-{job.pk}.csv")
 
 
+@reads_from_replica
 def export_view(request, kind: str):
-    """The changelist's rows, with its filters and search, streamed as CSV."""
+    """The changelist's rows, with its filters and search, streamed as CSV (from the
+    replica when there is one: config/replica.py)."""
     models = {ImportJob.Kind.MEMBERS: Member, ImportJob.Kind.ORDERS: Order}
     if kind not in models or not request.user.has_perm(f"imports.export_{kind}"):
         raise PermissionDenied
-    model_admin = admin.site._registry[models[kind]]
+    model_admin = admin.site.get_model_admin(models[kind])
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     queryset = model_admin.get_changelist_instance(request).get_queryset(request)

@@ -1,9 +1,10 @@
 """The member file: columns, the check of one row, the checks across rows, the write.
 
-Writing is set-based: one upsert of the members by external id, one insert of their
-tags, one of the opening spends (as orders), one per tier of the opening tiers (as
-tier grants until the first review), opening points as ledger entries, then the
-set-based evaluation of every imported member.
+Writing is set-based, through the owning apps' services: membership's ``loads`` upserts
+the members by external id, tags them, records the opening spends (as orders) and, one
+statement per tier, the opening tiers (as tier grants until the first review); the
+points ledger's ``earn_many`` posts the opening points; then every imported member is
+evaluated set-based.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection
-from django.db.models import Count, Min
+from django.db.models import BigIntegerField, CharField, Count, DateTimeField, F, Min, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import pgettext_lazy
 
 from membership.models import Member, Tag, Tier
+from membership.services import loads
 from membership.services.rules import add_months, local_midnight
-from membership.sqltime import to_db
 
 from . import opening_points
 from .models import ImportJob, Problem, StagedMember, StagedTag
+from .opening_points import SOURCE
 from .reading import normalise_phone, not_in_future, parse_amount, parse_date, shown
 
 COLUMNS = {
@@ -68,7 +70,6 @@ LIMITS = {
     "opening_points": 30,
 }
 TAG_SPLIT = re.compile(r"[,;|、，]")
-GRANT_SOURCE = "import"
 
 
 class MemberRows:
@@ -161,31 +162,51 @@ class MemberRows:
         )
 
     def write(self, now) -> tuple[int, int]:
+        """Through membership's and points' set-based services, from the staging rows."""
         job = self.job
         updated = self.existing()
-        created = StagedMember.objects.filter(job=job).count() - updated
-        new_tags = set(
-            StagedTag.objects.filter(job=job)
-            .exclude(name__in=Tag.objects.values("name"))
-            .values_list("name", flat=True)
-            .distinct()
+        staged = StagedMember.objects.filter(job=job)
+        created = staged.count() - updated
+        loads.upsert_members(
+            staged.values("external_id", "name", "phone", "email", "birthday", "joined_at"),
+            at=now,
         )
-        Tag.objects.bulk_create([Tag(name=n) for n in new_tags], ignore_conflicts=True)
-        at = to_db(now)
-        with connection.cursor() as cursor:
-            cursor.execute(UPSERT_MEMBERS, [at, job.pk])
-            cursor.execute(INSERT_TAGS, [at, job.pk])
-            cursor.execute(INSERT_OPENING_SPEND, [at, at, job.pk])
-            for tier_id in (
-                StagedMember.objects.filter(job=job, opening_tier__isnull=False)
-                .values_list("opening_tier", flat=True)
-                .distinct()
-            ):
-                tier = Tier.objects.select_related("group").get(pk=tier_id)
-                ends_at = local_midnight(
+        loads.tag_members(
+            StagedTag.objects.filter(job=job).values(member_ref=F("external_id"), tag=F("name")),
+            at=now,
+        )
+        # The spend before the migration, as one order placed at the import, so it counts
+        # in the current window; idempotent on its external id.
+        loads.load_orders(
+            staged.filter(opening_spend__gt=0).values(
+                member_ref=F("external_id"),
+                order_ref=Concat(Value("opening:"), F("external_id"), output_field=CharField()),
+                channel=Value("opening", output_field=CharField()),
+                amount=F("opening_spend"),
+                refunded_amount=Value(0, output_field=BigIntegerField()),
+                placed_at=Value(now, output_field=DateTimeField()),
+            ),
+            source=SOURCE,
+            at=now,
+        )
+        # The tier the old system gave is held until the first review, then the rules apply.
+        for tier_id in (
+            staged.filter(opening_tier__isnull=False)
+            .values_list("opening_tier", flat=True)
+            .distinct()
+        ):
+            tier = Tier.objects.select_related("group").get(pk=tier_id)
+            loads.grant_tiers(
+                staged.filter(opening_tier=tier).values(
+                    member_ref=F("external_id"), source_ref=F("external_id")
+                ),
+                tier=tier,
+                starts_at=now,
+                ends_at=local_midnight(
                     add_months(timezone.localdate(now), tier.group.review_period_months)
-                )
-                cursor.execute(INSERT_GRANTS, [tier_id, at, to_db(ends_at), job.pk, tier_id])
+                ),
+                source=SOURCE,
+            )
         opening_points.post(job, now)
         return created, updated
 
@@ -218,49 +239,3 @@ def flag_duplicates(job, staged, duplicated, *extra_staged) -> None:
         staged.filter(external_id__in=ids).delete()
         for model in extra_staged:
             model.objects.filter(job=job, external_id__in=ids).delete()
-
-
-# Blank cells keep what the member already has; a file never wipes a phone number.
-UPSERT_MEMBERS = """
-INSERT INTO membership_member (external_id, name, phone, email, birthday, language, joined_at)
-SELECT s.external_id, s.name, s.phone, s.email, s.birthday, 'zh-hant', COALESCE(s.joined_at, %s)
-FROM imports_stagedmember s WHERE s.job_id = %s
-ON CONFLICT (external_id) DO UPDATE SET
-    name = excluded.name,
-    phone = CASE WHEN excluded.phone <> '' THEN excluded.phone ELSE membership_member.phone END,
-    email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE membership_member.email END,
-    birthday = COALESCE(excluded.birthday, membership_member.birthday),
-    joined_at = CASE WHEN excluded.joined_at < membership_member.joined_at
-                THEN excluded.joined_at ELSE membership_member.joined_at END
-"""
-
-INSERT_TAGS = """
-INSERT INTO membership_membertag (member_id, tag_id, added_at)
-SELECT m.id, t.id, %s
-FROM imports_stagedtag s
-JOIN membership_member m ON m.external_id = s.external_id
-JOIN membership_tag t ON t.name = s.name
-WHERE s.job_id = %s
-ON CONFLICT (member_id, tag_id) DO NOTHING
-"""
-
-# The spend before the migration, as one order placed at the import, so it counts in the
-# current window; idempotent on its external id.
-INSERT_OPENING_SPEND = """
-INSERT INTO membership_order
-    (member_id, source, external_id, channel, amount, refunded_amount, placed_at, status,
-     created_at)
-SELECT m.id, 'import', 'opening:' || s.external_id, 'opening', s.opening_spend, 0, %s, 'paid', %s
-FROM imports_stagedmember s JOIN membership_member m ON m.external_id = s.external_id
-WHERE s.job_id = %s AND s.opening_spend > 0
-ON CONFLICT (source, external_id) DO NOTHING
-"""
-
-# The tier the old system gave is held until the first review, then the rules apply.
-INSERT_GRANTS = """
-INSERT INTO membership_tiergrant (member_id, tier_id, starts_at, ends_at, source, source_ref)
-SELECT m.id, %s, %s, %s, 'import', s.external_id
-FROM imports_stagedmember s JOIN membership_member m ON m.external_id = s.external_id
-WHERE s.job_id = %s AND s.opening_tier_id = %s
-ON CONFLICT (source, source_ref) DO NOTHING
-"""

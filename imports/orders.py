@@ -8,13 +8,12 @@ as it is; with a different one the row is refused.
 
 from __future__ import annotations
 
-from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 
 from membership.models import Member, Order
-from membership.sqltime import to_db
+from membership.services import loads
 
 from .members import flag_duplicates
 from .models import ImportJob, Problem, StagedOrder
@@ -127,46 +126,25 @@ class OrderRows:
         return StagedOrder.objects.filter(job=self.job).filter(Exists(recorded)).count()
 
     def write(self, now) -> tuple[int, int]:
+        """Through membership's set-based ``loads``, from the staging rows."""
         existing = self.existing()
-        at = to_db(now)
-        with connection.cursor() as cursor:
-            cursor.execute(INSERT_ORDERS, [SOURCE, at, self.job.pk])
-            created = cursor.rowcount
-            cursor.execute(INSERT_REFUNDS, [at, SOURCE, at, self.job.pk])
-            cursor.execute(LAST_ORDER, [self.job.pk])
+        staged = StagedOrder.objects.filter(job=self.job)
+        created = loads.load_orders(
+            staged.values(
+                "channel",
+                "amount",
+                "refunded_amount",
+                "placed_at",
+                member_ref=F("member_external_id"),
+                order_ref=F("external_id"),
+            ),
+            source=SOURCE,
+            at=now,
+        )
+        loads.refresh_last_order(staged.values(member_ref=F("member_external_id")))
         return created, existing
 
     def member_ids(self):
         return Member.objects.filter(
             external_id__in=StagedOrder.objects.filter(job=self.job).values("member_external_id")
         ).values_list("pk", flat=True)
-
-
-INSERT_ORDERS = """
-INSERT INTO membership_order
-    (member_id, source, external_id, channel, amount, refunded_amount, placed_at, status,
-     created_at)
-SELECT m.id, %s, s.external_id, s.channel, s.amount, s.refunded_amount, s.placed_at, 'paid', %s
-FROM imports_stagedorder s JOIN membership_member m ON m.external_id = s.member_external_id
-WHERE s.job_id = %s
-ON CONFLICT (source, external_id) DO NOTHING
-"""
-
-# One refund row per order this import wrote with a refund, dated at the order (the old
-# system kept no date).
-INSERT_REFUNDS = """
-INSERT INTO membership_refund (order_id, external_id, amount, refunded_at, created_at)
-SELECT o.id, 'import', s.refunded_amount, s.placed_at, %s
-FROM imports_stagedorder s
-JOIN membership_order o ON o.source = %s AND o.external_id = s.external_id AND o.created_at = %s
-WHERE s.job_id = %s AND s.refunded_amount > 0
-ON CONFLICT (order_id, external_id) DO NOTHING
-"""
-
-LAST_ORDER = """
-UPDATE membership_member SET last_order_at = (
-    SELECT MAX(o.placed_at) FROM membership_order o
-    WHERE o.member_id = membership_member.id AND o.status = 'paid'
-)
-WHERE external_id IN (SELECT member_external_id FROM imports_stagedorder WHERE job_id = %s)
-"""

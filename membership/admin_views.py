@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from membership import services
 from membership.forms import AdjustTierForm, CalculatorForm, RefundForm
-from membership.models import Member, Order
+from membership.models import Member, Order, ProgrammeVersion
 from membership.selectors import calculate_tier
 
 
@@ -75,11 +75,18 @@ def calculator_view(request, member_id: int):
     if not request.user.has_perm("membership.view_member"):
         raise PermissionDenied
     member = get_object_or_404(Member, pk=member_id)
-    form = CalculatorForm(request.GET or None)
+    # What-if: a draft (or a scheduled version) instead of the live rules.
+    upcoming = ProgrammeVersion.objects.filter(
+        status__in=[ProgrammeVersion.Status.DRAFT, ProgrammeVersion.Status.SCHEDULED]
+    )
+    form = CalculatorForm(request.GET or None, versions=upcoming)
     result = None
     if form.is_valid():
         result = calculate_tier(
-            member, amount=form.cleaned_data["amount"], on=form.cleaned_data["on"]
+            member,
+            amount=form.cleaned_data["amount"],
+            on=form.cleaned_data["on"],
+            version=form.cleaned_data.get("version"),
         )
     context = {
         **admin.site.each_context(request),

@@ -47,6 +47,17 @@ class CalculatorForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
 
+    def __init__(self, *args, versions=None, **kwargs):
+        """``versions``: the programme versions it may also run on (what-if), e.g. drafts."""
+        super().__init__(*args, **kwargs)
+        if versions is not None:
+            self.fields["version"] = forms.ModelChoiceField(
+                queryset=versions,
+                required=False,
+                label=_("under the rules of"),
+                empty_label=_("the live version"),
+            )
+
     def clean_on(self):
         on = self.cleaned_data["on"]
         if on < timezone.localdate():

@@ -4,11 +4,15 @@ Rules live in ``membership.services``; this module holds fields, constraints and
 small derived properties only.
 """
 
+import datetime as dt
+
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -21,6 +25,9 @@ COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
 class Metric(models.TextChoices):
     SPEND = "spend", _("Spend (NT$)")
     ORDER_COUNT = "order_count", _("Order count")
+    # Points earned from orders, actions, referrals and birthday bonuses in the window, less
+    # refunds; never lowered by redemption or expiry (rules.GROWTH_POINTS_SQL).
+    GROWTH_POINTS = "growth_points", _("Growth points")
 
 
 class Window(models.TextChoices):
@@ -81,6 +88,22 @@ class VipGroup(models.Model):
     window = models.CharField(_("window"), max_length=20, choices=Window)
     review_period_months = bounded(
         models.PositiveSmallIntegerField(_("review period (months)"), default=12), minimum=1
+    )
+    review_warning_days = bounded(
+        models.PositiveSmallIntegerField(
+            _("review warning (days before)"),
+            default=30,
+            # A year at most: a warning further off than any review period says nothing.
+            validators=[
+                MaxValueValidator(
+                    365, _("A review warning is sent at most 365 days before the review.")
+                )
+            ],
+            help_text=_(
+                "A member below their tier's retention threshold is warned this many days "
+                "before their review; 0 sends no warning."
+            ),
+        )
     )
 
     class Meta:
@@ -314,7 +337,18 @@ class Member(models.Model):
             ("adjust_tier", _("Can adjust a member's tier by hand")),
             ("evaluate_member", _("Can re-evaluate members")),
         ]
-        indexes = [models.Index(fields=["group", "tier"], name="member_group_tier_idx")]
+        indexes = [
+            models.Index(fields=["group", "tier"], name="member_group_tier_idx"),
+            # The admin's search (MemberAdmin.get_search_results): a name or e-mail
+            # containing or starting with what the operator typed, and an e-mail typed
+            # whole — UPPER(col) LIKE '%Q%', LIKE 'Q%' and = UPPER(q), as Django writes
+            # them — through trigrams (PostgreSQL only; see membership/migration_ops.py).
+            GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="member_name_trgm_idx"),
+            GinIndex(OpClass(Upper("email"), name="gin_trgm_ops"), name="member_email_trgm_idx"),
+            # An e-mail typed whole: UPPER(email) = UPPER(q) reads one entry here (trigrams
+            # serve equality too, but read every address sharing "@example.com").
+            models.Index(Upper("email"), name="member_email_upper_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(tier_holder=F("pk")), name="member_not_own_tier_holder"
@@ -384,7 +418,12 @@ class Order(models.Model):
                 condition=Q(refunded_amount__lte=F("amount")), name="order_refund_within_amount"
             ),
         ]
-        indexes = [models.Index(fields=["member", "placed_at"], name="order_member_time_idx")]
+        indexes = [
+            models.Index(fields=["member", "placed_at"], name="order_member_time_idx"),
+            # The orders list's order: its first page reads 100 index entries, not a sort
+            # of every order.
+            models.Index(fields=["-placed_at", "-id"], name="order_placed_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id}"
@@ -452,6 +491,7 @@ class Cause(models.TextChoices):
     RECOMPUTE = "recompute", _("Recompute")
     GRANT = "grant", _("Tier grant")
     CONFIGURATION = "configuration", _("Configuration change")
+    VERSION = "version", _("Programme version")
     ENTERPRISE = "enterprise", _("Enterprise account change")
     IMPORT = "import", _("Import")
 
@@ -587,6 +627,7 @@ class NudgeKind(models.TextChoices):
     ABOUT_TO_UPGRADE = "about_to_upgrade", _("About to upgrade")
     STALLED = "stalled", _("Stalled")
     DOWNGRADE_RISK = "downgrade_risk", _("Downgrade risk")
+    REVIEW_WARNING = "review_warning", _("Review warning")
 
 
 class Nudge(models.Model):
@@ -601,7 +642,11 @@ class Nudge(models.Model):
         Member, on_delete=models.CASCADE, related_name="nudges", verbose_name=_("member")
     )
     kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind)
-    period = models.CharField(_("period"), max_length=7, help_text=_("The month, YYYY-MM."))
+    period = models.CharField(
+        _("period"),
+        max_length=10,
+        help_text=_("The month, YYYY-MM; for a review warning, the review date, YYYY-MM-DD."),
+    )
     tier = models.ForeignKey(
         Tier, on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
     )
@@ -630,11 +675,34 @@ class Nudge(models.Model):
     def __str__(self) -> str:
         return f"{self.period} {self.get_kind_display()} · {self.member_id}"
 
+    @property
+    def review_on(self) -> dt.date | None:
+        """The review a review warning is about (kept as its period)."""
+        if self.kind != NudgeKind.REVIEW_WARNING:
+            return None
+        return dt.date.fromisoformat(self.period)
+
 
 class NudgeOffer(models.Model):
-    """What the operator offers with each kind of nudge (a top-up offer, a retention gift)."""
+    """What the operator offers with each kind of nudge (a top-up offer, a retention gift).
 
-    kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind, unique=True)
+    One offer per kind for everyone, and any number aimed at a saved audience (受眾):
+    a nudged member in an offer's audience gets that offer instead (services.nudges).
+    """
+
+    kind = models.CharField(_("kind"), max_length=20, choices=NudgeKind)
+    audience = models.ForeignKey(
+        "segments.Audience",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="nudge_offers",
+        verbose_name=_("audience"),
+        help_text=_(
+            "Empty: every nudged member. Otherwise only the audience's members get this "
+            "offer, in place of the offer for everyone."
+        ),
+    )
     text = models.CharField(
         _("offer"),
         max_length=300,
@@ -643,11 +711,27 @@ class NudgeOffer(models.Model):
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:
+        ordering = ["kind", "audience__name"]
         verbose_name = _("nudge offer")
         verbose_name_plural = _("nudge offers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=Q(audience__isnull=True),
+                name="nudge_offer_one_for_everyone",
+                violation_error_message=_("This kind of nudge already has an offer for everyone."),
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "audience"],
+                name="nudge_offer_one_per_audience",
+                violation_error_message=_("This audience already has an offer for this kind."),
+            ),
+        ]
 
     def __str__(self) -> str:
-        return self.get_kind_display()
+        if self.audience_id:
+            return f"{self.get_kind_display()} · {self.audience}"
+        return str(self.get_kind_display())
 
 
 class TagHistory(models.Model):
@@ -716,6 +800,323 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} #{self.pk}"
+
+
+class ProgrammeVersion(models.Model):
+    """A version of the tier rules: each group's entry amount, metric, window and review
+    period, and each tier's upgrade and retention thresholds.
+
+    One version is live; its values are also written into the ``VipGroup`` and ``Tier``
+    columns when it goes live (``membership.services.versions`` is their only writer), so
+    the hot path reads them without a join. Drafts are edited here and published from a
+    date; a seasonal version ends on a date, and the version it replaced is live again.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        LIVE = "live", _("Live")
+        REPLACED = "replaced", _("Replaced")
+        ENDED = "ended", _("Ended")
+        REJECTED = "rejected", _("Rejected")
+
+    number = bounded(models.PositiveIntegerField(_("version number"), unique=True), minimum=1)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status, default=Status.DRAFT, db_index=True
+    )
+    copied_from = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("copied from"),
+    )
+    replaces = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("replaces"),
+        help_text=_("The version that was live when this one went live; live again at its end."),
+    )
+    effective_from = models.DateTimeField(_("effective from"), null=True, blank=True)
+    ends_on = models.DateField(
+        _("ends on"),
+        null=True,
+        blank=True,
+        help_text=_("A seasonal version: from this day the version it replaced is live again."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("drafted by"),
+    )
+    created_at = models.DateTimeField(_("drafted at"), default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("published by"),
+    )
+    published_at = models.DateTimeField(_("live since"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        verbose_name = _("programme version")
+        verbose_name_plural = _("programme versions")
+        permissions = [("publish_programmeversion", _("Can publish a programme version"))]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status="live"),
+                name="one_live_programme_version",
+                violation_error_message=_("Only one programme version is live."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = _("Version %(number)s") % {"number": self.number}
+        return f"{label} {self.name}".strip()
+
+    @property
+    def editable(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+
+class VersionGroupRule(models.Model):
+    """One group's rule inside a programme version."""
+
+    version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.CASCADE,
+        related_name="group_rules",
+        verbose_name=_("programme version"),
+    )
+    group = models.ForeignKey(
+        VipGroup, on_delete=models.CASCADE, related_name="+", verbose_name=_("VIP group")
+    )
+    entry_amount = bounded(
+        models.PositiveBigIntegerField(_("qualifying amount"), null=True, blank=True)
+    )
+    entry_requires = models.CharField(
+        _("entry condition"), max_length=10, choices=EntryRequires, default=EntryRequires.EITHER
+    )
+    metric = models.CharField(_("qualifying metric"), max_length=20, choices=Metric)
+    window = models.CharField(_("window"), max_length=20, choices=Window)
+    review_period_months = bounded(
+        models.PositiveSmallIntegerField(_("review period (months)"), default=12), minimum=1
+    )
+
+    class Meta:
+        ordering = ["group__priority", "group_id"]
+        verbose_name = _("group rule")
+        verbose_name_plural = _("group rules")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "group"], name="version_group_rule_once"),
+            models.CheckConstraint(
+                condition=Q(review_period_months__gte=1),
+                name="version_group_review_at_least_a_month",
+                violation_error_message=_("The review period is at least one month."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} · {self.group}"
+
+    @property
+    def name(self) -> str:  # how the page's error summary names the row
+        return str(self.group)
+
+
+class VersionTierThreshold(models.Model):
+    """One tier's thresholds inside a programme version."""
+
+    version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.CASCADE,
+        related_name="thresholds",
+        verbose_name=_("programme version"),
+    )
+    tier = models.ForeignKey(
+        Tier, on_delete=models.CASCADE, related_name="+", verbose_name=_("tier")
+    )
+    upgrade_threshold = bounded(models.PositiveBigIntegerField(_("upgrade threshold")))
+    retention_threshold = bounded(models.PositiveBigIntegerField(_("retention threshold")))
+
+    class Meta:
+        ordering = ["tier__group__priority", "tier__rank"]
+        verbose_name = _("tier threshold")
+        verbose_name_plural = _("tier thresholds")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "tier"], name="version_tier_once"),
+            models.CheckConstraint(
+                condition=Q(retention_threshold__lte=F("upgrade_threshold")),
+                name="version_retention_not_above_upgrade",
+                violation_error_message=_(
+                    "The retention threshold cannot be above the upgrade threshold."
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} · {self.tier}"
+
+    @property
+    def name(self) -> str:  # how the page's error summary names the row
+        return str(self.tier)
+
+    def clean(self) -> None:
+        up, keep = self.upgrade_threshold, self.retention_threshold
+        if up is not None and keep is not None and keep > up:
+            raise ValidationError(
+                {
+                    "retention_threshold": _(
+                        "The retention threshold cannot be above the upgrade threshold."
+                    )
+                }
+            )
+
+
+class VersionSwitch(models.Model):
+    """A version going live (start) or ending (end): one row each, so a switch runs once."""
+
+    class Kind(models.TextChoices):
+        START = "start", _("Goes live")
+        END = "end", _("Ends")
+
+    version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.PROTECT,
+        related_name="switches",
+        verbose_name=_("programme version"),
+    )
+    kind = models.CharField(_("kind"), max_length=5, choices=Kind)
+    done_at = models.DateTimeField(_("done at"))
+
+    class Meta:
+        ordering = ["-done_at"]
+        verbose_name = _("version switch")
+        verbose_name_plural = _("version switches")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "kind"], name="version_switch_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} · {self.get_kind_display()}"
+
+
+class AdjustRule(models.Model):
+    """An auto-adjust rule (seed 000): when a group's measure crosses ``trigger_percent``,
+    propose moving its thresholds by ``step_percent``, never beyond ``bound_percent`` of
+    the base version's; with ``auto_apply`` a proposal within bounds publishes itself."""
+
+    class Measure(models.TextChoices):
+        VIP_SHARE = "vip_share", _("VIP share (members above the base tier)")
+        UPGRADE_RATE = "upgrade_rate", _("Upgrade rate")
+        RENEWAL_RATE = "renewal_rate", _("Renewal rate of paid plans")
+
+    class Compare(models.TextChoices):
+        ABOVE = "above", _("above")
+        BELOW = "below", _("below")
+
+    class Frequency(models.TextChoices):
+        MONTHLY = "monthly", _("Every month")
+        QUARTERLY = "quarterly", _("Every quarter")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    measure = models.CharField(_("measure"), max_length=20, choices=Measure)
+    compare = models.CharField(_("when the measure is"), max_length=5, choices=Compare)
+    trigger_percent = models.DecimalField(
+        _("trigger (percent)"),
+        max_digits=5,
+        decimal_places=1,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
+    step_percent = models.DecimalField(
+        _("step (percent)"),
+        max_digits=4,
+        decimal_places=1,
+        default=0,
+        validators=[MinValueValidator(-50), MaxValueValidator(50)],
+        help_text=_("+10 raises every threshold by 10 percent; −10 lowers them."),
+    )
+    frequency = models.CharField(_("frequency"), max_length=10, choices=Frequency)
+    bound_percent = models.DecimalField(
+        _("bound (± percent of the base version)"),
+        max_digits=4,
+        decimal_places=1,
+        default=30,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
+    base_version = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("base version"),
+        help_text=_("Blank: the version live when the rule first proposes."),
+    )
+    notify_only = models.BooleanField(
+        _("only notify"), default=False, help_text=_("Flag the measure; propose no change.")
+    )
+    auto_apply = models.BooleanField(_("apply by itself within bounds"), default=False)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("auto-adjust rule")
+        verbose_name_plural = _("auto-adjust rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AdjustProposal(models.Model):
+    """What one rule found in one period: the measures, and the draft it proposes."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", _("Awaiting approval")
+        NOTIFIED = "notified", _("Flagged for review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        APPLIED = "applied", _("Applied by itself")
+
+    rule = models.ForeignKey(
+        AdjustRule, on_delete=models.PROTECT, related_name="proposals", verbose_name=_("rule")
+    )
+    period = models.CharField(_("period"), max_length=7, help_text=_("YYYY-MM or YYYY-Qn."))
+    measures = models.JSONField(_("measures"), default=dict)
+    draft = models.ForeignKey(
+        ProgrammeVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("proposed version"),
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status)
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("auto-adjust proposal")
+        verbose_name_plural = _("auto-adjust proposals")
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "period"], name="one_proposal_per_rule_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} · {self.period}"
 
 
 class MemberSummary(models.Model):

@@ -488,6 +488,7 @@ class VipGroupResource(ConfigResource):
             "metric",
             "window",
             "review_period_months",
+            "review_warning_days",
         )
         import_id_fields = ("name",)
         clean_model_instances = True

@@ -20,6 +20,7 @@ from membership.models import (
     MemberSummary,
     Metric,
     Nudge,
+    NudgeKind,
     Order,
     Tier,
     TierHistory,
@@ -97,7 +98,7 @@ def member_dashboard(member) -> Dashboard:
         retention,
         history,
         orders,
-        current_nudges(member, programme=shown.programme),
+        _live_review_warnings(current_nudges(member, programme=shown.programme), retention),
         shown.version,
     )
 
@@ -158,7 +159,7 @@ class Change:
 
 def member_page(member, *, now: dt.datetime | None = None) -> Dashboard:
     """The tier page from the member's summary row, read with the member (no query here
-    unless the member has offers this month).
+    unless the member has offers this month or a review warning).
 
     Where the row cannot be read — none yet, past its ``valid_until``, written under
     another metric or window than the group has now, or a tier outside the group — the
@@ -221,7 +222,10 @@ def member_page(member, *, now: dt.datetime | None = None) -> Dashboard:
         retention,
         history,
         recent_orders(summary, order_url()),
-        current_nudges(member, programme=shown.programme, now=now) if has_offers else [],
+        _live_review_warnings(
+            current_nudges(member, programme=shown.programme, now=now) if has_offers else [],
+            retention,
+        ),
         shown.version,
     )
 
@@ -300,14 +304,30 @@ def _instance(model, row: dict):
 def page_columns(now: dt.datetime) -> dict:
     """Columns of the page's one read of the member: membership's own and the panels'."""
     return {
-        # This month's offers, if any (the member's own or their tier holder's).
+        # This month's offers, if any (the member's own or their tier holder's), or a
+        # review warning, kept under the holder's review date (see ``current_nudges``).
         "has_offers": RawSQL(
-            "SELECT 1 FROM membership_nudge n WHERE n.period = %s AND n.member_id IN "
-            "(membership_member.id, membership_member.tier_holder_id) LIMIT 1",
-            [period_of(now)],
+            "SELECT 1 FROM membership_nudge n WHERE n.member_id IN "
+            "(membership_member.id, membership_member.tier_holder_id) AND (n.period = %s "
+            "OR (n.kind = %s AND n.period = (SELECT CAST(x.next_review_on AS TEXT) "
+            "FROM membership_member x WHERE x.id = "
+            "COALESCE(membership_member.tier_holder_id, membership_member.id)))) LIMIT 1",
+            [period_of(now), NudgeKind.REVIEW_WARNING.value],
         ),
         **panel_columns(now),
     }
+
+
+def _live_review_warnings(nudges: list[Nudge], retention: Retention | None) -> list[Nudge]:
+    """A review warning shows what is still needed now, and goes once nothing is."""
+    shown = []
+    for nudge in nudges:
+        if nudge.kind == NudgeKind.REVIEW_WARNING:
+            if retention is None or not retention.needed:
+                continue
+            nudge.amount = retention.needed
+        shown.append(nudge)
+    return shown
 
 
 def value_at_review(holder, group) -> int:
@@ -322,8 +342,10 @@ def value_at_review(holder, group) -> int:
     return member_metrics(holder.pk, WindowBounds(review)).of(group.metric, group.window)
 
 
-def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:
+def calculate_tier(member, *, amount: int, on: dt.date, version=None) -> Evaluation:
     """The tier the member would hold after spending ``amount`` on ``on``.
+
+    With ``version`` (a programme version, e.g. a draft): under that version's rules.
 
     The same rules as the engine: the member's real orders up to that day plus one
     hypothetical paid order, evaluated as an upgrade on that day.
@@ -333,14 +355,25 @@ def calculate_tier(member, *, amount: int, on: dt.date) -> Evaluation:
     bounds = WindowBounds(moment)
     real = member_metrics(holder.pk, bounds)
     values = dict(real.values)
+    added = {
+        Metric.SPEND: amount,
+        Metric.ORDER_COUNT: 1 if amount > 0 else 0,
+        Metric.GROWTH_POINTS: _points_for_order(holder, amount, moment),
+    }
     for key in list(values):
-        metric = key[0]
-        values[key] += amount if metric == Metric.SPEND else (1 if amount > 0 else 0)
+        values[key] += added[key[0]]
     ev = evaluate(
         holder,
         mode=Mode.UPGRADE,
-        programme=load_programme(),
+        programme=load_programme(version.pk if version is not None else None),
         now=moment,
         metrics=Metrics(values=values, last_order_at=moment),
     )
     return ev
+
+
+def _points_for_order(holder, amount: int, moment: dt.datetime) -> int:
+    """The points the hypothetical order would earn at the tier the member holds now."""
+    from points.services import order_points  # the points app's stacking rule, written once
+
+    return order_points(amount=amount, tier_id=holder.tier_id, placed_at=moment)

@@ -1,4 +1,8 @@
-"""The member's own pages. Every query is scoped to the logged-in member."""
+"""The member's own pages. Every query is scoped to the logged-in member.
+
+They read from the replica when there is one (config/replica.py): a member who just
+changed something reads from the primary for a few seconds.
+"""
 
 import datetime as dt
 
@@ -8,8 +12,10 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from config.replica import reads_from_replica
+
 from .forms import CalculatorForm
-from .models import Member, Order
+from .models import Member, Order, ProgrammeVersion
 from .portal import panels_for
 from .selectors import calculate_tier, member_page, page_member
 from .services.privacy import export_member_data
@@ -22,6 +28,7 @@ def _member(request) -> Member:
     return member
 
 
+@reads_from_replica
 @login_required
 def my_tier(request):
     # One read: the member, their summary row and the panels' columns together.
@@ -41,20 +48,27 @@ def my_tier(request):
     )
 
 
+@reads_from_replica
 @login_required
 def calculator(request):
     member = _member(request)
-    form = CalculatorForm(request.GET or None)
+    # A member may try a version already announced (scheduled); drafts stay in the office.
+    announced = ProgrammeVersion.objects.filter(status=ProgrammeVersion.Status.SCHEDULED)
+    form = CalculatorForm(request.GET or None, versions=announced if announced.exists() else None)
     result = None
     if form.is_valid():
         result = calculate_tier(
-            member, amount=form.cleaned_data["amount"], on=form.cleaned_data["on"]
+            member,
+            amount=form.cleaned_data["amount"],
+            on=form.cleaned_data["on"],
+            version=form.cleaned_data.get("version"),
         )
     return render(
         request, "members/calculator.html", {"member": member, "form": form, "result": result}
     )
 
 
+@reads_from_replica
 @login_required
 def order_detail(request, order_id: int):
     member = _member(request)
@@ -62,6 +76,7 @@ def order_detail(request, order_id: int):
     return render(request, "members/order.html", {"member": member, "order": order})
 
 
+@reads_from_replica
 @login_required
 def my_data(request):
     """The member's own data as a file (PDPA art. 10): their rows only, audited."""

@@ -1,12 +1,19 @@
 """The ledger is read-only for everyone; corrections go through points.services.adjust."""
 
 from django.contrib import admin
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
+from membership.admin.common import (
+    EstimatedCountPaginator,
+    ListsPlannedPerValue,
+    PlainActionCheckbox,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+)
 from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
-from membership.models import Member
+from membership.admin.members import add_member_inline
 
 from .models import (
     STACKING_RULE,
@@ -58,7 +65,7 @@ class SourceFilter(admin.SimpleListFilter):
 
 
 @admin.register(Entry)
-class EntryAdmin(ListExportMixin, ReadOnlyAdmin):
+class EntryAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
     resource_classes = [EntryResource]
     list_display = [
         "created_at",
@@ -83,9 +90,25 @@ class EntryAdmin(ListExportMixin, ReadOnlyAdmin):
         "reason",
     ]
     readonly_fields = fields
-    search_fields = ["=idempotency_key", "=account__member__external_id", "source_ref"]
+    search_fields = ["=idempotency_key", "=account__member__external_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Fifty rows, as the member list: rendering is most of a page's time at any scale.
+    list_per_page = 50
+
+    def get_search_results(self, request, queryset, search_term):
+        """An entry by its idempotency key, or a member's entries by their external id.
+
+        The member's account is looked up first (by the unique external id), so the list
+        is two index scans ORed, not UPPER(col) = UPPER(q) over a join of every entry.
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        accounts = list(
+            Account.objects.filter(member__external_id=term).values_list("pk", flat=True)
+        )
+        return queryset.filter(Q(idempotency_key=term) | Q(account_id__in=accounts)), False
 
     @admin.display(description=_("source"), ordering="source")
     def source_label(self, entry: Entry) -> str:
@@ -232,5 +255,4 @@ class MemberPointsInline(ReadOnlyInline):
         return f"{lot.remaining} · {timezone.localtime(lot.expires_at):%Y-%m-%d}" if lot else "—"
 
 
-member_admin = admin.site._registry[Member]
-member_admin.inlines = [*member_admin.inlines, MemberPointsInline]
+add_member_inline(MemberPointsInline)

@@ -12,19 +12,20 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Max, Sum
+from django.db import transaction
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from api.webhooks import events as webhooks
 from membership.models import Order, Tier
 from membership.services import record_audit
 from membership.services.notifications import email_member
-from membership.sqltime import to_db
 
 from .ledger import (  # noqa: F401 (earn, lot_expiry: public names here too)
     earn,
     existing_entry,
+    expire_lots,
     lock_account,
     lot_expiry,
     post,
@@ -74,9 +75,13 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
             )
         else:
             now = timezone.now()
-            if account.balance < -points:
+            # Lots past their date but not yet expired by the job count in the balance and
+            # cannot be taken: refused (rolled back) when the lots hold too little.
+            if (
+                account.balance < -points
+                or take(account, -points, now, spendable_only=False) < -points
+            ):
                 raise ValidationError(_("The balance cannot go below zero."))
-            take(account, -points, now, spendable_only=False)
             entry = post(
                 account, Entry.Kind.ADJUST, points, "operator", actor.username, key, now, reason
             )
@@ -92,13 +97,27 @@ def adjust(*, member_id: int, points: int, reason: str, actor, key: str) -> Entr
 
 def order_points(*, amount: int, tier_id: int | None, placed_at: dt.datetime) -> int:
     """The stacking rule (models.STACKING_RULE), written once: base × coefficient × promotion."""
-    rate = Tier.objects.filter(pk=tier_id).values_list("points_per_100", flat=True).first() or 0
-    coefficient = TierCoefficient.objects.filter(tier_id=tier_id).values_list(
-        "coefficient", flat=True
-    ).first() or Decimal(1)
-    promotion = Promotion.objects.filter(starts_at__lte=placed_at, ends_at__gt=placed_at).aggregate(
-        best=Max("multiplier")
-    )["best"] or Decimal(1)
+    # One query for the three factors (an order's recording runs this every time).
+    row = (
+        Tier.objects.filter(pk=tier_id)
+        .annotate(
+            coefficient=Subquery(
+                TierCoefficient.objects.filter(tier_id=OuterRef("pk"))
+                .order_by("pk")
+                .values("coefficient")[:1]
+            ),
+            best=Subquery(
+                Promotion.objects.filter(starts_at__lte=placed_at, ends_at__gt=placed_at)
+                .order_by("-multiplier")
+                .values("multiplier")[:1]
+            ),
+        )
+        .values_list("points_per_100", "coefficient", "best")
+        .first()
+    )
+    if row is None:
+        return 0  # no tier: no rate
+    rate, coefficient, promotion = row[0] or 0, row[1] or Decimal(1), row[2] or Decimal(1)
     base = points_for_spend(amount, rate)
     return int((base * coefficient * promotion).to_integral_value(rounding=ROUND_FLOOR))
 
@@ -168,36 +187,8 @@ def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> En
 
 
 def expire_due(*, now: dt.datetime | None = None) -> int:
-    """Expire every lot past its date, set-based: one entry per lot, balances moved together."""
-    now = now or timezone.now()
-    stamp = to_db(now)
-    with transaction.atomic(), connection.cursor() as cur:
-        list(
-            Account.objects.select_for_update()
-            .filter(lots__expires_at__lte=now, lots__remaining__gt=0)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        cur.execute(
-            "INSERT INTO points_entry (account_id, kind, points, source, source_ref, "
-            "idempotency_key, reason, shortfall, created_at) "
-            "SELECT account_id, 'expire', -remaining, 'expiry', CAST(id AS TEXT), "
-            "'expire:lot:' || CAST(id AS TEXT), '', 0, %s FROM points_lot "
-            "WHERE expires_at <= %s AND remaining > 0",
-            [stamp, stamp],
-        )
-        expired = cur.rowcount
-        cur.execute(
-            "UPDATE points_account SET balance = points_account.balance - d.total FROM "
-            "(SELECT account_id, SUM(remaining) AS total FROM points_lot "
-            "WHERE expires_at <= %s AND remaining > 0 GROUP BY account_id) d "
-            "WHERE points_account.id = d.account_id",
-            [stamp],
-        )
-        cur.execute(
-            "UPDATE points_lot SET remaining = 0 WHERE expires_at <= %s AND remaining > 0", [stamp]
-        )
-    return expired
+    """Expire every lot past its date (the ledger's set-based ``expire_lots``)."""
+    return expire_lots(now or timezone.now())
 
 
 def ledger_discrepancies() -> list[tuple[int, int, int, int]]:
@@ -240,13 +231,17 @@ def send_expiry_reminders(*, now: dt.datetime | None = None) -> int:
         lots = due.filter(account__member_id=member_id)
         ids = list(lots.values_list("pk", flat=True))
         # Claim the lots first: a second worker finds nothing left to remind.
-        if not Lot.objects.filter(pk__in=ids, reminded_at__isnull=True).update(reminded_at=now):
-            continue
-        member = Account.objects.select_related("member").get(member_id=member_id).member
+        with transaction.atomic():
+            if not Lot.objects.filter(pk__in=ids, reminded_at__isnull=True).update(reminded_at=now):
+                continue
+            member = Account.objects.select_related("member").get(member_id=member_id).member
+            points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
+            first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
+            webhooks.points_expiring(
+                member=member, points=points, expires_at=first.expires_at, now=now
+            )
         if not member.email:
             continue
-        points = Lot.objects.filter(pk__in=ids).aggregate(s=Sum("remaining"))["s"] or 0
-        first = Lot.objects.filter(pk__in=ids).order_by("expires_at").first()
         sent += email_member(
             member=member,
             template="points/email/expiring.{language}.txt",

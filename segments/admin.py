@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from config.replica import reads_from_replica
 from imports import exports
 from membership.admin.common import EstimatedCountPaginator, ReadOnlyAdmin
 from membership.models import Member, Tag
@@ -282,7 +283,8 @@ class DashboardViews:
         self.admin_site = admin_site
 
     def urls(self):
-        view = self.admin_site.admin_view
+        # Read from the replica when there is one (config/replica.py).
+        view = lambda v: self.admin_site.admin_view(reads_from_replica(v))  # noqa: E731
         return [
             path("dashboard/", view(self.page), name="segments_dashboard"),
             path("dashboard/<slug:name>.svg", view(self.chart), name="segments_dashboard_chart"),

@@ -192,13 +192,15 @@ def chart_svg(name: str) -> str:
     """The chart as a standalone SVG document (no script), for an <img>."""
     table = TABLES[name]()
     options = {"js": [], "style": _style(), "width": 640, "height": 360, "legend_at_bottom": True}
+    # Thirteen months side by side: "2026-03" whole and slanted, not cut to "2026-…".
+    months = {"x_label_rotation": 40, "truncate_label": -1}
     if name == "tier_mix":
-        chart = pygal.StackedBar(title=table.title, **options)
+        chart = pygal.StackedBar(title=table.title, **options, **months)
         chart.x_labels = table.header[2:]
         for row in table.rows:
             chart.add(f"{row[0]} · {row[1]}", row[2:])
     elif name == "movements":
-        chart = pygal.Bar(title=table.title, **options)
+        chart = pygal.Bar(title=table.title, **options, **months)
         chart.x_labels = [row[0] for row in table.rows]
         chart.add(table.header[1], [row[1] for row in table.rows])
         chart.add(table.header[2], [row[2] for row in table.rows])

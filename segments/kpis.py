@@ -60,7 +60,9 @@ def snapshot_tiers(*, day: dt.date, moment: dt.datetime, from_history: bool = Fa
         "moment": _p(moment),
         "year_start": _p(local_midnight(add_months(timezone.localdate(moment), -12))),
         "active_start": _p(moment - dt.timedelta(days=ACTIVE_DAYS)),
-        "month_start": _p(local_midnight(timezone.localdate(moment).replace(day=1))),
+        # The moves of the snapshot day's month: a month-end's snapshot is taken as of the
+        # next midnight, already in the next month, and must still count its own month.
+        "month_start": _p(local_midnight(day.replace(day=1))),
     }
     sql = f"""
         WITH placed AS ({FROM_HISTORY if from_history else CURRENT}),

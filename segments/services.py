@@ -9,9 +9,10 @@ Three steps, a few statements each (nothing per member in Python):
    promotion orders in the period, active quarters — scored 1–5 against the cuts,
    named by its RFM cell, given its lifecycle stage and behaviours, and upserted;
    a row that did not change is not written.
-3. ``tag_range``, per id range: each segment is a system tag; membership's
-   ``sync_system_tag`` makes the tag match the rows, with tag history, and
-   re-evaluates members whose group an entry tag changes.
+3. ``tag_range``, per id range: each segment is a system tag; one SELECT names every
+   (member, tag) pair the rows call for, and membership's ``sync_system_tags`` makes
+   the tags match it in one statement each way, with tag history, and re-evaluates
+   members whose group an entry tag changes.
 
 Each range is independent and idempotent, so ranges can be shared across workers.
 """
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from membership.models import Member
 from membership.services.rules import NET_SPEND_SQL, add_months, local_midnight
-from membership.services.system_tags import ensure_system_tag, sync_system_tag
+from membership.services.system_tags import ensure_system_tag, sync_system_tags
 from points.models import Promotion
 
 from .models import Behaviour, Lifecycle, RfmCell, SegmentSettings
@@ -341,20 +342,41 @@ def tag_range(
     if changed_since is not None:
         changed = " AND changed_at > %s"
         scope_params = [_p(changed_since)]
+    where = f"s.member_id >= %s AND s.member_id < %s{changed.replace('changed_at', 's.changed_at')}"
+    values = [v for _condition, condition_values in tags.values() for v in condition_values]
+    if connection.vendor == "postgresql":
+        # Each row read once: its tags side by side, one per segment that holds.
+        cases = ", ".join(
+            f"(CASE WHEN {condition} THEN {tag.pk} END)" for tag, (condition, _v) in tags.items()
+        )
+        pairs = (
+            "SELECT s.member_id, v.tag_id FROM segments_membersegment s "
+            f"CROSS JOIN LATERAL (VALUES {cases}) v(tag_id) "
+            f"WHERE {where} AND v.tag_id IS NOT NULL"
+        )
+        params = [*values, id_from, id_to, *scope_params]
+    else:
+        pairs = " UNION ALL ".join(
+            f"SELECT s.member_id, {tag.pk} AS tag_id FROM segments_membersegment s "
+            f"WHERE {where} AND {condition}"
+            for tag, (condition, _v) in tags.items()
+        )
+        params = [
+            p
+            for _condition, condition_values in tags.values()
+            for p in (id_from, id_to, *scope_params, *condition_values)
+        ]
     scope = (
         "SELECT member_id FROM segments_membersegment "
         f"WHERE member_id >= %s AND member_id < %s{changed}"
     )
-    changes = 0
-    for tag, (condition, values) in tags.items():
-        changes += sync_system_tag(
-            tag=tag,
-            members_sql=f"{scope} AND {condition}",
-            params=[id_from, id_to, *scope_params, *values],
-            id_from=id_from,
-            id_to=id_to,
-            now=now,
-            scope_sql=scope if changed_since is not None else "",
-            scope_params=[id_from, id_to, *scope_params] if changed_since is not None else (),
-        )
-    return changes
+    return sync_system_tags(
+        tag_ids=[tag.pk for tag in tags],
+        pairs_sql=pairs,
+        params=params,
+        id_from=id_from,
+        id_to=id_to,
+        now=now,
+        scope_sql=scope if changed_since is not None else "",
+        scope_params=[id_from, id_to, *scope_params] if changed_since is not None else (),
+    )

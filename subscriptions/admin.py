@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from membership.admin.common import ReadOnlyAdmin, ReadOnlyInline
 from membership.admin.exports import ListExportMixin
-from membership.models import Member
+from membership.admin.members import add_member_inline
 
 from . import services
 from .models import ChargeAttempt, Plan, Subscription, SubscriptionEvent
@@ -179,5 +179,4 @@ class MemberSubscriptionInline(ReadOnlyInline):
     verbose_name_plural = _("subscriptions")
 
 
-member_admin = admin.site._registry[Member]
-member_admin.inlines = [*member_admin.inlines, MemberSubscriptionInline]
+add_member_inline(MemberSubscriptionInline)

@@ -28,8 +28,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from membership.models import Cause, Member, TierGrant
-from membership.services import evaluate_member, grant_tier, record_audit
+from api.webhooks import events as webhooks
+from membership.models import Member
+from membership.services import grant_tier, record_audit
+from membership.services.grants import end_tier_grants
 from membership.services.rules import add_months_local
 
 from .gateways import GatewayTimeout, get_gateway
@@ -50,7 +52,7 @@ def _add_period(start: dt.datetime, plan: Plan) -> dt.datetime:
 
 
 def _event(sub: Subscription, kind: str, old: str, *, actor=None, reason: str = "", now=None):
-    SubscriptionEvent.objects.create(
+    event = SubscriptionEvent.objects.create(
         subscription=sub,
         kind=kind,
         from_state=old,
@@ -59,6 +61,7 @@ def _event(sub: Subscription, kind: str, old: str, *, actor=None, reason: str = 
         reason=reason,
         created_at=now or timezone.now(),
     )
+    webhooks.subscription_event_recorded(event=event)
 
 
 def _grant(sub: Subscription, start: dt.datetime, end: dt.datetime, kind: str) -> None:
@@ -74,10 +77,12 @@ def _grant(sub: Subscription, start: dt.datetime, end: dt.datetime, kind: str) -
 
 
 def _end_grants(sub: Subscription, now: dt.datetime) -> None:
-    TierGrant.objects.filter(
-        source__startswith="subscription-", source_ref__startswith=f"{sub.pk}:", ends_at__gt=now
-    ).update(ends_at=now)
-    evaluate_member(member_id=sub.member_id, cause=Cause.GRANT)
+    end_tier_grants(
+        member_id=sub.member_id,
+        source_prefix="subscription-",
+        ref_prefix=f"{sub.pk}:",
+        at=now,
+    )
 
 
 def _charge(sub: Subscription, period_start: dt.datetime, attempt: int, now) -> ChargeAttempt:

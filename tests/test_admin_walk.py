@@ -1,6 +1,6 @@
 """Every registered admin, walked as the superuser and as the demo operator (營運人員).
 
-For each ModelAdmin in ``admin.site._registry``: the list (every choice of every list
+For each registered ModelAdmin (``registered_admins``): the list (every choice of every list
 filter, and a search), the add and change pages, a valid add form posted (it saves)
 and an invalid one (the errors show, nothing saves). The POST data is built from the
 add page's own form and inline formsets, so a new admin is walked without new code;
@@ -25,6 +25,7 @@ from django.test.utils import override_settings
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule
 
+from membership.admin.common import registered_admins
 from membership.management.commands.seed_demo import OPERATOR_APPS, operator_role
 
 SUPERUSER, OPERATOR = "admin", "operator"
@@ -46,7 +47,7 @@ OVERRIDES = {
     "membership.tier": {"upgrade_threshold": 9_000_000, "retention_threshold": 9_000_000},
 }
 
-ADMINS = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower)
+ADMINS = sorted(registered_admins(), key=lambda item: item[0]._meta.label_lower)
 _unique = itertools.count(1)
 
 
@@ -269,7 +270,7 @@ CASES = [
 def test_every_admin_lists_filters_searches_shows_and_saves_for_the_role(
     demo_site, db, client, model, username
 ):
-    model_admin = admin.site._registry[model]
+    model_admin = admin.site.get_model_admin(model)
     client.force_login(get_user_model().objects.get(username=username))
     meant_to_view = _expected(model, model_admin, username, "view")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
 from membership import services
+from membership.admin.common import registered_admins
 from membership.admin.groups import AuditedConfigMixin
 from membership.audit_display import (
     ACTION_LABELS,
@@ -183,7 +183,7 @@ def recorded_actions() -> set[str]:
             for line in path.read_text(encoding="utf-8").splitlines():
                 if "action=" in line or "_audit(" in line:
                     found |= set(re.findall(r'"([a-z_]+\.[a-z_]+)"', line))
-    for model, model_admin in admin.site._registry.items():
+    for model, model_admin in registered_admins():
         if isinstance(model_admin, AuditedConfigMixin):
             for audited in [model, *(inline.model for inline in model_admin.inlines)]:
                 found |= {f"{audited._meta.model_name}.{v}" for v in ["add", "change", "delete"]}

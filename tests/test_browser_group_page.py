@@ -40,22 +40,15 @@ def test_the_group_page_with_its_tiers_fits_a_1366_px_screen(live_server, operat
     assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
 
 
-def test_a_gold_threshold_below_silvers_is_refused_with_the_error_at_the_top(
+def test_the_live_thresholds_are_read_only_on_the_group_page_with_a_link_to_a_draft(
     live_server, operator_page
 ):
     page = operator_page
     open_group(page, live_server.url, "全館 VIP")
 
-    page.locator("#id_tiers-2-upgrade_threshold").fill("5000")
-    page.locator("input[name=_continue]").click()
-
-    summary = page.locator(".inline-errors-summary")
-    summary.wait_for()
-    assert summary.bounding_box()["y"] < LAPTOP["height"]
-    assert "金卡" in summary.inner_text()
-    shot(page, "admin-group-tiers-error-1366.png")
-    assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
-    assert Tier.objects.get(group__name="全館 VIP", name="金卡").upgrade_threshold == 30_000
+    assert page.locator("#id_tiers-2-upgrade_threshold").is_disabled()
+    page.locator("#live-rules-note a", has_text="新增草稿").click()
+    assert page.url.endswith("/admin/membership/programmeversion/add/")
 
 
 def test_after_a_drag_the_list_shows_the_order_kept_with_the_default_group_last(

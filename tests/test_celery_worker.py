@@ -10,6 +10,7 @@ from config.celery import app
 from imports import services as imports
 from imports.models import ImportJob
 from imports.tasks import check_import, write_import  # imported before the worker starts
+from jobs.tasks import run_job_chunk  # noqa: F401 (imported before the worker starts)
 from membership.models import Member, Order
 from membership.tasks import recompute_all_members
 from subscriptions import services as subs
@@ -408,3 +409,29 @@ def test_a_connection_dropped_mid_job_is_recorded_on_a_new_one_and_tried_again(w
     assert waiting.message.startswith("第 1 次嘗試（共 3 次）中斷：資料庫連線中斷")
     assert (final.status, final.attempts) == (("checked" if phase == "check" else "done"), 2)
     assert Member.objects.count() == (0 if phase == "check" else 60_000)
+
+
+def test_recompute_tiers_with_dispatch_runs_the_job_through_a_worker(redis_worker):
+    from django.core.management import call_command
+
+    from jobs.models import Job
+
+    # given: twelve members, one with NT$35,000 this year
+    build_design_programme()
+    members = [MemberFactory() for _ in range(12)]
+    Order.objects.create(
+        member=members[0], external_id="D1", amount=35_000, placed_at=timezone.now()
+    )
+
+    # when: the command sends the job's chunks (five members each) to the worker
+    call_command("recompute_tiers", "--dispatch", "--chunk", "5")
+
+    # then: the worker ran every chunk and the job finished
+    def finished():
+        """the job is done"""
+        return Job.objects.filter(kind="recompute", status="done").first()
+
+    job = _wait(finished, seconds=60, every=0.2)
+    assert (job.chunks_done, job.chunks_total, job.dispatched) == (4, 4, True)
+    assert Member.objects.get(pk=members[0].pk).tier.name == "金卡"
+    assert not Member.objects.filter(tier__isnull=True).exists()

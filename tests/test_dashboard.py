@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from membership import services
 from membership.models import Member, Tier
+from membership.services.rules import add_months
 from points.services import earn
 from segments.dashboard import rfm_grid_table, tier_figures
 from segments.kpis import month_ends, take_snapshots
@@ -111,6 +112,24 @@ def test_the_first_run_backfills_twelve_month_ends_from_tier_history(programme):
     placed = [d for d in ends if d >= timezone.localdate() - dt.timedelta(days=199)]
     assert sorted(silver) == [*placed, timezone.localdate()]
     assert set(silver.values()) == {1}
+
+
+def test_a_backfilled_month_end_counts_the_upgrades_of_its_own_month(programme):
+    member = MemberFactory(joined_at=timezone.now() - dt.timedelta(days=700))
+    upgraded = timezone.now() - dt.timedelta(days=100)
+    with time_machine.travel(upgraded - dt.timedelta(hours=1), tick=False):
+        OrderFactory(member=member, amount=1_000, placed_at=timezone.now())
+        services.recompute_members()  # placed in 一般會員: not an upgrade
+    with time_machine.travel(upgraded, tick=False):
+        OrderFactory(member=member, amount=12_000, placed_at=timezone.now())
+        services.recompute_members()  # 一般會員 → 銀卡
+
+    take_snapshots()
+
+    day = timezone.localdate(upgraded)
+    month_end = add_months(day.replace(day=1), 1) - dt.timedelta(days=1)
+    snapshot = TierSnapshot.objects.get(day=month_end, tier__name="銀卡")
+    assert (snapshot.members, snapshot.upgrades) == (1, 1)
 
 
 def test_upgrades_and_downgrades_this_month_equal_a_count_of_tier_history(shop):

@@ -28,7 +28,7 @@ def test_every_list_of_the_programme_has_something_to_see(demo):
     # The imports app's tables stay empty until an operator uploads a file.
     empty = [
         model._meta.label
-        for app in ("membership", "points", "subscriptions", "b2b", "segments")
+        for app in ("membership", "points", "subscriptions", "b2b", "segments", "jobs")
         for model in apps.get_app_config(app).get_models()
         if not model.objects.exists()
     ]

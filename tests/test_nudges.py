@@ -5,11 +5,15 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
 from membership import services
-from membership.models import Cause, Nudge, NudgeOffer
+from membership.models import Cause, Member, MemberTag, Nudge, NudgeOffer, Tag
+from membership.services.nudges import offer_reach, offers_for
+from segments.audiences import save_audience
 from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.usefixtures("english")
@@ -53,6 +57,25 @@ def test_a_base_tier_member_without_an_order_for_3_months_is_stalled(programme):
 
     assert nudges() == {(stalled.pk, "stalled"): ("銀卡", 8_000)}
     assert recent.pk not in {member for member, _kind in nudges()}
+
+
+def test_a_silver_member_without_an_order_for_3_months_is_stalled_on_the_way_to_gold(programme):
+    # 銀卡 on NT$12,000 bought 100 days ago: 金卡 (NT$30,000) is NT$18,000 away
+    stalled = member_who_spent((12_000, 100))
+    recent = member_who_spent((12_000, 40))
+
+    services.compute_nudges()
+
+    assert nudges()[(stalled.pk, "stalled")] == ("金卡", 18_000)
+    assert (recent.pk, "stalled") not in nudges()
+
+
+def test_a_member_at_the_top_tier_is_never_stalled(programme):
+    top = member_who_spent((35_000, 100))
+
+    services.compute_nudges()
+
+    assert (top.pk, "stalled") not in nudges()
 
 
 def test_a_silver_member_without_a_purchase_for_60_days_is_at_risk_of_downgrade(programme):
@@ -118,3 +141,80 @@ def test_nudges_are_e_mailed_once(programme, mailoutbox):
     assert mailoutbox[0].to == ["amy@example.com"]
     assert "Only NT$400 more to reach 銀卡." in mailoutbox[0].body
     assert "Free shipping on your next order" in mailoutbox[0].body
+
+
+@pytest.fixture
+def vip_audience_and_offers(programme):
+    """Nine members NT$100–500 from 銀卡 (three of them tagged 大客戶), a tagged member far
+    from it; an offer for everyone and a better one aimed at the audience 大客戶."""
+    big = Tag.objects.create(name="大客戶")
+    close = [member_who_spent((9_500 + 50 * k, 10)) for k in range(9)]
+    far = member_who_spent((3_000, 10))
+    for member in [close[0], close[4], close[8], far]:
+        MemberTag.objects.create(member=member, tag=big)
+    audience = save_audience(name="大客戶", query=QueryDict(f"tags_any={big.pk}"), actor=None)
+    NudgeOffer.objects.create(kind="about_to_upgrade", text="Free shipping")
+    aimed = NudgeOffer.objects.create(
+        kind="about_to_upgrade", audience=audience, text="NT$300 off for our big customers"
+    )
+    services.compute_nudges()
+    return big, aimed
+
+
+def test_an_offer_aimed_at_an_audience_reaches_exactly_its_nudged_members(
+    vip_audience_and_offers,
+):
+    big, aimed = vip_audience_and_offers
+
+    offers = offers_for(Nudge.objects.all())
+
+    reached = {n.member_id for n in Nudge.objects.all() if offers[n.pk] == aimed.text}
+    independent = set(
+        Nudge.objects.filter(kind="about_to_upgrade", member__tags=big).values_list(
+            "member_id", flat=True
+        )
+    )
+    assert reached == independent
+    assert len(reached) == offer_reach(aimed) == 3  # the far member is not nudged
+    assert sum(text == "Free shipping" for text in offers.values()) == 6
+
+
+def test_the_e_mail_carries_the_audiences_offer_to_its_members_only(
+    vip_audience_and_offers, mailoutbox
+):
+    big, aimed = vip_audience_and_offers
+    for member in Member.objects.all():
+        member.email, member.language = f"m{member.pk}@example.com", "en"
+        member.save()
+
+    services.send_nudges()
+
+    assert sorted(m.to[0] for m in mailoutbox if aimed.text in m.body) == sorted(
+        f"m{pk}@example.com"
+        for pk in Nudge.objects.filter(member__tags=big).values_list("member_id", flat=True)
+    )
+
+
+def test_a_second_offer_for_everyone_of_one_kind_is_refused(programme):
+    NudgeOffer.objects.create(kind="stalled", text="10% off")
+
+    with pytest.raises(ValidationError, match="already has an offer for everyone"):
+        NudgeOffer(kind="stalled", text="15% off").full_clean()
+
+
+def test_the_admin_saves_an_aimed_offer_and_shows_how_many_nudges_it_reaches(
+    vip_audience_and_offers, client
+):
+    _big, aimed = vip_audience_and_offers
+    client.force_login(get_user_model().objects.create_superuser("boss", "b@example.com", "pw"))
+    url = reverse("admin:membership_nudgeoffer_add")
+
+    response = client.post(
+        url, {"kind": "stalled", "audience": aimed.audience_id, "text": "Come back", "active": "on"}
+    )
+    page = client.get(reverse("admin:membership_nudgeoffer_change", args=[aimed.pk]))
+
+    assert response.status_code == 302
+    assert NudgeOffer.objects.filter(kind="stalled", audience=aimed.audience).exists()
+    assert "本月觸及的提醒數" in page.content.decode()
+    assert '<div class="readonly">3</div>' in page.content.decode()

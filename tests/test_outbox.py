@@ -353,45 +353,36 @@ def test_with_the_broker_away_a_tier_adjustment_is_saved_and_e_mailed_later(
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_with_the_broker_away_a_threshold_edit_is_saved_and_members_are_recomputed_later(
+def test_with_the_broker_away_a_version_published_now_is_live_and_members_are_evaluated_later(
     client, broker, mailoutbox
 ):
     # given: a member with NT$9,000, below 銀卡's NT$10,000
+    from membership.services import versions
+
     programme = build_design_programme()
     member = placed_member()
     OrderFactory(member=member, amount=9_000)
     silver = programme.tiers["銀卡"]
+    draft = versions.create_draft(actor=None)
+    draft.thresholds.filter(tier=silver).update(upgrade_threshold=8_000, retention_threshold=6_000)
     mail.outbox.clear()
     broker.away()
 
-    # when: the operator lowers 銀卡 to NT$8,000
+    # when: the operator publishes the draft lowering 銀卡 to NT$8,000, now
     response = logged_in_admin(client).post(
-        reverse("admin:membership_tier_change", args=[silver.pk]),
-        {
-            "group": silver.group_id,
-            "rank": 2,
-            "name": "銀卡",
-            "badge_colour": "#9e9e9e",
-            "upgrade_threshold": 8_000,
-            "retention_threshold": 6_000,
-            "discount_percent": "5.0",
-            "points_per_100": 2,
-            "birthday_perk": "",
-            "upgrade_gift": "銀卡迎新禮",
-            "benefits-TOTAL_FORMS": 0,
-            "benefits-INITIAL_FORMS": 0,
-        },
+        reverse("admin:programmeversion_publish", args=[draft.pk]),
+        {"effective_from": "2030-01-01 00:00", "now": "on", "confirm_now": "on"},
         follow=True,
     )
 
-    # then: the threshold is saved; the recompute waits for the broker
+    # then: the version is live; the evaluation waits for the broker
     assert response.status_code == 200
     assert messages.ERROR not in levels(response)
     silver.refresh_from_db()
     assert silver.upgrade_threshold == 8_000
     member.refresh_from_db()
     assert member.tier.name == "一般會員"
-    assert pending(RECOMPUTE) == 1
+    assert pending("membership.tasks.evaluate_after_version_switch") == 1
 
     # when
     broker.back_and_sweep(lambda: all_done() and len(mail.outbox) >= 1)

@@ -6,13 +6,14 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.db.models import F, Value
 from django.utils import timezone
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from membership import services as membership
-from membership.models import Cause
-from points import services
+from membership.models import Cause, Member
+from points import ledger, services
 from points.models import Account, Entry, Lot
 from tests.factories import MemberFactory, UserFactory
 
@@ -218,9 +219,28 @@ def test_an_adjustment_whose_audit_entry_fails_posts_nothing(demo, monkeypatch):
     assert not Entry.objects.filter(idempotency_key="a1").exists()
 
 
+def test_a_deduction_from_points_past_their_date_but_not_yet_expired_is_refused(demo, frozen_clock):
+    # given 300 points whose lot passed its 12 months before the expiry job ran
+    member = placed()
+    give(member, 300, "old", available_days_ago=0)
+    frozen_clock.move_to(NOW + dt.timedelta(days=400))
+
+    # when an operator deducts 100
+    with pytest.raises(ValidationError):
+        services.adjust(
+            member_id=member.pk, points=-100, reason="更正", actor=UserFactory(), key="d1"
+        )
+
+    # then nothing moved: the balance and the lot still agree, for the job to expire
+    assert balance(member) == Lot.objects.get(account__member=member).remaining == 300
+    frozen_clock.move_to(NOW)
+
+
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("earn"), st.integers(1, 500)),
+        st.tuples(st.just("many"), st.integers(1, 500)),
+        st.tuples(st.just("adjust"), st.integers(-600, 600).filter(bool)),
         st.tuples(st.just("redeem"), st.integers(1, 600)),
         st.tuples(st.just("order"), st.integers(100, 30_000)),
         st.tuples(st.just("refund"), st.integers(1, 100)),
@@ -237,7 +257,10 @@ OPS = st.lists(
 )
 @given(ops=OPS)
 def test_random_sequences_keep_the_ledger_invariants(demo, frozen_clock, ops):
+    """Every posting path: earn, the set-based earn_many (an import's opening balances),
+    redeem, an order's earning and its refund's reversal, adjustments both ways, expiry."""
     member = MemberFactory()
+    operator = UserFactory()
     membership.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
     orders = []
     clock = NOW
@@ -245,6 +268,24 @@ def test_random_sequences_keep_the_ledger_invariants(demo, frozen_clock, ops):
         try:
             if op == "earn":
                 give(member, n, f"{member.pk}-e{i}", available_days_ago=0)
+            elif op == "many":
+                ledger.earn_many(
+                    Member.objects.filter(pk=member.pk).values(
+                        member_id=F("pk"),
+                        points=Value(n),
+                        ref=Value("t"),
+                        key=Value(f"{member.pk}-m{i}"),
+                    ),
+                    source="import",
+                )
+            elif op == "adjust":
+                services.adjust(
+                    member_id=member.pk,
+                    points=n,
+                    reason="更正",
+                    actor=operator,
+                    key=f"{member.pk}-a{i}",
+                )
             elif op == "redeem":
                 services.redeem(
                     member_id=member.pk,
@@ -309,6 +350,48 @@ def test_racing_awards_and_redemptions_never_double_or_go_negative(demo):
     assert redeemed == 900  # three of six fit in 1,050
     assert Entry.objects.filter(idempotency_key__startswith="award-").count() == 5
     assert services.ledger_discrepancies() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_of_one_opening_balance_file_racing_spends_and_awards_post_it_once(demo):
+    from imports import services as imports
+    from tests.importing import check, csv_bytes, importer
+    from tests.test_concurrency import run_together
+
+    members = [MemberFactory(external_id=f"A{k}") for k in range(3)]
+    for member in members:
+        membership.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+        give(member, 1_000, f"seed-{member.pk}")
+    header = "external_id,name,opening_spend,opening_tier,opening_points\n"
+    data = csv_bytes([f"{m.external_id},{m.name},,,500" for m in members], header)
+    jobs = [check(data), check(data)]  # both checked before either wrote
+    operator = importer()
+    for job in jobs:
+        imports.confirm(job.pk, actor=operator, valid_only=False)
+    writes = [lambda job=job: imports.write(job.pk) for job in jobs]
+    spends = [
+        lambda m=m, k=k: services.redeem(
+            member_id=m.pk, points=600, source="reward", source_ref="R", key=f"spend-{m.pk}-{k}"
+        )
+        for m in members
+        for k in range(2)
+    ]
+    awards = [lambda m=m: give(m, 10, f"award-{m.pk}") for m in members for _ in range(2)]
+
+    errors = run_together(*writes, *spends, *awards)
+
+    assert all(isinstance(e, ValidationError) for e in errors), errors
+    assert Entry.objects.filter(idempotency_key__startswith="import-opening:").count() == 3
+    assert Entry.objects.filter(idempotency_key__startswith="award-").count() == 3
+    assert services.ledger_discrepancies() == []
+    for member in members:
+        spent = -sum(
+            Entry.objects.filter(account__member=member, kind="redeem").values_list(
+                "points", flat=True
+            )
+        )
+        assert balance(member) == 1_000 + 500 + 10 - spent >= 0
 
 
 def test_the_tier_page_shows_the_balance_and_the_next_expiry(demo, client):

@@ -2,6 +2,7 @@
 the models' validation and the database, and nothing changes when they do."""
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -36,6 +37,7 @@ def group_form(group: VipGroup, **changes) -> dict:
         "metric": group.metric,
         "window": group.window,
         "review_period_months": group.review_period_months,
+        "review_warning_days": group.review_warning_days,
     }
     if group.is_default:
         data["is_default"] = "on"
@@ -119,117 +121,206 @@ def errors_of(response) -> str:
 
 
 # --- tier thresholds rise with rank --------------------------------------------------
+# Live thresholds are a programme version's: they are edited on a draft's page, where the
+# ladder rule applies to the draft's rows; the group and tier pages show them read-only.
 
 
-def test_a_gold_upgrade_threshold_below_silvers_is_refused_on_the_group_page(
-    programme, admin_client
-):
+def draft_form(draft, **changes) -> dict:
+    """A draft's page as it is rendered, plus ``changes``: ``{tier name: {field: value}}``
+    for a 全館 VIP threshold row, ``{"group:" + name: {field: value}}`` for a group rule."""
+    data = {"name": draft.name}
+    rules = list(draft.group_rules.select_related("group"))
+    rows = list(draft.thresholds.select_related("tier__group"))
+    for prefix, objects in (("group_rules", rules), ("thresholds", rows)):
+        data |= {
+            f"{prefix}-TOTAL_FORMS": len(objects),
+            f"{prefix}-INITIAL_FORMS": len(objects),
+            f"{prefix}-MIN_NUM_FORMS": 0,
+            f"{prefix}-MAX_NUM_FORMS": 1000,
+        }
+    for i, r in enumerate(rules):
+        row = {
+            "id": r.pk,
+            "version": draft.pk,
+            "entry_amount": "" if r.entry_amount is None else r.entry_amount,
+            "entry_requires": r.entry_requires,
+            "metric": r.metric,
+            "window": r.window,
+            "review_period_months": r.review_period_months,
+        } | changes.pop("group:" + r.group.name, {})
+        data |= {f"group_rules-{i}-{field}": value for field, value in row.items()}
+    for i, t in enumerate(rows):
+        row = {
+            "id": t.pk,
+            "version": draft.pk,
+            "upgrade_threshold": t.upgrade_threshold,
+            "retention_threshold": t.retention_threshold,
+        }
+        if t.tier.group.is_default:
+            row |= changes.pop(t.tier.name, {})
+        data |= {f"thresholds-{i}-{field}": value for field, value in row.items()}
+    assert not changes, changes
+    return data
+
+
+def post_draft(client, draft, data):
+    return client.post(reverse("admin:membership_programmeversion_change", args=[draft.pk]), data)
+
+
+def draft_thresholds(draft) -> list[tuple[str, int, int]]:
+    return list(
+        draft.thresholds.filter(tier__group__is_default=True)
+        .order_by("tier__rank")
+        .values_list("tier__name", "upgrade_threshold", "retention_threshold")
+    )
+
+
+@pytest.fixture
+def draft(programme):
+    from membership.services import versions
+
+    return versions.create_draft(actor=None)
+
+
+def threshold_errors(response) -> str:
+    return str(response.context["inline_admin_formsets"][1].formset.errors)
+
+
+def test_a_live_threshold_posted_on_the_group_page_changes_nothing(programme, admin_client):
     general = programme.general
     before = thresholds(general)
-
-    response = post_group(
-        admin_client,
-        general,
-        group_form(general, 金卡={"upgrade_threshold": 5_000, "retention_threshold": 4_000}),
-    )
-
-    assert response.status_code == 200
-    gold_row = response.context["inline_admin_formsets"][0].formset.forms[2]
-    assert "金卡的升等門檻（5,000）必須高於低一階的銀卡（10,000）" in str(
-        gold_row.errors["upgrade_threshold"]
-    )
-    assert thresholds(general) == before
-
-
-def test_the_group_page_shows_the_tiers_errors_at_the_top_of_the_page(programme, admin_client):
-    general = programme.general
 
     response = post_group(
         admin_client, general, group_form(general, 金卡={"upgrade_threshold": 5_000})
     )
 
-    page = response.content.decode()
-    formset = response.context["inline_admin_formsets"][0].formset
-    message = escape(formset.non_form_errors()[0])
-    assert "5,000" in message
-    assert page.index(message) < page.index("field-entry_tags") < page.rindex(message)
-
-
-def test_a_gold_upgrade_threshold_below_silvers_is_refused_on_the_tiers_own_page(
-    programme, admin_client
-):
-    gold = programme.tiers["金卡"]
-
-    response = post_tier(
-        admin_client, gold, tier_form(gold, upgrade_threshold=5_000, retention_threshold=4_000)
-    )
-
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["upgrade_threshold"]
-    gold.refresh_from_db()
-    assert gold.upgrade_threshold == 30_000
-
-
-def test_two_tiers_with_the_same_upgrade_threshold_are_refused(programme, admin_client):
-    general = programme.general
-    before = thresholds(general)
-
-    response = post_group(
-        admin_client, general, group_form(general, 金卡={"upgrade_threshold": 10_000})
-    )
-
-    assert response.status_code == 200
+    assert response.status_code == 302
     assert thresholds(general) == before
 
 
-def test_a_retention_threshold_that_falls_as_rank_rises_is_refused(programme, admin_client):
-    general = programme.general
-    before = thresholds(general)
+def test_the_group_page_shows_live_thresholds_read_only_and_points_to_a_draft(
+    programme, admin_client
+):
+    page = admin_client.get(
+        reverse("admin:membership_vipgroup_change", args=[programme.general.pk])
+    ).content.decode()
 
-    response = post_group(
-        admin_client, general, group_form(general, 金卡={"retention_threshold": 7_000})
+    assert re.search(r'<input[^>]*name="tiers-2-upgrade_threshold"[^>]*disabled', page)
+    assert reverse("admin:membership_programmeversion_add") in page
+
+
+def test_a_live_review_period_posted_on_the_group_page_changes_nothing(programme, admin_client):
+    general = programme.general
+
+    post_group(admin_client, general, group_form(general, review_period_months=3))
+
+    general.refresh_from_db()
+    assert general.review_period_months == 12
+
+
+def test_a_gold_upgrade_threshold_below_silvers_is_refused_on_the_drafts_page(draft, admin_client):
+    before = draft_thresholds(draft)
+
+    response = post_draft(
+        admin_client,
+        draft,
+        draft_form(draft, 金卡={"upgrade_threshold": 5_000, "retention_threshold": 4_000}),
+    )
+
+    assert response.status_code == 200
+    assert "金卡的升等門檻（5,000）必須高於低一階的銀卡（10,000）" in threshold_errors(response)
+    assert draft_thresholds(draft) == before
+
+
+def test_the_drafts_page_shows_the_threshold_errors_at_the_top_of_the_page(draft, admin_client):
+    response = post_draft(admin_client, draft, draft_form(draft, 金卡={"upgrade_threshold": 5_000}))
+
+    page = response.content.decode()
+    message = escape(response.context["inline_admin_formsets"][1].formset.non_form_errors()[0])
+    assert "5,000" in message
+    assert page.index(message) < page.index("field-review_period_months") < page.rindex(message)
+
+
+def test_two_tiers_with_the_same_upgrade_threshold_are_refused(draft, admin_client):
+    before = draft_thresholds(draft)
+
+    response = post_draft(
+        admin_client, draft, draft_form(draft, 金卡={"upgrade_threshold": 10_000})
+    )
+
+    assert response.status_code == 200
+    assert draft_thresholds(draft) == before
+
+
+def test_a_retention_threshold_that_falls_as_rank_rises_is_refused(draft, admin_client):
+    before = draft_thresholds(draft)
+
+    response = post_draft(
+        admin_client, draft, draft_form(draft, 金卡={"retention_threshold": 7_000})
     )
 
     assert response.status_code == 200
     assert "金卡的續等門檻（7,000）不可低於低一階的銀卡（8,000）" in errors_of(response)
-    assert thresholds(general) == before
+    assert draft_thresholds(draft) == before
 
 
 def test_a_retention_threshold_above_the_upgrade_threshold_is_refused_beside_the_field(
-    programme, admin_client
+    draft, admin_client
 ):
-    silver = programme.tiers["銀卡"]
-
-    response = post_tier(admin_client, silver, tier_form(silver, retention_threshold=12_000))
+    response = post_draft(
+        admin_client, draft, draft_form(draft, 銀卡={"retention_threshold": 12_000})
+    )
 
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors["retention_threshold"]
-    silver.refresh_from_db()
-    assert silver.retention_threshold == 8_000
+    assert "retention_threshold" in threshold_errors(response)
+    assert draft_thresholds(draft)[1] == ("銀卡", 10_000, 8_000)
 
 
-def test_raising_every_tier_at_once_is_judged_on_the_new_values_together(
-    programme, admin_client, django_capture_on_commit_callbacks
-):
-    general = programme.general
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_group(
-            admin_client,
-            general,
-            group_form(
-                general,
-                銀卡={"upgrade_threshold": 40_000, "retention_threshold": 30_000},
-                金卡={"upgrade_threshold": 60_000, "retention_threshold": 50_000},
-            ),
-        )
+def test_raising_every_tier_at_once_is_judged_on_the_new_values_together(draft, admin_client):
+    response = post_draft(
+        admin_client,
+        draft,
+        draft_form(
+            draft,
+            銀卡={"upgrade_threshold": 40_000, "retention_threshold": 30_000},
+            金卡={"upgrade_threshold": 60_000, "retention_threshold": 50_000},
+        ),
+    )
 
     assert response.status_code == 302, errors_of(response)
-    assert thresholds(general) == [
+    assert draft_thresholds(draft) == [
         ("一般會員", 0, 0),
         ("銀卡", 40_000, 30_000),
         ("金卡", 60_000, 50_000),
     ]
+
+
+def test_a_review_period_of_0_months_is_refused(draft, admin_client):
+    response = post_draft(
+        admin_client, draft, draft_form(draft, **{"group:全館 VIP": {"review_period_months": 0}})
+    )
+
+    assert response.status_code == 200
+    assert "review_period_months" in str(
+        response.context["inline_admin_formsets"][0].formset.errors
+    )
+    assert draft.group_rules.get(group__name="全館 VIP").review_period_months == 12
+
+
+def test_an_upgrade_threshold_beyond_its_column_is_refused_on_the_drafts_page(draft, admin_client):
+    response = post_draft(admin_client, draft, draft_form(draft, 金卡={"upgrade_threshold": 2**63}))
+
+    assert response.status_code == 200
+    assert "upgrade_threshold" in threshold_errors(response)
+
+
+def test_a_published_versions_thresholds_cannot_be_changed_by_a_post(draft, admin_client):
+    from membership.services import versions
+
+    live = versions.live_version()
+    post_draft(admin_client, live, draft_form(live, 金卡={"upgrade_threshold": 90_000}))
+
+    assert live.thresholds.get(tier__name="金卡").upgrade_threshold == 30_000
 
 
 def test_a_new_group_whose_tiers_fall_with_rank_is_refused_and_nothing_is_saved(
@@ -244,6 +335,7 @@ def test_a_new_group_whose_tiers_fall_with_rank_is_refused_and_nothing_is_saved(
         "metric": "spend",
         "window": "rolling_12m",
         "review_period_months": 12,
+        "review_warning_days": 30,
         "tiers-TOTAL_FORMS": len(rows),
         "tiers-INITIAL_FORMS": 0,
         "tiers-MIN_NUM_FORMS": 0,
@@ -318,17 +410,6 @@ def test_a_badge_colour_that_is_not_rrggbb_is_refused(programme, admin_client):
     assert "六位十六進位數字" in str(response.context["adminform"].form.errors)
     silver.refresh_from_db()
     assert silver.badge_colour == "#9e9e9e"
-
-
-def test_a_review_period_of_0_months_is_refused(programme, admin_client):
-    general = programme.general
-
-    response = post_group(admin_client, general, group_form(general, review_period_months=0))
-
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["review_period_months"]
-    general.refresh_from_db()
-    assert general.review_period_months == 12
 
 
 @pytest.mark.parametrize(
@@ -421,6 +502,7 @@ def test_a_group_added_in_the_admin_is_checked_before_the_default_group(programm
             "metric": "spend",
             "window": "rolling_12m",
             "review_period_months": 12,
+            "review_warning_days": 30,
             "tiers-TOTAL_FORMS": 0,
             "tiers-INITIAL_FORMS": 0,
             "tiers-MIN_NUM_FORMS": 0,
@@ -471,17 +553,6 @@ def test_a_priority_beyond_its_column_fails_the_groups_validation(db):
         group.full_clean()
 
     assert "priority" in refused.value.message_dict
-
-
-def test_an_upgrade_threshold_beyond_its_column_is_refused_on_the_tiers_page(
-    programme, admin_client
-):
-    gold = programme.tiers["金卡"]
-
-    response = post_tier(admin_client, gold, tier_form(gold, upgrade_threshold=2**63))
-
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["upgrade_threshold"]
 
 
 def write_priority_with_update(group, value):

@@ -8,8 +8,20 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from membership import services
-from membership.models import GiftIssue, Member, MemberTag, Order, TierGrant, TierHistory
+from membership.models import (
+    GiftIssue,
+    Member,
+    MemberTag,
+    Metric,
+    Order,
+    Tier,
+    TierGrant,
+    TierHistory,
+    VipGroup,
+    Window,
+)
 from membership.services.rules import Mode
+from points.models import Account, Entry
 from tests.factories import MemberFactory, OrderFactory
 
 TAIPEI = dt.timezone(dt.timedelta(hours=8))
@@ -95,6 +107,83 @@ def test_the_bulk_recompute_agrees_with_the_single_member_engine(programme, mode
 
     # then: the group and tiers agree (the review date is only moved by the bulk review)
     assert {k: v[:3] for k, v in bulk.items()} == {k: v[:3] for k, v in single.items()}
+
+
+def rank_by_growth_points(programme) -> None:
+    """Three groups rank by growth points, one in each window, with thresholds in points."""
+    for group, window in [
+        (programme.general, Window.ROLLING_12_MONTHS),
+        (programme.enterprise, Window.CALENDAR_YEAR),
+        (programme.kol, Window.LIFETIME),
+    ]:
+        VipGroup.objects.filter(pk=group.pk).update(metric=Metric.GROWTH_POINTS, window=window)
+        for tier in group.tiers.order_by("rank"):
+            Tier.objects.filter(pk=tier.pk).update(
+                upgrade_threshold=(tier.rank - 1) * 1_000, retention_threshold=(tier.rank - 1) * 800
+            )
+
+
+def random_ledgers(members, seed: int = 13) -> None:
+    """Ledger entries of every kind and source, some old, some refunds with a shortfall."""
+    rng = random.Random(seed)
+    kinds = [
+        ("earn", "order"),
+        ("earn", "action"),
+        ("earn", "referral"),
+        ("earn", "birthday"),
+        ("earn", "operator"),
+        ("earn", "import"),
+        ("partner_in", "partner"),
+        ("redeem", "reward"),
+        ("expire", "expiry"),
+        ("reverse", "refund"),
+        ("reverse", "referral-refund"),
+        ("reverse", "shortfall"),
+    ]
+    for member in members:
+        account = Account.objects.create(member=member)
+        for j in range(rng.randint(0, 8)):
+            kind, source = rng.choice(kinds)
+            points = rng.choice([50, 200, 700, 1_500])
+            negative = kind in ("redeem", "expire", "reverse")
+            Entry.objects.create(
+                account=account,
+                kind=kind,
+                points=-points if negative else points,
+                shortfall=rng.choice([0, 100]) if kind == "reverse" else 0,
+                source=source,
+                source_ref="test",
+                idempotency_key=f"random:{member.pk}:{j}",
+                created_at=NOW - dt.timedelta(days=rng.randint(0, 800)),
+            )
+
+
+@pytest.mark.parametrize("mode", [Mode.UPGRADE, Mode.REVIEW, Mode.RERANK])
+def test_the_bulk_recompute_agrees_with_the_single_member_engine_on_growth_points(programme, mode):
+    # given: groups ranked by growth points, members with random ledgers
+    rank_by_growth_points(programme)
+    members = random_members(programme, 60, seed=5)
+    random_ledgers(members)
+    services.recompute_members()
+    scramble(programme, members)
+    Member.objects.update(next_review_on=timezone.localdate())
+    start = state(members)
+
+    # when: one path is the set-based SQL, the other the Python rules per member
+    services.recompute_members(mode=mode)
+    bulk = state(members)
+    for pk, (group_id, earned_id, tier_id, _review) in start.items():
+        Member.objects.filter(pk=pk).update(
+            group_id=group_id, earned_tier_id=earned_id, tier_id=tier_id
+        )
+    for member in members:
+        services.evaluate_member(member_id=member.pk, mode=mode, cause="recompute")
+    single = state(members)
+
+    # then: the same groups and tiers, and the points made a difference to some
+    assert {k: v[:3] for k, v in bulk.items()} == {k: v[:3] for k, v in single.items()}
+    general = [v for v in single.values() if v[0] == programme.general.pk]
+    assert len({v[1] for v in general}) > 1
 
 
 def test_a_cold_recompute_places_every_member_and_issues_gifts(programme):

@@ -1,7 +1,10 @@
 """The segments in the admin: boundaries an operator can set, segments they can only read."""
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from membership.models import Tag
 from segments.services import compute_segments, current_settings
@@ -84,3 +87,23 @@ def test_the_member_segment_list_filters_by_lifecycle_stage(client, superuser):
     assert page.status_code == 200
     assert "新朋友" in page.content.decode()
     assert "老朋友" not in page.content.decode()
+
+
+def test_the_member_lists_lifecycle_filter_shows_the_segment_jobs_stage(client, superuser):
+    # Joined 400 days ago, one order 120 days ago: the segment job says 衰退 (declining);
+    # the member list used to call it "active" by a rule of its own.
+    now = timezone.now()
+    declining = MemberFactory(joined_at=now - dt.timedelta(days=400))
+    OrderFactory(member=declining, amount=1_000, placed_at=now - dt.timedelta(days=120))
+    fresh = MemberFactory(joined_at=now - dt.timedelta(days=10))
+    OrderFactory(member=fresh, amount=1_000, placed_at=now - dt.timedelta(days=5))
+    compute_segments()
+    client.force_login(superuser)
+
+    page = client.get(reverse("admin:membership_member_changelist"), {"lifecycle": "declining"})
+
+    shown = {m.pk for m in page.context["cl"].result_list}
+    assert shown == {declining.pk}
+    assert [str(label) for _value, label in page.context["cl"].filter_specs[-1].lookup_choices][
+        :2
+    ] == ["新客", "成長"]

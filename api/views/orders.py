@@ -61,11 +61,15 @@ class OrdersView(ApiView):
     @idempotent
     def post(self, request):
         data = valid(serializers.OrderIn, request.data)
-        member = Member.objects.filter(external_id=data["member_external_id"]).first()
-        if member is None:
+        member_id = (
+            Member.objects.filter(external_id=data["member_external_id"])
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if member_id is None:
             raise unknown_member()
         result = membership.record_order(
-            member_id=member.pk,
+            member_id=member_id,
             external_id=data["order_id"],
             amount=data["amount"],
             placed_at=data["placed_at"],

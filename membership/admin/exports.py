@@ -15,7 +15,7 @@ or code, never by database id, so a programme moves from a test site to the live
 from __future__ import annotations
 
 import tablib
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.contrib.auth import get_permission_codename
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
@@ -30,6 +30,8 @@ from import_export.results import RowResult
 
 from imports.exports import escape
 from membership.services.configuration import programme_warnings
+
+from .common import registered_admins
 
 
 def escape_formulae(dataset: tablib.Dataset) -> tablib.Dataset:
@@ -166,8 +168,8 @@ def create_export_permissions(sender, using="default", **kwargs):
     from django.contrib.auth.models import Permission
     from django.contrib.contenttypes.models import ContentType
 
-    for model, model_admin in admin.site._registry.items():
-        if model._meta.app_config is not sender or not isinstance(model_admin, ExportMixin):
+    for model, model_admin in registered_admins(sender):
+        if not isinstance(model_admin, ExportMixin):
             continue
         if getattr(model_admin, "export_permission", None):
             continue

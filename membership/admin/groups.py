@@ -13,6 +13,7 @@ from django.http import (
     HttpResponseNotAllowed,
     JsonResponse,
 )
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -80,6 +81,39 @@ class AuditedConfigMixin:
             messages.warning(request, warning)
 
 
+def freeze_live_rules(form: forms.ModelForm, fields: list[str]) -> None:
+    """A saved group's rule and a saved tier's thresholds belong to the live programme
+    version: shown, not edited here; a change is a new draft (programme versions)."""
+    if not form.instance.pk:
+        return
+    hint = format_html(
+        '{} <a href="{}">{}</a>',
+        gettext("Live rules change through a programme version:"),
+        reverse("admin:membership_programmeversion_add"),
+        gettext("Add a draft"),
+    )
+    for name in fields:
+        if name in form.fields:
+            form.fields[name].disabled = True
+            form.fields[name].help_text = hint
+
+
+THRESHOLD_FIELDS = ["upgrade_threshold", "retention_threshold"]
+GROUP_RULE_FIELDS = ["entry_amount", "entry_requires", "metric", "window", "review_period_months"]
+
+
+class LiveTierForm(forms.ModelForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        freeze_live_rules(self, THRESHOLD_FIELDS)
+
+
+class VipGroupForm(forms.ModelForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        freeze_live_rules(self, GROUP_RULE_FIELDS)
+
+
 class TierLadderFormSet(BaseInlineFormSet):
     """The group's tiers checked together: thresholds rise with rank (programme's rule).
 
@@ -123,6 +157,7 @@ class TierInline(admin.TabularInline):
     """What an operator compares across tiers; colours, gifts and perks are on each tier's page."""
 
     model = Tier
+    form = LiveTierForm
     formset = TierLadderFormSet
     extra = 0
     show_change_link = True
@@ -168,6 +203,7 @@ class VipGroupAdmin(
         "window",
         "review_period_months",
     ]
+    form = VipGroupForm
     inlines = [TierInline]
     filter_horizontal = ["entry_tags"]
     change_form_template = "admin/membership/vipgroup/change_form.html"
@@ -207,6 +243,7 @@ class VipGroupAdmin(
             },
         ),
         (_("Tier rule"), {"fields": ["metric", "window", "review_period_months"]}),
+        (_("Review warning"), {"fields": ["review_warning_days"]}),
     ]
 
     def get_queryset(self, request):
@@ -264,8 +301,9 @@ class VipGroupAdmin(
         return super().changelist_view(request, extra_context)
 
 
-class TierForm(forms.ModelForm):
-    """A tier's own page: its thresholds checked against the other tiers of its group."""
+class TierForm(LiveTierForm):
+    """A tier's own page: its thresholds checked against the other tiers of its group
+    (a new tier's; a saved tier's are the live version's, shown read-only)."""
 
     def clean(self):
         data = super().clean()

@@ -1,7 +1,5 @@
 """Members: search, filters, the "why this tier?" panel, tag actions and manual adjustment."""
 
-import datetime as dt
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
@@ -12,7 +10,6 @@ from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -31,8 +28,14 @@ from membership.models import (
 )
 from membership.resources import MemberResource
 from membership.services import privacy
+from segments.models import Lifecycle
 
-from .common import EstimatedCountPaginator, ReadOnlyInline
+from .common import (
+    EstimatedCountPaginator,
+    ListsPlannedPerValue,
+    PlainActionCheckbox,
+    ReadOnlyInline,
+)
 from .exports import ListExportMixin
 from .widgets import SecondsSplitDateTime
 
@@ -104,34 +107,18 @@ class TierFilter(admin.SimpleListFilter):
 
 
 class LifecycleFilter(admin.SimpleListFilter):
-    """Lifecycle stage from the join date and the last paid order (both indexed)."""
+    """The member's lifecycle stage as the nightly segment job set it (segments.Lifecycle):
+    one definition, the same in this list, the audiences and the dashboard's funnel."""
 
     title = _("lifecycle")
     parameter_name = "lifecycle"
 
     def lookups(self, request, model_admin):
-        return [
-            ("new", _("New (joined in the last 90 days)")),
-            ("active", _("Active (ordered in the last 180 days)")),
-            ("dormant", _("Dormant (last order 180–365 days ago)")),
-            ("churned", _("Churned (no order for 365 days)")),
-        ]
+        return Lifecycle.choices
 
     def queryset(self, request, queryset):
-        now = timezone.now()
-        days = lambda n: now - dt.timedelta(days=n)  # noqa: E731
-        stage = self.value()
-        if stage == "new":
-            return queryset.filter(joined_at__gte=days(90))
-        if stage == "active":
-            return queryset.filter(last_order_at__gte=days(180))
-        if stage == "dormant":
-            return queryset.filter(last_order_at__lt=days(180), last_order_at__gte=days(365))
-        if stage == "churned":
-            return queryset.filter(
-                Q(last_order_at__lt=days(365)) | Q(last_order_at__isnull=True),
-                joined_at__lt=days(90),
-            )
+        if self.value() in Lifecycle.values:
+            return queryset.filter(segment__lifecycle=self.value())
         return queryset
 
 
@@ -168,7 +155,7 @@ class GiftInline(ReadOnlyInline):
 
 
 @admin.register(Member)
-class MemberAdmin(ListExportMixin, admin.ModelAdmin):
+class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
     resource_classes = [MemberResource]
     export_permission = "imports.export_members"
     streamed_export = "members"
@@ -177,13 +164,18 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
     list_select_related = ["group", "tier"]
     list_filter = ["group", TierFilter, TagFilter, LifecycleFilter]
+    # What is searched, and how, is get_search_results; these name the columns.
     search_fields = ["name", "=phone", "email", "=external_id"]
-    search_help_text = _("Name, phone (any format), e-mail or external id.")
+    search_help_text = _(
+        "Name, phone (any format), e-mail or external id. Three characters or more find "
+        "names and e-mails containing them; one or two find those starting with them."
+    )
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
     autocomplete_fields = ["user"]
     actions = ["add_tag_action", "remove_tag_action", "reevaluate_action"]
+    # Other apps add their sections of the member page with ``add_member_inline``.
     inlines = [TierHistoryInline, GiftInline]
     # Seconds kept on joined_at: an unchanged form must post back the same moment.
     formfield_overrides = {models.DateTimeField: {"widget": SecondsSplitDateTime}}
@@ -256,12 +248,18 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_search_results(self, request, queryset, search_term):
-        """A phone as typed (0912-345-678, +886 912 345 678) or an e-mail in any case.
+        """One query that indexes serve, whatever the operator types.
 
-        Both are equality lookups on their own indexed columns; other terms search
-        names (contains) and external ids (exact) as Django does.
+        A phone as typed (0912-345-678, +886 912 345 678): that phone, or an external id
+        spelled so. An e-mail (has "@"), in any case: that e-mail. Anything else: a name
+        or e-mail containing it (three characters or more) or starting with it (one or
+        two: a trigram needs three), or that external id. Names and e-mails go through
+        the trigram indexes, phones and external ids through their own; Django's default
+        would OR ``UPPER(col) LIKE '%q%'`` over four columns, which no index serves.
         """
         term = search_term.strip()
+        if not term:
+            return queryset, False
         try:
             phone = normalise_phone(term)
         except ValueError:
@@ -271,7 +269,11 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
         if "@" in term:
             # Case-insensitive equality: imports store lower case, typed e-mails may not be.
             return queryset.filter(email__iexact=term), False
-        return super().get_search_results(request, queryset, search_term)
+        if len(term) >= 3:
+            text = Q(name__icontains=term) | Q(email__icontains=term)
+        else:
+            text = Q(name__istartswith=term) | Q(email__istartswith=term)
+        return queryset.filter(text | Q(external_id=term)), False
 
     # -- saving goes through the services ----------------------------------
 
@@ -461,3 +463,9 @@ class MemberAdmin(ListExportMixin, admin.ModelAdmin):
                 "title": _("Erase personal data"),
             },
         )
+
+
+def add_member_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """The hook for other apps' sections of the member page (points, subscriptions,
+    enterprise): appended after membership's own, in the order the apps load."""
+    MemberAdmin.inlines = [*MemberAdmin.inlines, inline]

@@ -1,7 +1,10 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from membership.models import Nudge, NudgeOffer
 from membership.resources import NudgeResource
+from membership.services.nudges import offer_reach
+from segments.models import Audience
 
 from .common import EstimatedCountPaginator, ReadOnlyAdmin
 from .exports import ListExportMixin
@@ -22,9 +25,23 @@ class NudgeAdmin(ListExportMixin, ReadOnlyAdmin):
 
 @admin.register(NudgeOffer)
 class NudgeOfferAdmin(admin.ModelAdmin):
-    list_display = ["kind", "text", "active"]
+    list_display = ["kind", "audience", "text", "active"]
+    list_filter = ["kind", "active"]
+    list_select_related = ["audience"]
+    fields = ["kind", "audience", "text", "active", "reach"]
+    readonly_fields = ["reach"]
 
     def has_add_permission(self, request) -> bool:
-        # One offer per kind: when every kind has one, there is nothing left to add.
-        taken = NudgeOffer.objects.values_list("kind", flat=True).distinct().count()
-        return super().has_add_permission(request) and taken < len(NudgeOffer.kind.field.choices)
+        # Nothing left to add once every kind has its offer for everyone and no audience
+        # has been saved to aim another at.
+        everyone = NudgeOffer.objects.filter(audience__isnull=True).values("kind").distinct()
+        room = everyone.count() < len(NudgeOffer.kind.field.choices)
+        aimable = Audience.objects.exists()
+        return super().has_add_permission(request) and (room or aimable)
+
+    @admin.display(description=_("this month's nudges it reaches"))
+    def reach(self, offer) -> str:
+        # A count over the audience's FilterSet: on the change page only, not per list row.
+        if offer.pk is None:
+            return "—"
+        return f"{offer_reach(offer):,}"

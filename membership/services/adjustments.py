@@ -50,8 +50,11 @@ def adjust_tier(
         member = lock_member(member_id)
         if member.tier_holder_id:
             raise ValidationError(
-                _("%(name)s shares the tier of %(holder)s; adjust %(holder)s instead.")
-                % {"name": member.name, "holder": member.tier_holder.name}
+                _(
+                    "%(name)s is a sub-account sharing the tier of the master account "
+                    "%(master)s; adjust %(master)s instead."
+                )
+                % {"name": member.name, "master": member.tier_holder.name}
             )
         programme = load_programme()
         if locked_until is None:

@@ -23,6 +23,7 @@ from membership.sqltime import from_db, to_db
 from .history import record_tier_change
 from .rules import (
     COUNTED_ORDER_SQL,
+    GROWTH_POINTS_SQL,
     NET_SPEND_SQL,
     GroupCheck,
     GroupRule,
@@ -42,11 +43,12 @@ from .summary import refresh_member_summaries
 def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
     """Every metric in every window for one member, in one statement.
 
-    A tier holder's metrics include the orders of the members who share its tier. Written
-    as SQL: the member's page runs it on every view, and the ORM took longer to build this
-    aggregate than the database to answer it.
+    A tier holder's metrics include the orders (and growth points) of the members who
+    share its tier. Written as SQL: the member's page runs it on every view, and the ORM
+    took longer to build this aggregate than the database to answer it.
     """
     columns, params = ["MAX(o.placed_at)"], []
+    points_columns, points_params = [], []
     for window in Window:
         start = bounds.start(window)
         if start is None:
@@ -54,6 +56,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
                 f"COALESCE(SUM({NET_SPEND_SQL}), 0)",
                 f"COALESCE(SUM(CASE WHEN {COUNTED_ORDER_SQL} THEN 1 ELSE 0 END), 0)",
             ]
+            points_columns.append(f"COALESCE(SUM({GROWTH_POINTS_SQL}), 0)")
             continue
         at = to_db(start)
         columns += [
@@ -62,19 +65,29 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
             "THEN 1 ELSE 0 END), 0)",
         ]
         params += [at, at]
+        points_columns.append(
+            f"COALESCE(SUM(CASE WHEN e.created_at >= %s THEN {GROWTH_POINTS_SQL} ELSE 0 END), 0)"
+        )
+        points_params.append(at)
+    accounts = "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
     sql = (
-        f"SELECT {', '.join(columns)} FROM membership_order o "
-        "WHERE o.status = 'paid' AND o.member_id IN "
-        "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
+        "SELECT * FROM "
+        f"(SELECT {', '.join(columns)} FROM membership_order o "
+        f"WHERE o.status = 'paid' AND o.member_id IN {accounts}) spent "
+        f"CROSS JOIN (SELECT {', '.join(points_columns)} FROM points_entry e "
+        "JOIN points_account pa ON pa.id = e.account_id "
+        f"WHERE pa.member_id IN {accounts}) earned"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, member_id, member_id])
+        cursor.execute(sql, [*params, member_id, member_id, *points_params, member_id, member_id])
         last, *totals = cursor.fetchone()
     last = from_db(last)
     values = {}
+    n = len(Window)
     for i, window in enumerate(Window):
         values[(Metric.SPEND.value, window.value)] = int(totals[2 * i])
         values[(Metric.ORDER_COUNT.value, window.value)] = int(totals[2 * i + 1])
+        values[(Metric.GROWTH_POINTS.value, window.value)] = int(totals[2 * n + i])
     return Metrics(values=values, last_order_at=last)
 
 
@@ -245,22 +258,37 @@ def evaluate_member(
     reached tier's gift at most once, and e-mails the member after commit.
     """
     with transaction.atomic():
-        member = lock_member(member_id)
-        if member.tier_holder_id:
-            # Sharers are evaluated as their holder, and then mirror it.
-            return evaluate_member(
-                member_id=member.tier_holder_id,
-                mode=mode,
-                cause=cause,
-                actor=actor,
-                order=order,
-                reason=reason,
-            )
-        ev = evaluate(member, mode=mode)
-        result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
-        sync_sharers(member, cause=cause, actor=actor, now=ev.now)
-        refresh_member_summaries(member_ids=[member.pk])
-        return result
+        return evaluate_locked_member(
+            lock_member(member_id), mode=mode, cause=cause, actor=actor, order=order, reason=reason
+        )
+
+
+def evaluate_locked_member(
+    member: Member,
+    *,
+    mode: Mode = Mode.UPGRADE,
+    cause: Cause,
+    actor=None,
+    order: Order | None = None,
+    reason: str = "",
+) -> EvaluationResult:
+    """``evaluate_member`` for a member the caller has just locked with ``lock_member``
+    in its open transaction (an order's recording): no second lock, no savepoint."""
+    if member.tier_holder_id:
+        # Sharers are evaluated as their holder, and then mirror it.
+        return evaluate_member(
+            member_id=member.tier_holder_id,
+            mode=mode,
+            cause=cause,
+            actor=actor,
+            order=order,
+            reason=reason,
+        )
+    ev = evaluate(member, mode=mode)
+    result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
+    sync_sharers(member, cause=cause, actor=actor, now=ev.now)
+    refresh_member_summaries(member_ids=[member.pk])
+    return result
 
 
 def lock_member(member_id: int) -> Member:

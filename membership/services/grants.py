@@ -46,3 +46,15 @@ def grant_tier(
                 raise ValidationError(_("This grant reference is already used for another grant."))
             return grant, None
         return grant, evaluate_member(member_id=member_id, cause=Cause.GRANT)
+
+
+def end_tier_grants(*, member_id: int, source_prefix: str, ref_prefix: str, at) -> None:
+    """End, at ``at``, the member's grants still running whose source and reference start
+    with these prefixes (a cancelled subscription's), then evaluate the member."""
+    TierGrant.objects.filter(
+        member_id=member_id,
+        source__startswith=source_prefix,
+        source_ref__startswith=ref_prefix,
+        ends_at__gt=at,
+    ).update(ends_at=at)
+    evaluate_member(member_id=member_id, cause=Cause.GRANT)

@@ -1,9 +1,14 @@
-"""The tier history: one append-only row per change of a member's group or tier."""
+"""The tier history: one append-only row per change of a member's group or tier.
+
+The one writer of ``TierHistory``: ``record_tier_change`` for one member,
+``record_tier_changes`` for a bulk recompute's table of changes.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from api.webhooks import events as webhooks
 from membership.models import Cause, Member, TierHistory
 
 from .notifications import notify_after_commit
@@ -40,5 +45,80 @@ def record_tier_change(
         created_at=at,
     )
     notify_after_commit()
+    webhooks.tier_change_recorded(history_id=row.pk)
     refresh_member_summaries(member_ids=[member.pk])
     return row
+
+
+def tier_changes_sql(
+    changes: str,
+    explanation: str,
+    explanation_params: list,
+    *,
+    cause: Cause,
+    actor_id: int | None,
+    at,
+    notify: bool = True,
+    applied: bool = True,
+) -> tuple[str, list]:
+    """The INSERT of one row for each change of group or tier in ``changes``, set-based.
+
+    ``changes`` has ``id`` (the member), ``old_group``, ``old_tier``, ``new_group``,
+    ``new_tier`` and, with ``applied``, ``applied`` (1 where the member was written);
+    ``explanation`` is an SQL expression over it (``c``). Without ``notify`` the rows are
+    written as already handled (``notified_at`` set), so the e-mail outbox never sends
+    them. The one-statement recompute uses it as a CTE over the rows its UPDATE returned.
+    """
+    # Ids are above zero: 0 stands for "none" so a NULL compares in both SQL dialects.
+    return (
+        "INSERT INTO membership_tierhistory (member_id, from_group_id, from_tier_id, "
+        "to_group_id, to_tier_id, cause, actor_id, reason, explanation, created_at, "
+        "notified_at) "
+        f"SELECT c.id, c.old_group, c.old_tier, c.new_group, c.new_tier, %s, %s, '', "
+        f"{explanation}, %s, {'NULL' if notify else '%s'} FROM {changes} c "
+        f"WHERE {'c.applied = 1 AND ' if applied else ''}"
+        "(COALESCE(c.new_group, 0) <> COALESCE(c.old_group, 0) "
+        "OR COALESCE(c.new_tier, 0) <> COALESCE(c.old_tier, 0))",
+        [str(cause), actor_id, *explanation_params, at, *([] if notify else [at])],
+    )
+
+
+def record_tier_changes(
+    cursor,
+    changes: str,
+    explanation: str,
+    explanation_params: list,
+    *,
+    cause: Cause,
+    actor_id: int | None,
+    at,
+    notify: bool = True,
+) -> int:
+    """Write ``tier_changes_sql``'s rows for the applied changes in the table ``changes``;
+    the members are e-mailed and the shop's webhooks owed after the commit. Returns how
+    many rows were written."""
+    cursor.execute(
+        *tier_changes_sql(
+            changes,
+            explanation,
+            explanation_params,
+            cause=cause,
+            actor_id=actor_id,
+            at=at,
+            notify=notify,
+        )
+    )
+    written = cursor.rowcount
+    if written and notify:
+        # The shop hears of the same rows, set-based (what an import writes silently, too).
+        webhooks.tier_changes_recorded(changes=changes, created_at=at, cause=str(cause))
+        notify_after_commit()
+    return written
+
+
+def announce_tier_changes(*, where: str, params: list, cause: Cause, at) -> None:
+    """After rows written by ``tier_changes_sql`` inside a larger statement: e-mail the
+    members after the commit and owe the webhooks of the rows ``where`` (on
+    ``h.member_id``) finds at that moment and cause."""
+    webhooks.tier_history_recorded(where=where, params=params, created_at=at, cause=str(cause))
+    notify_after_commit()

@@ -82,3 +82,10 @@ def upsert_member(
                 after=snapshot(member, changed),
             )
         return UpsertResult(member=member, created=False)
+
+
+def set_master_account(*, member_id: int, master_id: int | None) -> None:
+    """Make ``member_id`` a sub-account sharing the tier of ``master_id``, or (``None``) a
+    member ranked on their own again. The caller holds both members' row locks and
+    evaluates them (b2b's sub-account services)."""
+    Member.objects.filter(pk=member_id).update(tier_holder_id=master_id)

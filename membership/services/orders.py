@@ -14,7 +14,7 @@ from membership.models import Cause, Member, Order, Refund
 from membership.signals import order_recorded, refund_recorded
 
 from .audit import record_audit, snapshot
-from .evaluation import EvaluationResult, evaluate_member, lock_member
+from .evaluation import EvaluationResult, evaluate_locked_member, evaluate_member, lock_member
 from .rules import Mode
 from .summary import refresh_member_summaries
 
@@ -68,11 +68,12 @@ def record_order(
             record_audit(actor=actor, action="order.add", obj=order, after=snapshot(order))
         if member.last_order_at is None or placed_at > member.last_order_at:
             Member.objects.filter(pk=member.pk).update(last_order_at=placed_at)
-        result = evaluate_member(
-            member_id=member.pk, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order
-        )
-        # Points are earned at the tier held when the order was placed, before it lifts them.
+            member.last_order_at = placed_at
+        # Points are earned at the tier held when the order was placed, before it lifts
+        # them; and before the evaluation, which counts them in a growth-points group.
         order_recorded.send(sender=Order, order=order, member_id=member.pk, tier_id=member.tier_id)
+        # The member is locked above: evaluated as it is, without locking it again.
+        result = evaluate_locked_member(member, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order)
         return OrderResult(order=order, created=True, evaluation=result)
 
 
@@ -128,10 +129,11 @@ def record_refund(
                 before={"refunded_amount": order.refunded_amount - amount},
                 after={"refunded_amount": order.refunded_amount, "refund": external_id},
             )
+        # The points are taken back first: a growth-points group re-ranks on what is left.
+        refund_recorded.send(sender=Refund, refund=refund, order=order)
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
         refresh_member_summaries(member_ids=[member.pk])
-        refund_recorded.send(sender=Refund, refund=refund, order=order)
         return refund
 
 
@@ -152,7 +154,8 @@ def cancel_order(*, order_id: int) -> Order:
 
 
 def _earned_the_tier(member: Member, order: Order) -> bool:
-    """Whether ``order`` lifted the tier this member holds (or shares with a holder)."""
+    """Whether ``order`` lifted the tier of this member (of their master account, for a
+    sub-account)."""
     if member.tier_holder_id:
         member = Member.objects.get(pk=member.tier_holder_id)
     return member.tier_earned_by_order_id == order.pk

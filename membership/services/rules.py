@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from django.db.models import F, Q
 from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
-from membership.models import EntryRequires, Metric, Tier, VipGroup, Window
+from membership.models import (
+    EntryRequires,
+    Metric,
+    Tier,
+    VersionGroupRule,
+    VersionTierThreshold,
+    VipGroup,
+    Window,
+)
 
 INACTIVITY_DAYS = 365
 
@@ -85,8 +93,59 @@ class Programme:
         return next((g for g in self.groups if g.is_default), None)
 
 
-def load_programme() -> Programme:
-    """Read the whole configuration in three queries."""
+def load_programme(version_id: int | None = None) -> Programme:
+    """Read the whole configuration in three queries.
+
+    Without ``version_id``: the live version, whose values the group and tier columns
+    hold. With it: that programme version's rules and thresholds (a draft, for the impact
+    preview and the what-if calculator); a group or tier the version does not name keeps
+    the live value.
+    """
+    programme = _load_live_programme()
+    return with_version(programme, version_id) if version_id is not None else programme
+
+
+def with_version(programme: Programme, version_id: int) -> Programme:
+    """``programme`` with a version's group rules and tier thresholds in place of its own."""
+    rules = {
+        r["group_id"]: r
+        for r in VersionGroupRule.objects.filter(version_id=version_id).values(
+            "group_id", "entry_amount", "entry_requires", "metric", "window", "review_period_months"
+        )
+    }
+    thresholds = {
+        t["tier_id"]: t
+        for t in VersionTierThreshold.objects.filter(version_id=version_id).values(
+            "tier_id", "upgrade_threshold", "retention_threshold"
+        )
+    }
+    groups = []
+    for g in programme.groups:
+        tiers = tuple(
+            replace(
+                t,
+                upgrade=thresholds[t.id]["upgrade_threshold"],
+                retention=thresholds[t.id]["retention_threshold"],
+            )
+            if t.id in thresholds
+            else t
+            for t in g.tiers
+        )
+        r = rules.get(g.id)
+        if r:
+            g = replace(
+                g,
+                entry_amount=r["entry_amount"],
+                entry_requires=r["entry_requires"],
+                metric=r["metric"],
+                window=r["window"],
+                review_months=r["review_period_months"],
+            )
+        groups.append(replace(g, tiers=tiers))
+    return Programme(groups=tuple(groups))
+
+
+def _load_live_programme() -> Programme:
     tiers_by_group: dict[int, list[TierRule]] = {}
     for t in Tier.objects.order_by("rank").values(
         "id", "group_id", "rank", "name", "upgrade_threshold", "retention_threshold", "upgrade_gift"
@@ -132,6 +191,24 @@ def load_programme() -> Programme:
 # leads from the queried model to the order, e.g. "orders__").
 NET_SPEND_SQL = "o.amount - o.refunded_amount"
 COUNTED_ORDER_SQL = "o.amount > o.refunded_amount"
+
+
+# Growth points (成長值): what a ledger entry (the points entry table aliased ``e``) adds to
+# the points a member earned. Earnings from orders, actions, referrals and birthday
+# bonuses count; a refund's reversal takes back its whole share, the part already spent
+# (its shortfall) too, so ``points - shortfall``. Redemptions, expiry, partner exchanges,
+# operator adjustments and imported opening balances never move it; nor does settling a
+# shortfall later (the refund already counted it). The codes are the points app's
+# ``source`` values (points/admin.py SOURCE_LABELS names them all).
+GROWTH_EARNING_SOURCES = ("order", "action", "referral", "birthday")
+GROWTH_REFUND_SOURCES = ("refund", "referral-refund")
+GROWTH_POINTS_SQL = (
+    "CASE WHEN e.kind = 'earn' AND e.source IN "
+    f"({', '.join(repr(s) for s in GROWTH_EARNING_SOURCES)}) THEN e.points "
+    "WHEN e.kind = 'reverse' AND e.source IN "
+    f"({', '.join(repr(s) for s in GROWTH_REFUND_SOURCES)}) THEN e.points - e.shortfall "
+    "ELSE 0 END"
+)
 
 
 def net_spend(path: str = "") -> CombinedExpression:

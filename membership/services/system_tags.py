@@ -1,8 +1,8 @@
 """System tags: tags the product sets (segments), never an operator.
 
-A caller names the members who should hold a tag with a SELECT of member ids; the
-tag is made to match within one id range in four set-based statements, with a tag
-history row for every member who enters or leaves. A member moved by a tag that is a
+A caller names the (member, tag) pairs that should hold with one SELECT; the tags
+are made to match within one id range in two set-based statements (four on SQLite),
+with a tag history row for every member who enters or leaves. A member moved by a tag that is a
 VIP group's entry condition is re-evaluated like any tag change.
 """
 
@@ -42,10 +42,10 @@ def refuse_system_tags(tags) -> None:
         )
 
 
-def sync_system_tag(
+def sync_system_tags(
     *,
-    tag: Tag,
-    members_sql: str,
+    tag_ids: list[int],
+    pairs_sql: str,
     params: list,
     id_from: int,
     id_to: int,
@@ -53,75 +53,90 @@ def sync_system_tag(
     scope_sql: str = "",
     scope_params: list | tuple = (),
 ) -> int:
-    """Make ``tag`` held by exactly the members ``members_sql`` selects, for ids in [from, to).
+    """Make the tags ``tag_ids`` held by exactly the pairs ``pairs_sql`` selects, for member
+    ids in [from, to): one statement for those who enter, one for those who leave.
 
-    ``members_sql`` is a SELECT of one column, member ids, already limited to the range.
-    ``scope_sql``, a SELECT of member ids, limits the members considered at all (the
-    others keep the tag as they hold it); ``members_sql`` must lie within it.
-    Idempotent: a second run with the same answer writes nothing. Returns how many
-    members entered or left.
+    ``pairs_sql`` is a SELECT of two columns, ``member_id`` and ``tag_id`` (one of
+    ``tag_ids``), already limited to the range. ``scope_sql``, a SELECT of member ids,
+    limits the members considered at all (the others keep the tags as they hold them);
+    ``pairs_sql`` must lie within it. Idempotent: a second run with the same answer
+    writes nothing. Returns how many (member, tag) pairs entered or left.
     """
+    if not tag_ids:
+        return 0
     now = now or timezone.now()
     stamp = connection.ops.adapt_datetimefield_value(now)
-    wanted = f"({members_sql})"
+    wanted = f"({pairs_sql})"
     holding = (
-        "SELECT 1 FROM membership_membertag t WHERE t.member_id = w.member_id AND t.tag_id = %s"
+        "SELECT 1 FROM membership_membertag t "
+        "WHERE t.member_id = w.member_id AND t.tag_id = w.tag_id"
     )
+    listed = ", ".join(str(int(pk)) for pk in tag_ids)
     # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join instead of a subplan
     # rescanned for every row.
     leaving = (
-        "tag_id = %s AND member_id >= %s AND member_id < %s AND NOT EXISTS "
-        f"(SELECT 1 FROM {wanted} w WHERE w.member_id = {{table}}.member_id)"
+        f"tag_id IN ({listed}) AND member_id >= %s AND member_id < %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {wanted} w WHERE w.member_id = {{table}}.member_id "
+        "AND w.tag_id = {table}.tag_id)"
     )
     if scope_sql:
         leaving += f" AND member_id IN ({scope_sql})"
-    leaving_params = [*params, *scope_params]
+    leaving_params = [id_from, id_to, *params, *scope_params]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One pass each way: the rows written feed their history rows.
-            cursor.execute(
-                "WITH entering AS (INSERT INTO membership_membertag (member_id, tag_id, added_at) "
-                f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding}) "
-                "RETURNING member_id) "
-                "INSERT INTO membership_taghistory (member_id, tag_id, entered_at) "
-                "SELECT member_id, %s, %s FROM entering",
-                [tag.pk, stamp, *params, tag.pk, tag.pk, stamp],
-            )
-            entered = cursor.rowcount
+            # One pass each way: the rows written feed their history rows. Leaving
+            # first: on the first run nobody holds the tags yet, and the pairs just
+            # written would be probed with statistics that have not seen them.
             cursor.execute(
                 "WITH gone AS (DELETE FROM membership_membertag WHERE "
                 + leaving.format(table="membership_membertag")
-                + " RETURNING member_id) UPDATE membership_taghistory h SET left_at = %s "
-                "FROM gone WHERE h.member_id = gone.member_id AND h.tag_id = %s "
+                + " RETURNING member_id, tag_id) UPDATE membership_taghistory h SET left_at = %s "
+                "FROM gone WHERE h.member_id = gone.member_id AND h.tag_id = gone.tag_id "
                 "AND h.left_at IS NULL",
-                [tag.pk, id_from, id_to, *leaving_params, stamp, tag.pk],
+                [*leaving_params, stamp],
             )
             left = cursor.rowcount
+            cursor.execute(
+                "WITH entering AS (INSERT INTO membership_membertag (member_id, tag_id, added_at) "
+                f"SELECT w.member_id, w.tag_id, %s FROM {wanted} w WHERE NOT EXISTS ({holding}) "
+                "RETURNING member_id, tag_id) "
+                "INSERT INTO membership_taghistory (member_id, tag_id, entered_at) "
+                "SELECT member_id, tag_id, %s FROM entering",
+                [stamp, *params, stamp],
+            )
+            entered = cursor.rowcount
         else:
             cursor.execute(
                 "INSERT INTO membership_taghistory (member_id, tag_id, entered_at) "
-                f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
-                [tag.pk, stamp, *params, tag.pk],
+                f"SELECT w.member_id, w.tag_id, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
+                [stamp, *params],
             )
             entered = cursor.rowcount
             cursor.execute(
                 "INSERT INTO membership_membertag (member_id, tag_id, added_at) "
-                f"SELECT w.member_id, %s, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
-                [tag.pk, stamp, *params, tag.pk],
+                f"SELECT w.member_id, w.tag_id, %s FROM {wanted} w WHERE NOT EXISTS ({holding})",
+                [stamp, *params],
             )
             cursor.execute(
                 "UPDATE membership_taghistory SET left_at = %s WHERE left_at IS NULL AND "
                 + leaving.format(table="membership_taghistory"),
-                [stamp, tag.pk, id_from, id_to, *leaving_params],
+                [stamp, *leaving_params],
             )
             left = cursor.rowcount
             cursor.execute(
                 "DELETE FROM membership_membertag WHERE "
                 + leaving.format(table="membership_membertag"),
-                [tag.pk, id_from, id_to, *leaving_params],
+                leaving_params,
             )
-        if (entered or left) and VipGroup.objects.filter(entry_tags=tag).exists():
-            moved = TagHistory.objects.filter(tag=tag, member_id__gte=id_from, member_id__lt=id_to)
+        entry_tags = list(
+            VipGroup.entry_tags.through.objects.filter(tag_id__in=tag_ids)
+            .values_list("tag_id", flat=True)
+            .distinct()
+        )
+        if (entered or left) and entry_tags:
+            moved = TagHistory.objects.filter(
+                tag_id__in=entry_tags, member_id__gte=id_from, member_id__lt=id_to
+            )
             changed = set(moved.filter(entered_at=now).values_list("member_id", flat=True))
             changed |= set(moved.filter(left_at=now).values_list("member_id", flat=True))
             recompute_members(member_ids=changed, cause=Cause.TAG, now=now)

@@ -131,3 +131,9 @@ def change_tag_for_members(
         )
         result = recompute_members(member_ids=affected, cause=Cause.TAG, actor=actor)
     return len(affected), result
+
+
+def tag_named(name: str) -> Tag:
+    """The tag called ``name``, created if no tag has that name yet."""
+    tag, _created = Tag.objects.get_or_create(name=name)
+    return tag

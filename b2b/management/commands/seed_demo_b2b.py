@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from b2b import services
 from b2b.models import Enterprise, Role
-from membership.models import Member
 from membership.services import record_order
+from membership.services.members import upsert_member
 
 
 class Command(BaseCommand):
@@ -25,12 +25,13 @@ class Command(BaseCommand):
         operator = get_user_model().objects.filter(username="operator").first()
         now = timezone.now()
         with override_settings(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"):
-            master = Member.objects.create(
+            # Members are membership's to write: made through its service, like any caller.
+            master = upsert_member(
                 name="台灣示範科技 採購主管",
                 external_id="B2B-MASTER",
                 joined_at=now,
                 phone="0223456789",
-            )
+            ).member
             enterprise = services.create_enterprise(
                 master=master,
                 actor=operator,
@@ -40,9 +41,9 @@ class Command(BaseCommand):
                 billing_title="台灣示範科技股份有限公司",
             )
             for i, role in enumerate(Role.objects.order_by("id")[:3]):
-                member = Member.objects.create(
+                member = upsert_member(
                     name=f"台灣示範科技 {role.name}", external_id=f"B2B-SUB-{i}", joined_at=now
-                )
+                ).member
                 services.add_sub_account(
                     enterprise=enterprise, member=member, role=role, actor=operator
                 )

@@ -15,13 +15,14 @@ from django.db.models import Q
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from jobs.services import run as run_job
 from membership import services
 from membership.models import (
+    Cause,
     Member,
     MemberTag,
     Metric,
     NudgeKind,
-    NudgeOffer,
     Order,
     Tag,
     Tier,
@@ -29,6 +30,8 @@ from membership.models import (
     VipGroup,
     Window,
 )
+from membership.services.nudges import set_nudge_offer
+from membership.services.rules import Mode, add_months, local_midnight
 
 # (group, priority, tag, metric, window, tiers)
 # tiers: (name, colour, upgrade, retention, % off, pts per NT$100, free shipping, gift, benefits)
@@ -200,13 +203,24 @@ CHANNELS = ["web", "app", "store", "line"]
 OPERATOR_ROLE = "營運人員"
 # The back office's daily tools: members, tiers, orders, points, imports and exports,
 # enterprises, plans and subscriptions. The audit log is read, never written by hand.
-OPERATOR_APPS = ["membership", "points", "imports", "b2b", "subscriptions", "segments"]
+OPERATOR_APPS = [
+    "membership",
+    "points",
+    "imports",
+    "b2b",
+    "subscriptions",
+    "segments",
+    "jobs",  # read-only: how far the nightly jobs got
+]
 OPERATOR_EXTRA = [
     ("auth", "view_user"),  # to link a member to their login user
     ("axes", "view_accessattempt"),  # to see a locked-out login …
     ("axes", "delete_accessattempt"),  # … and unlock it
 ]
 OPERATOR_NEVER = ["add_auditentry", "change_auditentry", "delete_auditentry"]
+
+
+REPLAY_MONTHS = 24  # of tier history behind the demo (the KPI backfill reads the last 12)
 
 
 def create_demo_programme() -> None:
@@ -252,6 +266,41 @@ def create_demo_programme() -> None:
             )
 
 
+# The merchant guide's seasonal thresholds (seed 000): 全館 VIP's 銀卡 / 金卡 upgrade
+# thresholds in the low season (Q1) and the high season (Q4); retention as the live one.
+SEASONS = [
+    ("Q1 淡季門檻", 1, 4, {"銀卡": 8_000, "金卡": 25_000}),
+    ("Q4 旺季門檻", 10, 13, {"銀卡": 12_000, "金卡": 35_000}),
+]
+
+
+def create_demo_versions() -> None:
+    """Version 1 live, and next year's Q1 and Q4 as scheduled seasonal versions."""
+    from membership.models import ProgrammeVersion
+    from membership.services import versions
+
+    versions.ensure_live_version()
+    if ProgrammeVersion.objects.exclude(status=ProgrammeVersion.Status.LIVE).exists():
+        return
+    today = timezone.localdate()
+    for name, start_month, end_month, thresholds in SEASONS:
+        draft = versions.create_draft(actor=None, name=name)
+        for tier_name, up in thresholds.items():
+            row = draft.thresholds.get(tier__group__is_default=True, tier__name=tier_name)
+            row.upgrade_threshold = up
+            row.retention_threshold = min(row.retention_threshold, up)
+            row.save()
+        # The season's next start still to come, so loading the demo moves nobody.
+        year = today.year if dt.date(today.year, start_month, 1) > today else today.year + 1
+        end = dt.date(year + (end_month - 1) // 12, (end_month - 1) % 12 + 1, 1)
+        versions.schedule(
+            draft,
+            actor=None,
+            effective_from=local_midnight(dt.date(year, start_month, 1)),
+            ends_on=end,
+        )
+
+
 def operator_role() -> Group:
     """The demo's 營運人員 group with exactly the permissions above (idempotent)."""
     operators, _created = Group.objects.get_or_create(name=OPERATOR_ROLE)
@@ -283,15 +332,29 @@ class Command(BaseCommand):
                 self._programme()
             if not Member.objects.exists():
                 self._members(members)
-                result = services.recompute_members()
-                self.stdout.write(f"Placed {members} demo members ({result.gifts} gifts issued).")
+                job = run_job(kind="recompute")
+                self.stdout.write(
+                    f"Placed {members} demo members ({job.result.get('gifts', 0)} gifts issued)."
+                )
                 self._offers()
                 self._refund_example()
+                self._auto_adjust()
                 self.stdout.write(f"{services.compute_nudges()} nudges for this month.")
             self._logins()
 
+    def _auto_adjust(self):
+        """The seed's three rules, run as at this quarter's first morning."""
+        from membership.services import autoadjust
+
+        autoadjust.ensure_default_rules()
+        today = timezone.localdate()
+        quarter = dt.date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+        made = autoadjust.run_auto_adjust(now=local_midnight(quarter) + dt.timedelta(hours=4))
+        self.stdout.write(f"{len(made)} auto-adjust proposals.")
+
     def _programme(self):
         create_demo_programme()
+        create_demo_versions()
 
     def _members(self, count: int):
         rng = random.Random(2026)
@@ -334,10 +397,33 @@ class Command(BaseCommand):
                     )
                 )
                 last[pk] = max(last.get(pk, placed), placed)
-        Order.objects.bulk_create(orders, batch_size=2000)
         MemberTag.objects.bulk_create(member_tags, batch_size=2000)
+        self._replay_months(orders, now)
         for pk, when in last.items():
             Member.objects.filter(pk=pk).update(last_order_at=when)
+
+    def _replay_months(self, orders: list[Order], now: dt.datetime):
+        """The last REPLAY_MONTHS month-ends replayed: the orders placed by each arrive, then
+        the nightly jobs run as of that midnight (upgrades, and reviews of those due) for
+        the members who had joined. The tier history is then the shop's own moves, dated
+        when they happened, and the dashboard's twelve-month backfill reads months, not
+        one day. Two years, so the last one has reviews (and downgrades) too. Only the
+        programme's own jobs write; nobody is e-mailed."""
+        orders.sort(key=lambda order: order.placed_at)
+        joined = sorted(Member.objects.values_list("joined_at", "pk"))
+        first = timezone.localdate(now).replace(day=1)
+        written = 0
+        for k in range(REPLAY_MONTHS - 1, -1, -1):
+            moment = local_midnight(add_months(first, -k))
+            arrived = [o for o in orders[written:] if o.placed_at < moment]
+            Order.objects.bulk_create(arrived, batch_size=2000)
+            written += len(arrived)
+            ids = [pk for joined_at, pk in joined if joined_at < moment]
+            for mode, cause in [(Mode.UPGRADE, Cause.RECOMPUTE), (Mode.REVIEW, Cause.REVIEW)]:
+                services.recompute_members(
+                    mode=mode, cause=cause, member_ids=ids, now=moment, notify=False
+                )
+        Order.objects.bulk_create(orders[written:], batch_size=2000)
 
     def _refund_example(self):
         """A partial refund recorded as the shop would report it, for the refund lists."""
@@ -353,8 +439,10 @@ class Command(BaseCommand):
             (NudgeKind.ABOUT_TO_UPGRADE, "本週結帳輸入 UPGRADE 享免運，升級就差這一步！"),
             (NudgeKind.STALLED, "回購專屬 9 折：結帳輸入 COMEBACK10（30 天內有效）"),
             (NudgeKind.DOWNGRADE_RISK, "保級禮：下單滿 NT$1,000 折 NT$100（代碼 KEEPVIP）"),
+            # Seed 002's temporary perk for a member about to lose a tier.
+            (NudgeKind.REVIEW_WARNING, "保級加碼：審核前 7 天內消費享雙倍點數"),
         ]:
-            NudgeOffer.objects.get_or_create(kind=kind, defaults={"text": text})
+            set_nudge_offer(kind=kind, text=text)
 
     def _logins(self):
         users = get_user_model()

@@ -3,6 +3,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
+from membership.models import NudgeKind
+from membership.services.nudges import set_nudge_offer
 from segments.audiences import save_audience
 from segments.kpis import take_snapshots
 from segments.models import Audience
@@ -33,6 +35,12 @@ class Command(BaseCommand):
                 save_audience(
                     name=name, description=description, query=QueryDict(query), actor=operator
                 )
+        # A stronger keep-your-tier gift for the members already slipping away.
+        set_nudge_offer(
+            kind=NudgeKind.DOWNGRADE_RISK,
+            audience=Audience.objects.get(name="衰退中的會員"),
+            text="保級加碼：衰退會員限定，下單滿 NT$1,000 折 NT$200（代碼 KEEPVIP200）",
+        )
         self.stdout.write(
             f"Segments: {run.buyers} buyers scored, {run.tag_changes} system-tag changes; "
             "KPI snapshots and demo audiences ready."

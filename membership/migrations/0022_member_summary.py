@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('membership', '0013_member_full_name_label'),
+        ('membership', '0021_admin_search_and_order_list_indexes'),
     ]
 
     operations = [
