@@ -162,8 +162,9 @@ def member_page(member, *, now: dt.datetime | None = None) -> Dashboard:
     unless the member has offers this month or a review warning).
 
     Where the row cannot be read — none yet, past its ``valid_until``, written under
-    another metric or window than the group has now, or a tier outside the group — the
-    page is computed afresh (``member_dashboard``): slower, never stale.
+    another metric or window than the group has now, a group ranked by growth points
+    (which the row does not keep), or a tier outside the group — the page is computed
+    afresh (``member_dashboard``): slower, never stale.
     """
     now = now or timezone.now()
     shown = display()
@@ -174,6 +175,8 @@ def member_page(member, *, now: dt.datetime | None = None) -> Dashboard:
     group = shown.programme.group(member.group_id)
     if (
         group is None
+        # Growth points are not in the summary (it sums orders): computed afresh.
+        or group.metric == Metric.GROWTH_POINTS
         or summary.valid_until <= now
         or (summary.metric, summary.metric_window) != (group.metric, group.window)
     ):

@@ -68,11 +68,15 @@ def _json_sql() -> tuple[str, str]:
 
 
 def _sum_sql(start_sql: str) -> str:
-    """The holder's qualifying value from ``start_sql`` on, in the holder's group's metric."""
+    """The holder's qualifying value from ``start_sql`` on, in the holder's group's metric.
+
+    Growth points are not kept here (they come from the points ledger, which posts
+    without touching this row): 0, and the page computes such members afresh.
+    """
     return (
         "COALESCE((SELECT SUM(CASE WHEN g.metric = %(spend)s "
         "THEN o.amount - o.refunded_amount "
-        "WHEN o.amount > o.refunded_amount THEN 1 ELSE 0 END) "
+        "WHEN g.metric = %(order_count)s AND o.amount > o.refunded_amount THEN 1 ELSE 0 END) "
         "FROM membership_order o WHERE o.status = 'paid' AND o.member_id IN "
         "(SELECT s.id FROM membership_member s WHERE s.id = h.id OR s.tier_holder_id = h.id) "
         f"AND o.placed_at >= {start_sql}), 0)"
@@ -105,6 +109,7 @@ def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, 
     params = {
         **where_params,
         "spend": Metric.SPEND.value,
+        "order_count": Metric.ORDER_COUNT.value,
         "rolling_key": Window.ROLLING_12_MONTHS.value,
         "calendar_key": Window.CALENDAR_YEAR.value,
         "epoch": EPOCH,
@@ -316,7 +321,8 @@ def summary_disagreements(
 
     Chunked by member id. A member without a row is a disagreement (the page then
     computes afresh, slower, but a writer forgot its summary); a row past its
-    ``valid_until`` is not read by the page and is not compared.
+    ``valid_until``, or of a group ranked by growth points, is not read by the page and
+    is not compared.
     """
     now = now or timezone.now()
     compared = ("metric", "metric_window", "value", "review_value", "review_on")
@@ -339,6 +345,8 @@ def summary_disagreements(
                 for r in cur.fetchall()
             }
         for member_id, row in fresh.items():
+            if row["metric"] == Metric.GROWTH_POINTS:
+                continue  # the page computes these afresh (see ``selectors.member_page``)
             old = stored.get(member_id)
             if old is None:
                 yield Disagreement(member_id, "row", None, "missing")
