@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connections, router
 from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
@@ -273,35 +273,38 @@ def page_member(*, user_id: int, now: dt.datetime) -> Member | None:
     sql = (
         f"SELECT {', '.join(f'membership_member.{c}' for c in _MEMBER)}, "
         f"{', '.join(f'h.{c}' for c in _HOLDER)}, {', '.join(f's.{c}' for c in _SUMMARY)}, "
-        f"{extra_sql} FROM membership_member "
+        f'{extra_sql} FROM "membership_member" '
         "LEFT JOIN membership_member h ON h.id = membership_member.tier_holder_id "
         "LEFT JOIN membership_membersummary s ON s.member_id = membership_member.id "
         "WHERE membership_member.user_id = %s"
     )
-    with connection.cursor() as cur:
+    # The database the router reads members from: the replica, unless this visitor has
+    # just changed something (read-your-writes) or a transaction is open.
+    alias = router.db_for_read(Member)
+    with connections[alias].cursor() as cur:
         cur.execute(sql, [*extra_params, user_id])
         row = cur.fetchone()
     if row is None:
         return None
     values = iter(row)
-    member = _instance(Member, {c: next(values) for c in _MEMBER})
+    member = _instance(alias, Member, {c: next(values) for c in _MEMBER})
     holder = {c: next(values) for c in _HOLDER}
     summary = {c: next(values) for c in _SUMMARY}
     for name in columns:
         setattr(member, name, next(values))
     if member.tier_holder_id:
-        member.tier_holder = _instance(Member, holder)
+        member.tier_holder = _instance(alias, Member, holder)
     if summary["member_id"] is None:
         Member._meta.get_field("summary").set_cached_value(member, None)
     else:
-        member.summary = _instance(MemberSummary, summary)
+        member.summary = _instance(alias, MemberSummary, summary)
     return member
 
 
-def _instance(model, row: dict):
+def _instance(alias: str, model, row: dict):
     # from_db takes the values in the model's field order; the others stay deferred.
     names = [f.attname for f in model._meta.concrete_fields if f.attname in row]
-    return model.from_db(connection.alias, names, [_column(model, n, row[n]) for n in names])
+    return model.from_db(alias, names, [_column(model, n, row[n]) for n in names])
 
 
 def page_columns(now: dt.datetime) -> dict:
