@@ -8,7 +8,7 @@ class B2bConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from b2b.portal import enterprise_panel
+        from b2b.portal import enterprise_columns, enterprise_panel
         from membership.portal import register_panel
 
-        register_panel(enterprise_panel)
+        register_panel(enterprise_panel, columns=enterprise_columns)

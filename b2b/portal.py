@@ -1,5 +1,17 @@
+from django.db.models.expressions import RawSQL
+
 from .models import Enterprise, SubAccount
 from .selectors import enterprise_rollup
+
+
+def enterprise_columns(now) -> dict:
+    # Whether the member is an enterprise's master, in the page's one read: most members
+    # are neither master nor sub-account, and then the panel asks nothing more.
+    return {
+        "mastered_enterprise_id": RawSQL(
+            "SELECT e.id FROM b2b_enterprise e WHERE e.master_id = membership_member.id", []
+        )
+    }
 
 
 def enterprise_panel(member):
@@ -9,6 +21,8 @@ def enterprise_panel(member):
         if member.tier_holder_id
         else None
     )
+    if sub is None and getattr(member, "mastered_enterprise_id", 0) is None:
+        return None
     enterprise = sub.enterprise if sub else Enterprise.objects.filter(master=member).first()
     if enterprise is None:
         return None

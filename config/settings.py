@@ -280,8 +280,6 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
-# take, or that no worker finished, are sent again every minute.
 # Programme versions: scheduled versions go live, seasonal ones end, at their moment.
 CELERY_BEAT_SCHEDULE["switch-programme-versions"] = {
     "task": "membership.tasks.switch_programme_versions",
@@ -294,6 +292,14 @@ CELERY_BEAT_SCHEDULE["auto-adjust-monthly"] = {
     "schedule": crontab(minute=0, hour=4, day_of_month=1),
 }
 
+# Member summaries move with the windows at local midnight: rewritten just after it.
+CELERY_BEAT_SCHEDULE["refresh-member-summaries"] = {
+    "task": "membership.tasks.refresh_member_summaries",
+    "schedule": crontab(minute=1, hour=0),
+}
+
+# The outbox (membership.outbox): follow-ups owed after a commit that the broker did not
+# take, or that no worker finished, are sent again every minute.
 CELERY_BEAT_SCHEDULE["sweep-outbox"] = {
     "task": "membership.tasks.sweep_outbox",
     "schedule": 60,

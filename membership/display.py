@@ -19,6 +19,7 @@ from .models import Tier, TierBenefit, VipGroup
 from .services.rules import Programme, load_programme
 
 KEY = "membership:display:v1"
+VERSION_KEY = "membership:display:v1:version"
 TIMEOUT = 60
 
 
@@ -36,12 +37,26 @@ def _load() -> Display:
     return Display(programme=load_programme(), tiers=tiers, version=uuid.uuid4().hex)
 
 
+# This process's copy, used while the cache names the same version: the cache then hands
+# back a short string instead of unpickling every tier and benefit on every page.
+_local: Display | None = None
+
+
 def display() -> Display:
-    return cache.get_or_set(KEY, _load, TIMEOUT)
+    global _local
+    version = cache.get(VERSION_KEY)
+    if _local is not None and version == _local.version:
+        return _local
+    shown = cache.get(KEY)
+    if shown is None or shown.version != version:
+        shown = _load()
+        cache.set_many({KEY: shown, VERSION_KEY: shown.version}, TIMEOUT)
+    _local = shown
+    return shown
 
 
 def forget(**kwargs) -> None:
-    cache.delete(KEY)
+    cache.delete_many([KEY, VERSION_KEY])
 
 
 def connect() -> None:

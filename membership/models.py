@@ -1117,3 +1117,38 @@ class AdjustProposal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} · {self.period}"
+
+
+class MemberSummary(models.Model):
+    """What the member's tier page shows, so the page is one read (會員摘要).
+
+    Written only by ``membership.services.summary``, in the same transaction as every
+    change that alters it (orders, refunds, evaluations, tier changes, the set-based
+    recompute). ``value`` and ``review_value`` are for the member's group's metric and
+    window at the time of writing: they hold until ``valid_until`` (the next local
+    midnight, when a window moves, or earlier when a tier grant starts or ends), after
+    which the page computes afresh instead of reading them. ``manage.py
+    check_member_summaries`` proves every row against a fresh computation.
+    """
+
+    member = models.OneToOneField(
+        Member, on_delete=models.CASCADE, primary_key=True, related_name="summary"
+    )
+    metric = models.CharField(_("qualifying metric"), max_length=20, blank=True)
+    metric_window = models.CharField(_("window"), max_length=20, blank=True)
+    value = bounded(models.BigIntegerField(_("qualifying value"), default=0))
+    review_value = bounded(models.BigIntegerField(_("value at the next review"), default=0))
+    # The review date ``review_value`` was computed for: another date on the member's
+    # (or tier holder's) row means the row is not read.
+    review_on = models.DateField(_("next review"), null=True, blank=True)
+    recent_orders = models.JSONField(_("recent orders"), default=list, blank=True)
+    recent_history = models.JSONField(_("recent tier history"), default=list, blank=True)
+    computed_at = models.DateTimeField(_("computed at"))
+    valid_until = models.DateTimeField(_("valid until"), db_index=True)
+
+    class Meta:
+        verbose_name = _("member summary")
+        verbose_name_plural = _("member summaries")
+
+    def __str__(self) -> str:
+        return f"{self.member_id}"

@@ -65,3 +65,11 @@ def evaluate_after_version_switch(version_id: int, at: str | None = None) -> dic
 @shared_task
 def run_auto_adjust() -> int:
     return len(services.autoadjust.run_auto_adjust())
+
+
+@shared_task
+def refresh_member_summaries() -> int:
+    """Rewrite the member summaries past their ``valid_until`` (each midnight's windows)."""
+    from membership.services.summary import rebuild_member_summaries
+
+    return rebuild_member_summaries(expired_only=True)

@@ -17,7 +17,7 @@ from config.replica import reads_from_replica
 from .forms import CalculatorForm
 from .models import Member, Order, ProgrammeVersion
 from .portal import panels_for
-from .selectors import calculate_tier, member_dashboard
+from .selectors import calculate_tier, member_page, page_member
 from .services.privacy import export_member_data
 
 
@@ -31,13 +31,17 @@ def _member(request) -> Member:
 @reads_from_replica
 @login_required
 def my_tier(request):
-    member = _member(request)
+    # One read: the member, their summary row and the panels' columns together.
+    now = timezone.now()
+    member = page_member(user_id=request.user.pk, now=now)
+    if member is None:
+        raise Http404(_("This login has no membership."))
     return render(
         request,
         "members/my_tier.html",
         {
             "member": member,
-            "dash": member_dashboard(member),
+            "dash": member_page(member, now=now),
             "panels": panels_for(member),
             "form": CalculatorForm(initial={"on": timezone.localdate() + dt.timedelta(days=30)}),
         },

@@ -11,6 +11,6 @@ class PointsConfig(AppConfig):
         from membership.portal import register_panel
 
         from . import receivers  # noqa: F401  (connects to membership's signals)
-        from .portal import points_panel
+        from .portal import points_columns, points_panel
 
-        register_panel(points_panel)
+        register_panel(points_panel, columns=points_columns)

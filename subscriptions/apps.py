@@ -9,9 +9,9 @@ class SubscriptionsConfig(AppConfig):
 
     def ready(self):
         from membership.portal import register_panel
-        from subscriptions.portal import subscription_panel
+        from subscriptions.portal import subscription_columns, subscription_panel
 
-        register_panel(subscription_panel)
+        register_panel(subscription_panel, columns=subscription_columns)
 
         from django.core.cache import cache
         from django.db.models.signals import post_delete, post_save

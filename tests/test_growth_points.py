@@ -205,3 +205,24 @@ def test_a_member_who_keeps_earning_from_actions_is_not_stalled(growth, frozen_c
     services.compute_nudges()
 
     assert not meiling.nudges.filter(kind="stalled").exists()
+
+
+def test_a_growth_points_members_page_equals_the_fresh_computation_after_a_later_award(growth):
+    from membership.selectors import member_dashboard, member_page
+    from membership.services.summary import summary_disagreements
+    from tests.test_member_summary import facts, read_page
+
+    # given: 陳美玲 on 1,500 growth points, then a second check-in posted to the ledger
+    # alone, which writes no member summary (50: the day's action cap of 200 less 150)
+    meiling, _order = meiling_at_1500()
+    check_in = Action.objects.get(code="check-in")
+    rewards.award_action(member_id=meiling.pk, action=check_in, key="check-in:2")
+
+    # when: the tier page reads her
+    member = read_page(meiling.pk)
+    page = member_page(member)
+
+    # then: 1,550 and 3,450 more for 金卡, as computed afresh; the check skips her row
+    assert (page.evaluation.value, page.progress.needed) == (1_550, 3_450)
+    assert facts(page) == facts(member_dashboard(member))
+    assert list(summary_disagreements()) == []

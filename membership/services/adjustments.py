@@ -15,6 +15,7 @@ from .audit import record_audit, snapshot
 from .evaluation import best_active_grant_rank, lock_member, member_metrics
 from .history import record_tier_change
 from .rules import WindowBounds, add_months, load_programme, resolve_group, upgrade_rank
+from .summary import refresh_member_summaries
 
 AUDITED_FIELDS = ["group", "earned_tier", "tier", "locked_tier", "locked_until"]
 
@@ -116,6 +117,7 @@ def adjust_tier(
             },
             at=now,
         )
+        refresh_member_summaries(member_ids=[member.pk])  # the review date moves too
         record_audit(
             actor=actor,
             action="member.adjust_tier",

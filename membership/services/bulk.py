@@ -32,6 +32,7 @@ from .rules import (
     add_months,
     load_programme,
 )
+from .summary import refresh_member_summaries
 
 # Builds "column IN (...)" or "column BETWEEN ..." for one chunk, adding its params to q.
 MemberFilter = Callable[["_Sql", str], str]
@@ -352,6 +353,7 @@ def _apply_chunk(
     shared: bool,
     notify: bool = True,
     issue_gifts: bool = True,
+    summaries: bool = True,
     version: int | None = None,
 ) -> BulkResult:
     d = _dialect()
@@ -397,6 +399,7 @@ def _apply_chunk(
                 now=now,
                 notify=notify,
                 issue_gifts=issue_gifts,
+                summaries=summaries,
             )
         else:
             result = _write_through_table(
@@ -412,6 +415,7 @@ def _apply_chunk(
                 now=now,
                 notify=notify,
                 issue_gifts=issue_gifts,
+                summaries=summaries,
             )
     return result
 
@@ -459,7 +463,10 @@ def _write_in_one_pass(
         f"history AS ({history} RETURNING 1)"
         + (f", gifts AS ({gifts} RETURNING 1) " if kw["issue_gifts"] else " ")
         + "SELECT (SELECT COUNT(*) FROM written), (SELECT COUNT(*) FROM history), "
-        + ("(SELECT COUNT(*) FROM gifts)" if kw["issue_gifts"] else "0"),
+        + ("(SELECT COUNT(*) FROM gifts)" if kw["issue_gifts"] else "0")
+        # The members written, for their summaries: a statement's CTEs all read one
+        # snapshot, so the summaries are computed by the next statement, not in this one.
+        + (", (SELECT array_agg(id) FROM written)" if kw["summaries"] else ", NULL"),
         [
             *params,
             kw["now"],
@@ -468,7 +475,11 @@ def _write_in_one_pass(
             *(gift_params if kw["issue_gifts"] else []),
         ],
     )
-    changed, history_rows, gifts_issued = cur.fetchone()
+    changed, history_rows, gifts_issued, written_ids = cur.fetchone()
+    if written_ids:
+        refresh_member_summaries(
+            ids_sql="SELECT unnest(CAST(%(ids)s AS bigint[]))", ids_params={"ids": written_ids}
+        )
     if history_rows and kw["notify"]:
         chunk = _Sql()
         announce_tier_changes(
@@ -508,6 +519,8 @@ def _write_through_table(
     )
     if kw["issue_gifts"]:
         result.gifts = _issue_gifts(cur, kw["now"])
+    if kw["summaries"]:
+        refresh_member_summaries(ids_sql="SELECT id FROM tier_changes WHERE applied = 1")
     cur.execute("DROP TABLE tier_changes")
     return result
 
@@ -629,12 +642,15 @@ def recompute_members(
             shared=shared,
             notify=notify,
             issue_gifts=issue_gifts,
+            summaries=member_ids is None,  # named members are all refreshed at the end
             version=version,
         )
     if shared:
         total += _sync_sharers(
             bounds=bounds, cause=cause, actor_id=getattr(actor, "pk", None), notify=notify
         )
+    if member_ids is not None:
+        refresh_member_summaries(member_ids=member_ids)  # their orders or tags moved too
     return total
 
 
@@ -681,6 +697,7 @@ def _sync_sharers(
             at=now,
             notify=notify,
         )
+        refresh_member_summaries(ids_sql="SELECT id FROM sharer_changes WHERE applied = 1")
         cur.execute("DROP TABLE sharer_changes")
     return result
 

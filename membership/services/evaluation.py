@@ -37,6 +37,7 @@ from .rules import (
     next_earned_rank,
     resolve_group,
 )
+from .summary import refresh_member_summaries
 
 
 def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
@@ -286,6 +287,7 @@ def evaluate_locked_member(
     ev = evaluate(member, mode=mode)
     result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
     sync_sharers(member, cause=cause, actor=actor, now=ev.now)
+    refresh_member_summaries(member_ids=[member.pk])
     return result
 
 

@@ -12,6 +12,7 @@ from api.webhooks import events as webhooks
 from membership.models import Cause, Member, TierHistory
 
 from .notifications import notify_after_commit
+from .summary import refresh_member_summaries
 
 
 def record_tier_change(
@@ -45,6 +46,7 @@ def record_tier_change(
     )
     notify_after_commit()
     webhooks.tier_change_recorded(history_id=row.pk)
+    refresh_member_summaries(member_ids=[member.pk])
     return row
 
 

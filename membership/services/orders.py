@@ -16,6 +16,7 @@ from membership.signals import order_recorded, refund_recorded
 from .audit import record_audit, snapshot
 from .evaluation import EvaluationResult, evaluate_locked_member, evaluate_member, lock_member
 from .rules import Mode
+from .summary import refresh_member_summaries
 
 
 @dataclass
@@ -132,6 +133,7 @@ def record_refund(
         refund_recorded.send(sender=Refund, refund=refund, order=order)
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        refresh_member_summaries(member_ids=[member.pk])
         return refund
 
 
@@ -147,6 +149,7 @@ def cancel_order(*, order_id: int) -> Order:
         order.save(update_fields=["status"])
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
+        refresh_member_summaries(member_ids=[member.pk])
         return order
 
 

@@ -1,0 +1,308 @@
+"""The member summary (會員摘要): the tier page from one read, never stale.
+
+After every kind of change the page read from the summary row equals the page computed
+afresh (``member_dashboard``), and ``check_member_summaries`` finds nothing.
+"""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from membership import services
+from membership.models import Cause, Member, MemberSummary, Tag, Tier
+from membership.selectors import Shown, member_dashboard, member_page, page_member
+from membership.services.summary import rebuild_member_summaries, summary_disagreements
+from points import services as points
+from points.portal import points_panel, points_summary
+from tests.factories import MemberFactory, OrderFactory, UserFactory
+
+TAIPEI = dt.timezone(dt.timedelta(hours=8))
+NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=TAIPEI)
+
+pytestmark = pytest.mark.usefixtures("frozen_clock")
+
+
+def shop_order(member, ref, amount, days_ago=20):
+    return services.record_order(
+        member_id=member.pk,
+        external_id=ref,
+        amount=amount,
+        placed_at=timezone.now() - dt.timedelta(days=days_ago),
+    ).order
+
+
+def facts(dash) -> dict:
+    ev, p, r = dash.evaluation, dash.progress, dash.retention
+    return {
+        "group": ev.group.id if ev.group else None,
+        "tier": ev.effective.id if ev.effective else None,
+        "value": ev.value,
+        "shared_from": ev.shared_from,
+        "progress": (p.next_tier.pk, p.needed, p.percent, p.by) if p else None,
+        "retention": (r.tier.pk, r.needed, r.review_on) if r else None,
+        "history": [
+            (h.created_at, getattr(h.to_tier, "name", None), h.get_cause_display())
+            for h in dash.history
+        ],
+        "orders": [(o.pk, o.placed_at, o.amount, o.refunded_amount) for o in dash.orders],
+        "nudges": [n.pk for n in dash.nudges],
+    }
+
+
+def read_page(member_id: int):
+    """The member as the tier page reads them: one statement."""
+    user_id = Member.objects.values_list("user_id", flat=True).get(pk=member_id)
+    return page_member(user_id=user_id, now=timezone.now())
+
+
+def assert_summary_equals_a_recomputation(member_id: int) -> None:
+    member = read_page(member_id)
+    from_summary = member_page(member)
+    assert isinstance(from_summary.evaluation, Shown), "the page did not read the summary"
+    assert facts(from_summary) == facts(member_dashboard(member))
+    assert list(summary_disagreements()) == []
+
+
+@pytest.fixture
+def member(demo):
+    return MemberFactory(user=UserFactory())
+
+
+def test_an_order_of_12000_is_in_the_summary_at_once(member):
+    shop_order(member, "A1", 12_000)
+
+    assert MemberSummary.objects.get(member=member).value == 12_000
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_a_partial_refund_that_keeps_the_tier_lowers_the_summary_value(member):
+    order = shop_order(member, "A1", 12_000)
+    shop_order(member, "A2", 3_000, days_ago=5)
+
+    services.record_refund(order_id=order.pk, external_id="R1", amount=1_000)
+
+    assert MemberSummary.objects.get(member=member).value == 14_000
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_cancelling_the_order_that_earned_silver_leaves_no_tier_in_the_summary(member):
+    order = shop_order(member, "A1", 12_000)
+
+    services.cancel_order(order_id=order.pk)
+
+    summary = MemberSummary.objects.get(member=member)
+    assert summary.value == 0
+    assert summary.recent_orders[0]["status"] == "cancelled"
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_a_tier_change_by_the_set_based_recompute_is_in_the_summary(member):
+    # given: orders written straight to the table, as an old system's data would be
+    OrderFactory(member=member, amount=35_000, placed_at=timezone.now() - dt.timedelta(days=3))
+
+    services.recompute_members()
+
+    member.refresh_from_db()
+    assert member.tier.name == "金卡"
+    assert (
+        MemberSummary.objects.get(member=member).recent_history[0]["to_tier_id"] == member.tier_id
+    )
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_a_manual_adjustment_with_a_lock_is_in_the_summary(member):
+    shop_order(member, "A1", 12_000)
+    gold = Tier.objects.get(group__is_default=True, name="金卡")
+
+    services.adjust_tier(
+        member_id=member.pk,
+        tier=gold,
+        reason="VIP 客訴補償",
+        actor=UserFactory(is_staff=True),
+        locked_until=timezone.localdate() + dt.timedelta(days=90),
+    )
+
+    member.refresh_from_db()
+    assert member.tier == gold
+    assert MemberSummary.objects.get(member=member).review_on == member.next_review_on
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_a_tier_grant_ending_before_midnight_limits_the_rows_validity(member):
+    gold = Tier.objects.get(group__is_default=True, name="金卡")
+    ends = timezone.now() + dt.timedelta(hours=3)
+
+    services.grant_tier(
+        member_id=member.pk,
+        tier=gold,
+        starts_at=timezone.now() - dt.timedelta(days=1),
+        ends_at=ends,
+        source="test",
+        source_ref="g1",
+    )
+
+    assert MemberSummary.objects.get(member=member).valid_until == ends
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_after_a_grant_ends_the_page_is_computed_afresh(member):
+    gold = Tier.objects.get(group__is_default=True, name="金卡")
+    services.grant_tier(
+        member_id=member.pk,
+        tier=gold,
+        starts_at=timezone.now() - dt.timedelta(days=1),
+        ends_at=timezone.now() + dt.timedelta(hours=3),
+        source="test",
+        source_ref="g1",
+    )
+
+    with time_machine.travel(NOW + dt.timedelta(hours=4), tick=False):
+        dash = member_page(read_page(member.pk))
+
+    assert not isinstance(dash.evaluation, Shown)
+    assert dash.evaluation.effective.name == "一般會員"  # the grant is over: the earned tier
+
+
+def test_a_tag_that_moves_the_member_to_another_group_is_in_the_summary(member):
+    shop_order(member, "A1", 12_000)
+
+    services.add_tag(member_id=member.pk, tag=Tag.objects.get(name="企業客戶"))
+
+    member.refresh_from_db()
+    assert member.group.name == "企業 VIP"
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_a_plan_subscribed_and_changed_shows_on_the_page_from_the_one_read(demo, client):
+    from subscriptions import services as subs
+    from subscriptions.demo import create_demo_plans
+
+    plans = {p.name: p for p in create_demo_plans()}
+    user = get_user_model().objects.create_user("amy", password="pw-for-tests-1")
+    member = MemberFactory(user=user)
+    sub = subs.subscribe(member=member, plan=plans["進階方案"], card_token="tok_ok")
+
+    subs.change_plan(subscription=sub, plan=plans["尊榮方案"])
+
+    client.force_login(user)
+    text = client.get(reverse("members:my_tier"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "From the next period: 尊榮方案" in text
+    assert "金卡" in text
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+@pytest.mark.parametrize("change", ["earn", "redeem", "expire", "adjust"])
+def test_points_on_the_page_equal_the_ledger_after_every_posting(member, change):
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    shop_order(member, "A1", 12_000, days_ago=30)  # 120 points, past the return window
+    if change == "redeem":
+        points.redeem(member_id=member.pk, points=100, source="test", source_ref="r1", key="r1")
+    elif change == "adjust":
+        points.adjust(
+            member_id=member.pk, points=-50, reason="誤發", actor=UserFactory(), key="adj1"
+        )
+    elif change == "expire":
+        with time_machine.travel(NOW + dt.timedelta(days=400), tick=False):
+            points.expire_due()
+
+    _template, shown = points_panel(read_page(member.pk))
+
+    assert shown["summary"] == points_summary(member.pk)
+    assert (
+        shown["summary"].balance == {"earn": 120, "redeem": 20, "expire": 0, "adjust": 70}[change]
+    )
+    assert_summary_equals_a_recomputation(member.pk)
+
+
+def test_the_page_is_one_read_after_session_and_login_however_long_the_history(member, client):
+    shop_order(member, "A1", 1_000)
+    client.force_login(member.user)
+
+    def queries() -> list[str]:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(reverse("members:my_tier")).status_code == 200
+        return [q["sql"] for q in ctx.captured_queries]
+
+    queries()  # the programme is read once, then cached
+    few = queries()
+    for i in range(30):
+        shop_order(member, f"H{i}", 2_000, days_ago=i)
+
+    many = queries()
+    assert len(many) == len(few) == 3  # the session, the login, the member with their page
+    assert "membership_membersummary" in many[-1]
+
+
+def test_the_check_command_reports_a_summary_that_disagrees_and_rebuild_repairs_it(member, capsys):
+    shop_order(member, "A1", 12_000)
+    MemberSummary.objects.filter(member=member).update(value=99)
+
+    with pytest.raises(CommandError, match="1 member summary fields disagree"):
+        call_command("check_member_summaries")
+    assert f"member {member.pk}: value stored 99, fresh 12000" in capsys.readouterr().err
+
+    call_command("check_member_summaries", "--rebuild")
+    assert "Every member summary equals a fresh computation." in capsys.readouterr().out
+
+
+def test_a_member_without_a_summary_is_a_disagreement_and_still_sees_the_right_page(member):
+    shop_order(member, "A1", 12_000)
+    MemberSummary.objects.filter(member=member).delete()
+
+    assert [d.field for d in summary_disagreements()] == ["row"]
+    dash = member_page(read_page(member.pk))
+    assert dash.evaluation.value == 12_000
+
+
+def test_after_midnight_the_page_is_computed_afresh_until_the_nightly_refresh(member):
+    shop_order(member, "A1", 12_000, days_ago=365)  # leaves the rolling window tomorrow
+    next_day = NOW + dt.timedelta(days=1)
+
+    with time_machine.travel(next_day, tick=False):
+        stale = member_page(read_page(member.pk))
+        rebuild_member_summaries(expired_only=True)
+        refreshed = member_page(read_page(member.pk))
+
+    assert not isinstance(stale.evaluation, Shown)
+    assert stale.evaluation.value == 0
+    assert isinstance(refreshed.evaluation, Shown)
+    assert refreshed.evaluation.value == 0
+
+
+def test_rebuild_writes_every_member_in_chunks(demo):
+    members = MemberFactory.create_batch(5)
+    MemberSummary.objects.all().delete()
+
+    written = rebuild_member_summaries(chunk=2)
+
+    assert written == 5
+    assert set(MemberSummary.objects.values_list("member_id", flat=True)) == {m.pk for m in members}
+
+
+def test_a_sub_accounts_order_refreshes_the_masters_and_every_sharers_summary(demo):
+    from b2b import services as b2b
+    from b2b.models import Role
+
+    operator = UserFactory()
+    master, buyer, clerk = (MemberFactory(user=UserFactory()) for _ in range(3))
+    enterprise = b2b.create_enterprise(
+        master=master, actor=operator, name="甲公司", business_id="22099131"
+    )
+    for sub in (buyer, clerk):
+        b2b.add_sub_account(
+            enterprise=enterprise, member=sub, role=Role.objects.first(), actor=operator
+        )
+
+    shop_order(buyer, "B1", 120_000)
+
+    summaries = dict(MemberSummary.objects.values_list("member_id", "value"))
+    assert summaries[master.pk] == summaries[buyer.pk] == summaries[clerk.pk] == 120_000
+    for member in (master, buyer, clerk):
+        assert_summary_equals_a_recomputation(member.pk)
