@@ -28,6 +28,7 @@ run: messages
 	$(BIN)/python manage.py seed_demo_plans
 	$(BIN)/python manage.py seed_demo_points
 	$(BIN)/python manage.py seed_demo_segments
+	$(BIN)/python manage.py check_member_summaries --rebuild
 	@echo
 	@echo "  Admin (operators):  http://$(HOST):$(PORT)/admin/   operator / operator-demo   (superuser: admin / admin-demo)"
 	@echo "  Demo member login:  member / member-demo   (王小明, 全館 VIP 銀卡)"
