@@ -23,12 +23,17 @@ again without building it (migrating it first). Without ``--keep`` it is dropped
 import argparse
 import os
 import random
-import statistics
-import threading
 import time
 from urllib.parse import quote, urlparse, urlunparse
 
-from synthetic import build_merchant, production_server, scratch_database, setup_django
+from synthetic import (
+    build_merchant,
+    drive_get,
+    percentile,
+    production_server,
+    scratch_database,
+    setup_django,
+)
 
 SECRET = "bench-only-secret-" + "x" * 40
 CLIENTS = 4
@@ -131,44 +136,10 @@ def pages(samples: int) -> dict[str, list[str]]:
 
 
 def drive(port: int, paths: list[str], cookie: str, per_client: int) -> list[float]:
-    import http.client
-
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine = []
-        for _ in range(per_client):
-            path = rng.choice(paths)
-            headers = {"Cookie": f"sessionid={cookie}"} if cookie else {}
-            start = time.perf_counter()
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-            mine.append((time.perf_counter() - start) * 1000)
-            if response.status != 200:
-                with lock:
-                    errors.append(f"{path}: HTTP {response.status} {body[:300]!r}")
-                return
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(errors[0])
-    return latencies
-
-
-def p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1]
+    headers = {"Cookie": f"sessionid={cookie}"} if cookie else {}
+    return drive_get(
+        port, lambda rng: (rng.choice(paths), headers), clients=CLIENTS, per_client=per_client
+    )
 
 
 def drop(url: str) -> None:
@@ -224,8 +195,8 @@ def main() -> None:
             for label, paths in page_paths.items():
                 results[label] = drive(port, paths, cookie, args.requests)
                 print(
-                    f"  {label:<20} p50_ms={p(results[label], 50):7.1f} "
-                    f"p95_ms={p(results[label], 95):7.1f}",
+                    f"  {label:<20} p50_ms={percentile(results[label], 50):7.1f} "
+                    f"p95_ms={percentile(results[label], 95):7.1f}",
                     flush=True,
                 )
             trivial = drive(port, ["/health/"], "", args.requests)
@@ -235,8 +206,8 @@ def main() -> None:
 
             connections.close_all()
             drop(url)
-    worst = max(p(v, 95) for v in results.values())
-    trivial_p95 = p(trivial, 95)
+    worst = max(percentile(v, 95) for v in results.values())
+    trivial_p95 = percentile(trivial, 95)
     print(f"members={args.scale} clients={CLIENTS} requests_per_page={CLIENTS * args.requests}")
     print(
         f"admin_lists: pages={len(results)} worst_p95_ms={worst:.1f} "

@@ -14,14 +14,17 @@ gunicorn and production settings, and drives 8 concurrent keep-alive clients at
 """
 
 import argparse
-import http.client
 import os
-import random
-import statistics
-import threading
 import time
 
-from synthetic import build_merchant, production_server, scratch_database, setup_django
+from synthetic import (
+    build_merchant,
+    drive_get,
+    percentile,
+    production_server,
+    scratch_database,
+    setup_django,
+)
 
 SECRET = "bench-only-secret-" + "x" * 40
 CLIENTS = 8
@@ -52,41 +55,10 @@ def sessions_for(count: int) -> list[str]:
 
 
 def drive(port: int, path: str, sessions: list[str], per_client: int) -> list[float]:
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
+    def request(rng):
+        return path, ({"Cookie": f"sessionid={rng.choice(sessions)}"} if sessions else {})
 
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        for _ in range(per_client):
-            headers = {"Cookie": f"sessionid={rng.choice(sessions)}"} if sessions else {}
-            start = time.perf_counter()
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-            mine.append((time.perf_counter() - start) * 1000)
-            if response.status != 200:
-                with lock:
-                    errors.append(f"{path}: HTTP {response.status} {body[:300]!r}")
-                return
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(errors[0])
-    return latencies
-
-
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1]
+    return drive_get(port, request, clients=CLIENTS, per_client=per_client, timeout=30)
 
 
 def main() -> None:
@@ -117,9 +89,10 @@ def main() -> None:
         # Printed before the server stops: a slow shutdown on a loaded machine loses nothing.
         print(f"requests={len(page)} clients={CLIENTS} members={args.scale}")
         print(
-            f"member_page: p50_ms={p(page, 50):.1f} p95_ms={p(page, 95):.1f} "
-            f"trivial_p95_ms={p(trivial, 95):.1f} summaries_seconds={summaries_seconds:.2f} "
-            f"ratio={p(page, 95) / p(trivial, 95):.2f}",
+            f"member_page: p50_ms={percentile(page, 50):.1f} p95_ms={percentile(page, 95):.1f} "
+            f"trivial_p95_ms={percentile(trivial, 95):.1f} "
+            f"summaries_seconds={summaries_seconds:.2f} "
+            f"ratio={percentile(page, 95) / percentile(trivial, 95):.2f}",
             flush=True,
         )
 

@@ -1,9 +1,12 @@
 """A synthetic merchant for the benchmarks, built set-based in a scratch database."""
 
 import os
+import random
+import statistics
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -154,3 +157,53 @@ def time_aggregate() -> float:
         cur.execute(AGGREGATE)
         cur.fetchone()
         return time.perf_counter() - start
+
+
+def drive_get(
+    port: int,
+    request: Callable[[random.Random], tuple[str, dict]],
+    *,
+    clients: int,
+    per_client: int,
+    timeout: int = 60,
+) -> list[float]:
+    """GET from ``clients`` threads, each on its own keep-alive connection, ``per_client``
+    times; ``request(rng)`` names each path and its headers. Milliseconds per request;
+    any answer but 200 stops the run with its path and body."""
+    import http.client
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        mine = []
+        for _ in range(per_client):
+            path, headers = request(rng)
+            start = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            mine.append((time.perf_counter() - start) * 1000)
+            if response.status != 200:
+                with lock:
+                    errors.append(f"{path}: HTTP {response.status} {body[:300]!r}")
+                return
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(errors[0])
+    return latencies
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1]
