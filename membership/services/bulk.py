@@ -91,6 +91,7 @@ def _dialect() -> dict[str, str]:
             "same": "IS NOT DISTINCT FROM",
             "json": "json_build_object",
             "as": "AS MATERIALIZED",
+            "fence": " OFFSET 0",
         }
     return {
         "max": "MAX",
@@ -99,6 +100,7 @@ def _dialect() -> dict[str, str]:
         "same": "IS",
         "json": "json_object",
         "as": "AS",
+        "fence": "",
     }
 
 
@@ -212,13 +214,21 @@ def _changes_sql(
     everyone as if their review were today (the impact preview's "at their next review").
     """
     d = _dialect()
+
+    def step(name: str, body: str) -> str:
+        # PostgreSQL: each step a subquery fenced by OFFSET 0, so the planner neither
+        # copies one step's CASE into the next (pulled up, the plan grows exponentially
+        # with the chain) nor writes every step's rows to a tuplestore and reads them
+        # back (MATERIALIZED: measured 2.1 s of 2.2 s at 200,000 members).
+        return f"{name} AS ({body}{d['fence']})"
+
     cols = _needed_columns(programme)
     groups = programme.groups
     tiers = [(g, t) for g in groups for t in g.tiers]
     rank_of_tier = [(t.id, t.rank) for _, t in tiers]
     ctes = []
 
-    ctes.append(f"agg {d['as']} ({_aggregate_sql(q, bounds, cols, member_filter, shared)})")
+    ctes.append(step("agg", _aggregate_sql(q, bounds, cols, member_filter, shared)))
     points_join = ""
     if cols & POINTS_COLUMNS:
         points = _points_aggregate_sql(q, bounds, cols, member_filter, shared)
@@ -238,7 +248,7 @@ def _changes_sql(
     )
     if mode == Mode.REVIEW and due_only:
         base += f" AND m.next_review_on <= {q.p(bounds.today)}"
-    ctes.append(f"base {d['as']} ({base})")
+    ctes.append(step("base", base))
 
     # A lock pins the member to the locked tier's group; otherwise the first group by
     # priority whose entry condition holds, the default group last.
@@ -254,10 +264,10 @@ def _changes_sql(
         if cond:
             group_whens.append(f"WHEN {cond} THEN {g.id}")
     new_group = f"CASE {' '.join(group_whens)} ELSE {default} END"
-    ctes.append(f"grouped {d['as']} (SELECT b.*, {new_group} AS new_group FROM base b)")
+    ctes.append(step("grouped", f"SELECT b.*, {new_group} AS new_group FROM base b"))
 
     value = _case("v.new_group", [(g.id, f"v.{COLUMN[(g.metric, g.window)]}") for g in groups], "0")
-    ctes.append(f"valued {d['as']} (SELECT v.*, {value} AS value FROM grouped v)")
+    ctes.append(step("valued", f"SELECT v.*, {value} AS value FROM grouped v"))
 
     def rank_by(threshold: str) -> str:
         per_group = []
@@ -269,6 +279,14 @@ def _changes_sql(
             per_group.append((g.id, f"(CASE {whens} ELSE 0 END)" if whens else "0"))
         return _case("v.new_group", per_group, "0")
 
+    # The tier grants in force now, per member and group: a handful of rows, joined by
+    # hash (a subquery per member cost a sixth of the statement).
+    ctes.append(
+        f"grants {d['as']} (SELECT tg.member_id, t.group_id, MAX(t.rank) AS rank "
+        "FROM membership_tiergrant tg JOIN membership_tier t ON t.id = tg.tier_id "
+        f"WHERE tg.starts_at <= {q.p(bounds.now)} AND tg.ends_at > {q.p(bounds.now)} "
+        f"AND {member_filter(q, 'tg.member_id')} GROUP BY tg.member_id, t.group_id)"
+    )
     changed_group = f"(v.new_group IS NOT NULL AND v.old_group {d['distinct']} v.new_group)"
     ranked = (
         f"SELECT v.*, {rank_by('upgrade')} AS up_rank, {rank_by('retention')} AS keep_rank, "
@@ -276,15 +294,12 @@ def _changes_sql(
         f"AS old_rank, CASE WHEN {changed_group} THEN 1 ELSE 0 END AS group_changed, "
         f"CASE WHEN v.lock_active = 1 THEN {_case('v.locked_tier_id', rank_of_tier, '0')} "
         "ELSE 0 END AS lock_rank, "
-        "COALESCE((SELECT MAX(t.rank) FROM membership_tiergrant tg "
-        "JOIN membership_tier t ON t.id = tg.tier_id "
-        f"WHERE tg.member_id = v.id AND tg.starts_at <= {q.p(bounds.now)} "
-        f"AND tg.ends_at > {q.p(bounds.now)} AND t.group_id = v.new_group), 0) AS grant_rank, "
+        "COALESCE(gr.rank, 0) AS grant_rank, "
         f"CASE WHEN v.last_at IS NULL OR v.last_at < {q.p(bounds.inactivity_cutoff)} "
         "THEN 1 ELSE 0 END AS inactive "
-        "FROM valued v"
+        "FROM valued v LEFT JOIN grants gr ON gr.member_id = v.id AND gr.group_id = v.new_group"
     )
-    ctes.append(f"ranked {d['as']} ({ranked})")
+    ctes.append(step("ranked", ranked))
 
     up, down = d["max"], d["min"]
     if mode == Mode.UPGRADE:
@@ -301,7 +316,7 @@ def _changes_sql(
             "CASE WHEN r.group_changed = 1 THEN r.up_rank "
             f"WHEN r.inactive = 1 AND {kept} > 1 THEN 1 ELSE {kept} END"
         )
-    ctes.append(f"decided {d['as']} (SELECT r.*, {new_rank} AS new_rank FROM ranked r)")
+    ctes.append(step("decided", f"SELECT r.*, {new_rank} AS new_rank FROM ranked r"))
 
     def tier_at(rank_expr: str) -> str:
         return _case(
@@ -310,10 +325,12 @@ def _changes_sql(
         )
 
     ctes.append(
-        f"tiered {d['as']} (SELECT x.*, "
-        f"{tier_at('x.new_rank')} AS new_earned, "
-        f"{tier_at(up + '(x.new_rank, x.grant_rank, x.lock_rank)')} AS new_tier "
-        "FROM decided x)"
+        step(
+            "tiered",
+            f"SELECT x.*, {tier_at('x.new_rank')} AS new_earned, "
+            f"{tier_at(up + '(x.new_rank, x.grant_rank, x.lock_rank)')} AS new_tier "
+            "FROM decided x",
+        )
     )
 
     review_on = _case(
@@ -327,7 +344,7 @@ def _changes_sql(
             f"THEN (CASE WHEN y.new_rank > 0 THEN {review_on} ELSE NULL END) "
             "ELSE y.next_review_on END"
         )
-    ctes.append(f"reviewed {d['as']} (SELECT y.*, {next_review} AS new_review FROM tiered y)")
+    ctes.append(step("reviewed", f"SELECT y.*, {next_review} AS new_review FROM tiered y"))
 
     moved = (
         f"z.new_group {d['distinct']} z.old_group OR z.new_earned {d['distinct']} z.old_earned "
