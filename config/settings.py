@@ -318,6 +318,13 @@ ORDER_CHANNELS = env.list("ORDER_CHANNELS", default=["web", "app", "store", "lin
 
 # How many members one recompute statement covers; bounds memory and lock time.
 MEMBERSHIP_RECOMPUTE_CHUNK = env.int("MEMBERSHIP_RECOMPUTE_CHUNK", default=100_000)
+# A recompute chunk that moves more members than this drops their summaries (the tier
+# page then reads afresh) and owes their rebuild to the summaries job, rather than
+# rewriting them in its own transaction (membership.services.bulk._summaries_of).
+MEMBERSHIP_SUMMARY_INLINE = env.int("MEMBERSHIP_SUMMARY_INLINE", default=2_000)
+# Database connections an impact preview reads its chunks of members on at once
+# (membership.services.preview): it writes nothing, so its chunks need no one snapshot.
+PREVIEW_WORKERS = env.int("PREVIEW_WORKERS", default=2)
 # Members per chunk of a batch job (jobs app): small enough that the workers share a
 # job evenly, large enough that each chunk's statements are planned once for many rows.
 JOBS_CHUNK = env.int("JOBS_CHUNK", default=25_000)

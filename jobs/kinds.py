@@ -47,6 +47,7 @@ DEFINITIONS = {
     Job.Kind.REVIEW: "membership.jobs.REVIEW",
     Job.Kind.NUDGES: "membership.jobs.NUDGES",
     Job.Kind.SEGMENTS: "segments.jobs.SEGMENTS",
+    Job.Kind.SUMMARIES: "membership.jobs.SUMMARIES",
 }
 
 

@@ -20,6 +20,7 @@ class Job(models.Model):
         REVIEW = "review", _("Tier review")
         NUDGES = "nudges", _("Nudges")
         SEGMENTS = "segments", _("Segments and KPI snapshots")
+        SUMMARIES = "summaries", _("Member summaries")
 
     class Status(models.TextChoices):
         RUNNING = "running", _("Running")

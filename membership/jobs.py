@@ -1,4 +1,5 @@
-"""The membership jobs run as batch jobs (see ``jobs``): recompute, review, nudges.
+"""The membership jobs run as batch jobs (see ``jobs``): recompute, review, nudges and
+the member summaries.
 
 Each chunk calls a service of ``membership.services`` with the job's moment, so every
 chunk, wherever and whenever it runs, evaluates as of the same time.
@@ -14,6 +15,7 @@ from . import services
 from .models import Cause
 from .services import bulk
 from .services.rules import Mode
+from .services.summary import rebuild_summary_range
 
 
 def _now(params: dict) -> dt.datetime:
@@ -74,3 +76,14 @@ NUDGES = JobKind(
         Step(_send_nudges, chunked=False, atomic=False),
     )
 )
+
+
+def _summaries(*, params: dict, id_from: int, id_to: int) -> dict:
+    return {
+        "written": rebuild_summary_range(id_from=id_from, id_to=id_to, now=_now(params)),
+    }
+
+
+# The summaries missing (dropped by a recompute that moved many members) or past their
+# valid_until (each midnight): written again range by range, by whichever worker.
+SUMMARIES = JobKind(steps=(Step(_summaries),))

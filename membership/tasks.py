@@ -69,7 +69,7 @@ def run_auto_adjust() -> int:
 
 @shared_task
 def refresh_member_summaries() -> int:
-    """Rewrite the member summaries past their ``valid_until`` (each midnight's windows)."""
-    from membership.services.summary import rebuild_member_summaries
-
-    return rebuild_member_summaries(expired_only=True)
+    """Write the member summaries missing or past their ``valid_until`` (each midnight's
+    windows; after a recompute that moved many members), as a job the workers share.
+    A fresh job: ranges an unfinished one already passed may have lost rows since."""
+    return start_job("summaries", fresh=True)

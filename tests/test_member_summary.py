@@ -117,6 +117,48 @@ def test_a_tier_change_by_the_set_based_recompute_is_in_the_summary(member):
     assert_summary_equals_a_recomputation(member.pk)
 
 
+def test_a_recompute_moving_more_members_than_the_inline_limit_leaves_their_rows_to_the_job(
+    member, settings, django_capture_on_commit_callbacks
+):
+    # given: two members' orders written straight to the table, their rows up to date
+    other = MemberFactory(user=UserFactory())
+    for m in (member, other):
+        OrderFactory(member=m, amount=35_000, placed_at=timezone.now() - dt.timedelta(days=3))
+    rebuild_member_summaries()
+    settings.MEMBERSHIP_SUMMARY_INLINE = 1
+
+    with django_capture_on_commit_callbacks() as owed:
+        result = services.recompute_members()
+
+    assert result.summaries_dropped == 2
+    assert not MemberSummary.objects.filter(member__in=[member, other]).exists()
+    fresh = member_page(read_page(member.pk))  # until the job: computed afresh, never stale
+    assert not isinstance(fresh.evaluation, Shown)
+    assert fresh.evaluation.effective.name == "金卡"
+    # when: the follow-up owed after the commit runs (the summaries job, here inline)
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in owed:
+            callback()
+    assert_summary_equals_a_recomputation(member.pk)
+    assert_summary_equals_a_recomputation(other.pk)
+
+
+def test_the_summaries_job_writes_missing_and_expired_rows_and_nothing_twice(demo):
+    from jobs import services as jobs
+
+    members = MemberFactory.create_batch(3)
+    rebuild_member_summaries()
+    MemberSummary.objects.filter(member=members[0]).delete()
+    MemberSummary.objects.filter(member=members[1]).update(valid_until=timezone.now())
+
+    first = jobs.run(kind="summaries", chunk=2)
+    again = jobs.run(kind="summaries", chunk=2)
+
+    assert first.result == {"written": 2}
+    assert again.result == {"written": 0}
+    assert list(summary_disagreements()) == []
+
+
 def test_a_manual_adjustment_with_a_lock_is_in_the_summary(member):
     shop_order(member, "A1", 12_000)
     gold = Tier.objects.get(group__is_default=True, name="金卡")

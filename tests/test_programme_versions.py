@@ -1,6 +1,7 @@
 """Programme versions: drafts, diff, preview, publishing from a date, seasonal end."""
 
 import datetime as dt
+import threading
 from collections import Counter
 
 import pytest
@@ -19,6 +20,7 @@ from membership.models import (
     VersionSwitch,
 )
 from membership.selectors import calculate_tier
+from membership.services import preview as preview_service
 from membership.services import versions
 from membership.services.preview import DOWN, GROUP, UP, chart_svg, preview
 from tests.factories import MemberFactory, OrderFactory, UserFactory
@@ -188,6 +190,37 @@ def test_the_preview_finds_the_movements_the_publish_makes(
     assert [(m.from_tier, m.to_tier, m.count) for m in result.movements if m.kind == DOWN] == [
         ("金卡", "銀卡", 1)
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_preview_read_on_two_connections_finds_what_one_connection_finds(
+    programme, operator, settings, monkeypatch
+):
+    for amount in (8_600, 8_700, 9_900, 12_000, 35_000, 45_000):
+        spender(amount)
+    services.recompute_members()
+    draft = versions.create_draft(actor=operator)
+    set_thresholds(draft, programme.tiers["銀卡"], 8_500, 8_000)
+    set_thresholds(draft, programme.tiers["金卡"], 40_000, 38_000)
+    threads = set()
+    read_apart = preview_service._read_chunk_apart
+
+    def spy(*args):
+        threads.add(threading.get_ident())
+        return read_apart(*args)
+
+    monkeypatch.setattr(preview_service, "_read_chunk_apart", spy)
+
+    def moves(result):
+        return [(m.kind, m.from_tier, m.to_tier, m.count, m.gifts) for m in result.movements]
+
+    settings.PREVIEW_WORKERS = 2
+    apart = moves(preview(draft, now=ON_THE_DAY, chunk=2, explain=False))
+    settings.PREVIEW_WORKERS = 1
+    together = moves(preview(draft, now=ON_THE_DAY, chunk=2, explain=False))
+    assert len(threads) == 2
+    assert apart == together == [(UP, "一般會員", "銀卡", 3, 3), (DOWN, "金卡", "銀卡", 1, 0)]
 
 
 def test_the_preview_writes_nothing_but_its_audit_entry(draft, operator):

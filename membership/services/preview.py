@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -110,7 +113,10 @@ def _preview_sql(q: _Sql, programme: Programme, bounds: WindowBounds, member_fil
         "membership_giftissue gi WHERE gi.member_id = c.id AND gi.tier_id = c.gift_tier) "
         "THEN 1 ELSE 0 END AS gift, "
         "CASE WHEN c.kind <> 'down' AND mm.email <> '' THEN 1 ELSE 0 END AS mail "
-        f"FROM ({moves}) c JOIN membership_member mm ON mm.id = c.id"
+        f"FROM ({moves}) c JOIN membership_member mm ON mm.id = c.id "
+        # The chunk's filter again: the planner then reads the chunk's members by key
+        # rather than hashing the whole table for the few who move.
+        f"AND {member_filter(q, 'mm.id')}"
     )
     part = "PARTITION BY k.kind, k.old_group, k.old_earned, k.new_group, k.to_rank"
     return (
@@ -138,14 +144,7 @@ def preview(
     groups = {g.id: g for g in programme.groups}
     tier_names = {t.id: (g.name, t.name) for g in programme.groups for t in g.tiers}
     movements: dict[tuple, Movement] = {}
-    for member_filter in _chunks(None, chunk or settings.MEMBERSHIP_RECOMPUTE_CHUNK):
-        q = _Sql()
-        sql = _preview_sql(q, programme, bounds, member_filter)
-        with transaction.atomic(), connection.cursor() as cur:
-            if connection.vendor == "postgresql":
-                cur.execute("SET LOCAL jit = off")  # as the recompute: JIT compile dominates
-            cur.execute(sql, q.params)
-            rows = cur.fetchall()
+    for rows in _chunk_rows(programme, bounds, chunk or settings.MEMBERSHIP_RECOMPUTE_CHUNK):
         counted_in_chunk: set[tuple] = set()  # the window totals repeat on each sample row
         for kind, old_group, old_earned, new_group, to_rank, member_id, n, gifts, mails in rows:
             key = (kind, old_group, old_earned, new_group, to_rank)
@@ -187,6 +186,42 @@ def preview(
         after={"up": result.up, "down": result.down, "group": result.group_changes},
     )
     return result
+
+
+def _chunk_rows(programme: Programme, bounds: WindowBounds, chunk: int) -> Iterator[list]:
+    """The preview statement's rows, one list per chunk of members.
+
+    On PostgreSQL, outside a transaction, the chunks are read on ``PREVIEW_WORKERS``
+    connections at once (each its own thread): the preview writes nothing, so the
+    chunks need no common snapshot, and the operator waits for the slowest chunk rather
+    than for their sum. Inside a transaction (tests, a caller's atomic block) the other
+    connections could not see its rows, so the chunks are read one after another here.
+    """
+    filters = list(_chunks(None, chunk))
+    workers = min(settings.PREVIEW_WORKERS, len(filters))
+    if workers <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield from (_read_chunk(programme, bounds, f) for f in filters)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(partial(_read_chunk_apart, programme, bounds), filters)
+
+
+def _read_chunk(programme: Programme, bounds: WindowBounds, member_filter) -> list:
+    q = _Sql()
+    sql = _preview_sql(q, programme, bounds, member_filter)
+    with transaction.atomic(), connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute("SET LOCAL jit = off")  # as the recompute: JIT compile dominates
+        cur.execute(sql, q.params)
+        return cur.fetchall()
+
+
+def _read_chunk_apart(programme: Programme, bounds: WindowBounds, member_filter) -> list:
+    """``_read_chunk`` on this thread's own connection, closed afterwards."""
+    try:
+        return _read_chunk(programme, bounds, member_filter)
+    finally:
+        connections.close_all()
 
 
 def _mix(programme: Programme, movements: dict[tuple, Movement]) -> list[tuple[str, int, int, int]]:

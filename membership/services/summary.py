@@ -265,6 +265,47 @@ def refresh_member_summaries(
     return written
 
 
+def drop_member_summaries(*, ids_sql: str, ids_params: dict | None = None) -> int:
+    """Delete the summaries of the members ``ids_sql`` selects (with their holders and
+    sharers), inside the caller's transaction, and owe their rebuild after the commit.
+
+    For a change that moves many members at once (a recompute chunk): rewriting each
+    row in the same transaction costs more than the change itself, while a member
+    without a row is shown their page computed afresh (``selectors.member_page``), so
+    nothing stale is ever read. The summaries job writes the rows again, set-based.
+    """
+    from membership import outbox
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "DELETE FROM membership_membersummary WHERE member_id IN "
+            f"(SELECT m.id FROM membership_member m WHERE {_members_of(ids_sql)})",
+            ids_params or {},
+        )
+        dropped = cur.rowcount
+    if dropped:
+        outbox.enqueue("membership.tasks.refresh_member_summaries")
+    return dropped
+
+
+def rebuild_summary_range(
+    *, id_from: int, id_to: int, now: dt.datetime, expired_only: bool = True
+) -> int:
+    """One chunk of the summaries job: the rows of members ``id_from``–``id_to`` that are
+    missing or past ``valid_until`` (every row with ``expired_only=False``)."""
+    return _write(*_range_where(id_from, id_to, now, expired_only), now)
+
+
+def _range_where(lo: int, hi: int, now: dt.datetime, expired_only: bool) -> tuple[str, dict]:
+    where, params = "m.id BETWEEN %(lo)s AND %(hi)s", {"lo": lo, "hi": hi}
+    if expired_only:
+        where += (
+            " AND NOT EXISTS (SELECT 1 FROM membership_membersummary ms "
+            "WHERE ms.member_id = m.id AND ms.valid_until > %(now)s)"
+        )
+    return where, params
+
+
 def _ranges(chunk: int) -> Iterator[tuple[int, int]]:
     pks = Member.objects.order_by()
     lo = pks.order_by("pk").values_list("pk", flat=True).first()
@@ -283,13 +324,7 @@ def rebuild_member_summaries(
     now = now or timezone.now()
     written = 0
     for lo, hi in _ranges(chunk or settings.MEMBERSHIP_RECOMPUTE_CHUNK):
-        where, params = "m.id BETWEEN %(lo)s AND %(hi)s", {"lo": lo, "hi": hi}
-        if expired_only:
-            where += (
-                " AND NOT EXISTS (SELECT 1 FROM membership_membersummary ms "
-                "WHERE ms.member_id = m.id AND ms.valid_until > %(now)s)"
-            )
-        written += _write(where, params, now)
+        written += _write(*_range_where(lo, hi, now, expired_only), now)
     return written
 
 
