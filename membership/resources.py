@@ -42,6 +42,7 @@ from membership.models import (
     VipGroup,
 )
 from membership.services.configuration import record_configuration_change
+from membership.services.versions import GROUP_FIELDS, TIER_FIELDS
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 TIME_INPUT_FORMATS = [TIME_FORMAT, "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M"]
@@ -406,9 +407,31 @@ class ConfigResource(resources.ModelResource):
         for name, field in self.fields.items():
             field.column_name = self.header(name)
 
+    # Fields of a saved row that belong to the live programme version: changed only
+    # through a draft (as the admin's forms show them read-only), never by an import.
+    versioned_fields: tuple[str, ...] = ()
+
     def header(self, name: str) -> str:
         model_field = self._meta.model._meta.get_field(name)
         return str(model_field.verbose_name)
+
+    def validate_instance(self, instance, import_validation_errors=None, validate_unique=True):
+        errors = dict(import_validation_errors or {})
+        if instance.pk and self.versioned_fields:
+            saved = (
+                type(instance).objects.filter(pk=instance.pk).values(*self.versioned_fields).first()
+            )
+            for name in self.versioned_fields:
+                if saved is not None and getattr(instance, name) != saved[name]:
+                    errors.setdefault(name, []).append(
+                        _(
+                            "%(value)s: live rules change through a programme version "
+                            "(add a draft, preview it, publish it); this file may not change "
+                            "them."
+                        )
+                        % {"value": getattr(instance, name)}
+                    )
+        super().validate_instance(instance, errors, validate_unique)
 
     def before_import(self, dataset, **kwargs):
         """Headers in either language, or the field names, are read as ours."""
@@ -462,6 +485,7 @@ class TagResource(ConfigResource):
 
 
 class VipGroupResource(ConfigResource):
+    versioned_fields = tuple(GROUP_FIELDS)
     is_default = fields.Field(attribute="is_default", widget=YesNoWidget())
     entry_tags = fields.Field(attribute="entry_tags", widget=NamesWidget(Tag, field="name"))
     entry_requires = fields.Field(
@@ -499,6 +523,8 @@ class VipGroupResource(ConfigResource):
 
 class TierResource(ConfigResource):
     """Tiers with their benefits (one per line) and their group by name."""
+
+    versioned_fields = tuple(TIER_FIELDS)
 
     group = fields.Field(attribute="group", widget=NameWidget(VipGroup, field="name"))
     free_shipping = fields.Field(attribute="free_shipping", widget=YesNoWidget())

@@ -462,8 +462,10 @@ def test_a_confirmed_import_is_one_audit_entry(programme, client, admin_user):
     assert Tag.objects.get(name="新標籤").kind == Tag.Kind.SYSTEM
 
 
-def test_an_imported_tier_change_re_ranks_the_members_at_once(programme, client, admin_user):
-    # given: 王小明 spent NT$12,000 (銀卡); 金卡 needs NT$30,000
+def test_an_imported_change_to_a_live_threshold_is_refused_and_changes_nobody(
+    programme, client, admin_user
+):
+    # given: 王小明 spent NT$12,000 (銀卡); 金卡 needs NT$30,000 in the live version
     member = MemberFactory(name="王小明")
     services.record_order(
         member_id=member.pk, external_id="A-1", amount=12_000, placed_at=timezone.now()
@@ -471,13 +473,15 @@ def test_an_imported_tier_change_re_ranks_the_members_at_once(programme, client,
     client.force_login(admin_user)
     data = "VIP 群組,階層,名稱,升等門檻,續等門檻\n全館 VIP,3,金卡,12000,10000\n".encode("utf-8-sig")
 
-    # when: the live site takes the test site's lower 金卡 threshold
+    # when: a test site's file with a lower 金卡 threshold is imported
     preview, confirm = import_file(client, "membership_tier", data, CSV, "tiers.csv")
 
-    # then
-    assert confirm.status_code == 302
+    # then: the row says why (a threshold changes through a programme version); nothing moves
+    assert confirm is None
+    assert "12000：生效中的規則須透過方案版本修改" in preview.content.decode()
+    assert Tier.objects.get(pk=programme.tiers["金卡"].pk).upgrade_threshold == 30_000
     member.refresh_from_db()
-    assert member.tier.name == "金卡"
+    assert member.tier.name == "銀卡"
 
 
 def test_a_preview_writes_nothing(programme, client, admin_user):
