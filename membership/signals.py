@@ -7,3 +7,5 @@ from django.dispatch import Signal
 order_recorded = Signal()
 # sender=Refund, refund=Refund, order=Order
 refund_recorded = Signal()
+# sender=Order, order=Order (already marked cancelled)
+order_cancelled = Signal()

@@ -151,7 +151,8 @@ def reverse_for_refund(*, order: Order, refund_key: str) -> Entry | None:
 
 
 def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> Entry | None:
-    """Reverse the refunded share of the points one entry earned on ``order``.
+    """Reverse the refunded share of the points one entry earned on ``order`` (all of
+    them once the order is cancelled).
 
     Used for the buyer's own points and for the referrer's 2% of the same order.
     """
@@ -162,7 +163,11 @@ def reverse_share(*, earned_key: str, order: Order, source: str, key: str) -> En
     with transaction.atomic():
         account = lock_account(earned.account.member_id)
         order.refresh_from_db()
-        target = earned.points * order.refunded_amount // order.amount
+        # A cancelled order keeps nothing; a refunded one keeps the part not refunded.
+        taken_back = (
+            order.amount if order.status == Order.Status.CANCELLED else order.refunded_amount
+        )
+        target = earned.points * taken_back // order.amount if order.amount else earned.points
         reversed_so_far = Entry.objects.filter(
             account=account, source=source, source_ref=str(order)
         ).aggregate(taken=Sum("points"), owed=Sum("shortfall"))

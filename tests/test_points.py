@@ -150,6 +150,32 @@ def test_a_partial_refund_reverses_its_share_of_the_points_while_pending(demo):
     assert Lot.objects.get(entry__source="order").remaining == 50
 
 
+def test_cancelling_an_order_takes_back_all_the_points_it_earned(demo):
+    member = placed()
+    order = buy(member, 10_000, "P-1")  # 100 pts, pending
+
+    membership.cancel_order(order_id=order.pk)
+    membership.cancel_order(order_id=order.pk)  # the shop sends it twice
+
+    assert balance(member) == 0
+    assert Entry.objects.filter(source="refund").count() == 1
+    call_command("check_points")
+
+
+def test_cancelling_after_a_partial_refund_takes_back_only_what_is_left(demo):
+    member = placed()
+    order = buy(member, 10_000, "P-1")  # 100 pts
+    membership.record_refund(order_id=order.pk, external_id="R1", amount=2_500)  # -25
+
+    membership.cancel_order(order_id=order.pk)
+
+    assert balance(member) == 0
+    assert sorted(Entry.objects.filter(source="refund").values_list("points", flat=True)) == [
+        -75,
+        -25,
+    ]
+
+
 def test_a_refund_after_the_points_were_spent_records_a_shortfall_settled_by_later_earnings(demo):
     member = placed()
     order = buy(member, 10_000, "P-1")

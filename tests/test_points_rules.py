@@ -155,6 +155,16 @@ def test_an_exchange_above_the_spendable_balance_is_refused_and_changes_nothing(
     assert not Entry.objects.filter(kind="partner_out").exists()
 
 
+def test_a_cancelled_friends_order_takes_back_the_referrers_whole_share(demo):
+    referrer, friend = placed(), placed()
+    refer(referrer=referrer, friend=friend)
+    order = buy(friend, 10_000, "F-1")  # referrer: 500 + 2% = 200
+
+    membership.cancel_order(order_id=order.pk)
+
+    assert balance(referrer) == 500  # the welcome points stay; the 2% goes back
+
+
 def test_a_refund_of_the_friends_order_takes_back_the_referrers_share(demo):
     referrer, friend = placed(), placed()
     refer(referrer=referrer, friend=friend)

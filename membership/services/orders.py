@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from membership.models import Cause, Member, Order, Refund
-from membership.signals import order_recorded, refund_recorded
+from membership.signals import order_cancelled, order_recorded, refund_recorded
 
 from .audit import record_audit, snapshot
 from .evaluation import EvaluationResult, evaluate_locked_member, evaluate_member, lock_member
@@ -138,7 +138,8 @@ def record_refund(
 
 
 def cancel_order(*, order_id: int) -> Order:
-    """Cancel an order: it no longer counts. Same re-ranking as a full refund."""
+    """Cancel an order: it no longer counts, and the points it earned are taken back.
+    Same re-ranking as a full refund."""
     with transaction.atomic():
         member_id = Order.objects.values_list("member_id", flat=True).get(pk=order_id)
         member = lock_member(member_id)
@@ -147,6 +148,8 @@ def cancel_order(*, order_id: int) -> Order:
             return order
         order.status = Order.Status.CANCELLED
         order.save(update_fields=["status"])
+        # The points it earned go back with it (the part not already refunded).
+        order_cancelled.send(sender=Order, order=order)
         if _earned_the_tier(member, order):
             evaluate_member(member_id=member.pk, mode=Mode.RERANK, cause=Cause.REFUND)
         refresh_member_summaries(member_ids=[member.pk])
