@@ -37,6 +37,40 @@ OTP_FIELD_NAMES = {
 }
 
 
+# Their help texts too (shown under each field of a device's page).
+OTP_HELP_TEXTS = {
+    "user": _("The staff member this device belongs to."),
+    "name": _("A name that tells this device apart, e.g. 小美的手機."),
+    "confirmed": _("Whether the device is ready to be used at login."),
+    "created_at": _("When the device was added."),
+    "last_used_at": _("When a code from this device was last accepted."),
+    "throttling_failure_timestamp": _(
+        "When a wrong code was last entered; empty if the last code was right."
+    ),
+    "throttling_failure_count": _("Wrong codes entered in a row."),
+    "key": _("The secret the authenticator app shares (hexadecimal, up to 40 bytes)."),
+    "step": _("How many seconds each code lasts."),
+    "t0": _("The Unix time from which the time steps are counted."),
+    "digits": _("How many digits a code has."),
+    "tolerance": _("How many time steps before or after now a code may come from."),
+    "drift": _("How many time steps the device's clock is known to be off."),
+    "last_t": _("The time step of the last code accepted; the next must be later."),
+}
+
+
+def _with_help_text(formfield, help_text):
+    """The field's form field with our help text; the model field itself (and so its
+    migrations, which django-otp ships) keeps the package's."""
+
+    def build(*args, **kwargs):
+        field = formfield(*args, **kwargs)
+        if field is not None:
+            field.help_text = help_text
+        return field
+
+    return build
+
+
 class _OtpDevicesConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
     model_names: tuple = ()
@@ -50,6 +84,8 @@ class _OtpDevicesConfig(AppConfig):
                     # verbose_name, not the constructor's _verbose_name: migrations and
                     # django-otp's own state stay as the package ships them.
                     field.verbose_name = OTP_FIELD_NAMES[field.name]
+                if field.name in OTP_HELP_TEXTS:
+                    field.formfield = _with_help_text(field.formfield, OTP_HELP_TEXTS[field.name])
 
 
 class OtpTotpConfig(_OtpDevicesConfig):

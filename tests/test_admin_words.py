@@ -141,6 +141,18 @@ def test_the_totp_device_list_names_its_columns_in_chinese(admin_user, admin_cli
     assert {"使用者", "裝置名稱", "已確認"} <= set(column_headers(page).values())
 
 
+def test_the_totp_device_page_explains_its_fields_in_chinese(admin_user, admin_client):
+    device = TOTPDevice.objects.create(user=admin_user, name="手機")
+
+    page = admin_client.get(
+        reverse("admin:otp_totp_totpdevice_change", args=[device.pk])
+    ).content.decode()
+
+    assert "每組驗證碼有效的秒數。" in page
+    for english in ["The time step in seconds", "Is this device ready for use?"]:
+        assert english not in page
+
+
 def test_the_password_reset_email_says_chongshe_like_the_page(db, client):
     user = get_user_model().objects.create_user("amy", "amy@example.com", "pw-for-tests-1")
     Member.objects.create(
