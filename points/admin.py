@@ -16,6 +16,7 @@ from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
 from membership.admin.members import add_member_inline
 
 from .models import (
+    SOURCE_LABELS,
     STACKING_RULE,
     Account,
     Action,
@@ -36,21 +37,6 @@ from .resources import (
     PromotionResource,
     RewardResource,
 )
-
-# What each ledger source means to an operator (the codes the services post with).
-SOURCE_LABELS = {
-    "order": _("order"),
-    "refund": _("refund"),
-    "operator": _("manual adjustment"),
-    "birthday": _("birthday bonus"),
-    "reward": _("reward"),
-    "action": _("activity"),
-    "referral": _("referral"),
-    "referral-refund": _("referral reversed"),
-    "partner": _("partner brand"),
-    "import": _("import"),
-    "expiry": _("expiry"),
-}
 
 
 class SourceFilter(admin.SimpleListFilter):

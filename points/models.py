@@ -36,6 +36,23 @@ class Account(models.Model):
         return f"{self.member} · {self.balance}"
 
 
+# What each ledger source means to an operator (the codes the services post with), for
+# the admin's list and filter and the data download alike.
+SOURCE_LABELS = {
+    "order": _("order"),
+    "refund": _("refund"),
+    "operator": _("manual adjustment"),
+    "birthday": _("birthday bonus"),
+    "reward": _("reward"),
+    "action": _("activity"),
+    "referral": _("referral"),
+    "referral-refund": _("referral reversed"),
+    "partner": _("partner brand"),
+    "import": _("import"),
+    "expiry": _("expiry"),
+}
+
+
 class Entry(models.Model):
     class Kind(models.TextChoices):
         EARN = "earn", _("Earned")

@@ -17,7 +17,7 @@ from membership.resources import (
     tier_by_label,
 )
 
-from .models import Account, Entry, Partner, PartnerBonus, Promotion, Reward
+from .models import SOURCE_LABELS, Account, Entry, Partner, PartnerBonus, Promotion, Reward
 
 MEMBER_NUMBER = gettext_lazy("member number")
 
@@ -52,6 +52,9 @@ class EntryResource(ListResource):
             "idempotency_key",
             "reason",
         )
+
+    def dehydrate_source(self, entry: Entry) -> str:
+        return str(SOURCE_LABELS.get(entry.source, entry.source))
 
 
 class RewardResource(ConfigResource):

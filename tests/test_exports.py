@@ -221,6 +221,14 @@ def test_the_export_follows_the_lists_search(world, client):
     assert column(rows, "會員編號") == ["M1"]
 
 
+def test_the_ledger_download_names_each_entrys_source_in_chinese(world, client):
+    client.force_login(operator_role())
+
+    rows = rows_of(export(client, "points_entry", XLSX, "?q=M1"), XLSX)
+
+    assert column(rows, "來源") == ["互動任務"]  # posted as "action"
+
+
 def test_times_are_in_taipei(world, client):
     # given: an order placed at 2026-11-20 16:30 UTC
     order = world.orders.get()

@@ -199,7 +199,7 @@ COUNTED_ORDER_SQL = "o.amount > o.refunded_amount"
 # (its shortfall) too, so ``points - shortfall``. Redemptions, expiry, partner exchanges,
 # operator adjustments and imported opening balances never move it; nor does settling a
 # shortfall later (the refund already counted it). The codes are the points app's
-# ``source`` values (points/admin.py SOURCE_LABELS names them all).
+# ``source`` values (points.models.SOURCE_LABELS names them all).
 GROWTH_EARNING_SOURCES = ("order", "action", "referral", "birthday")
 GROWTH_REFUND_SOURCES = ("refund", "referral-refund")
 GROWTH_POINTS_SQL = (
