@@ -419,6 +419,7 @@ def _apply_chunk(
                 notify=notify,
                 issue_gifts=issue_gifts,
                 summaries=summaries,
+                shared=shared,
             )
         else:
             result = _write_through_table(
@@ -435,6 +436,7 @@ def _apply_chunk(
                 notify=notify,
                 issue_gifts=issue_gifts,
                 summaries=summaries,
+                shared=shared,
             )
     return result
 
@@ -501,6 +503,7 @@ def _write_in_one_pass(
             len(written_ids),
             ids_sql="SELECT unnest(CAST(%(ids)s AS bigint[]))",
             ids_params={"ids": written_ids},
+            shared=kw["shared"],
         )
     if history_rows and kw["notify"]:
         chunk = _Sql()
@@ -545,20 +548,24 @@ def _write_through_table(
         result.gifts = _issue_gifts(cur, kw["now"])
     if kw["summaries"] and result.changed:
         result.summaries_dropped = _summaries_of(
-            result.changed, ids_sql="SELECT id FROM tier_changes WHERE applied = 1"
+            result.changed,
+            ids_sql="SELECT id FROM tier_changes WHERE applied = 1",
+            shared=kw["shared"],
         )
     cur.execute("DROP TABLE tier_changes")
     return result
 
 
-def _summaries_of(count: int, *, ids_sql: str, ids_params: dict | None = None) -> int:
+def _summaries_of(
+    count: int, *, ids_sql: str, ids_params: dict | None = None, shared: bool = True
+) -> int:
     """The summaries of the ``count`` members a chunk wrote: rewritten here when they are
     few (the daily case), dropped and owed to the summaries job when they are many (a
     first recompute, a programme switch), where rewriting them would cost more than the
     recompute itself (measured: 14.6 s against 11.4 s at 200,000 members). Returns how
     many were dropped."""
     if count > settings.MEMBERSHIP_SUMMARY_INLINE:
-        return drop_member_summaries(ids_sql=ids_sql, ids_params=ids_params)
+        return drop_member_summaries(ids_sql=ids_sql, ids_params=ids_params, sharers=shared)
     refresh_member_summaries(ids_sql=ids_sql, ids_params=ids_params)
     return 0
 

@@ -271,7 +271,9 @@ def refresh_member_summaries(
     return written
 
 
-def drop_member_summaries(*, ids_sql: str, ids_params: dict | None = None) -> int:
+def drop_member_summaries(
+    *, ids_sql: str, ids_params: dict | None = None, sharers: bool = True
+) -> int:
     """Delete the summaries of the members ``ids_sql`` selects (with their holders and
     sharers), inside the caller's transaction, and owe their rebuild after the commit.
 
@@ -279,13 +281,18 @@ def drop_member_summaries(*, ids_sql: str, ids_params: dict | None = None) -> in
     row in the same transaction costs more than the change itself, while a member
     without a row is shown their page computed afresh (``selectors.member_page``), so
     nothing stale is ever read. The summaries job writes the rows again, set-based.
+    ``sharers=False`` (no member shares a tier holder's tier) deletes the named rows only.
     """
     from membership import outbox
 
     with connection.cursor() as cur:
+        members = (
+            f"SELECT m.id FROM membership_member m WHERE {_members_of(ids_sql)}"
+            if sharers
+            else ids_sql
+        )
         cur.execute(
-            "DELETE FROM membership_membersummary WHERE member_id IN "
-            f"(SELECT m.id FROM membership_member m WHERE {_members_of(ids_sql)})",
+            f"DELETE FROM membership_membersummary WHERE member_id IN ({members})",
             ids_params or {},
         )
         dropped = cur.rowcount
