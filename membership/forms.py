@@ -1,3 +1,5 @@
+import datetime as dt
+
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -50,6 +52,8 @@ class CalculatorForm(forms.Form):
     def __init__(self, *args, versions=None, **kwargs):
         """``versions``: the programme versions it may also run on (what-if), e.g. drafts."""
         super().__init__(*args, **kwargs)
+        # An empty form offers a date a month ahead, as the tier page's own calculator does.
+        self.fields["on"].initial = timezone.localdate() + dt.timedelta(days=30)
         if versions is not None:
             self.fields["version"] = forms.ModelChoiceField(
                 queryset=versions,

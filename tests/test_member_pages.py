@@ -247,6 +247,14 @@ def test_an_operator_runs_the_calculator_for_a_member_in_the_admin(demo, admin_c
     assert "32,000" in response.content.decode()
 
 
+def test_the_admin_calculator_offers_a_date_a_month_ahead(demo, admin_client):
+    member = member_with_login(spend=12_000)
+
+    response = admin_client.get(reverse("admin:membership_member_calculator", args=[member.pk]))
+
+    assert 'value="2026-07-15"' in response.content.decode()  # today is 2026-06-15
+
+
 def test_a_changed_threshold_shows_at_once_though_the_programme_is_cached(demo, client):
     from membership.models import Tier
 
