@@ -303,19 +303,33 @@ def test_a_member_without_a_summary_is_a_disagreement_and_still_sees_the_right_p
     assert dash.evaluation.value == 12_000
 
 
-def test_after_midnight_the_page_is_computed_afresh_until_the_nightly_refresh(member):
-    shop_order(member, "A1", 12_000, days_ago=365)  # leaves the rolling window tomorrow
-    next_day = NOW + dt.timedelta(days=1)
+def test_a_row_holds_until_the_oldest_counted_order_leaves_the_rolling_window(member):
+    # given: today is 2026-06-15; an order of 2025-06-20 counts until 2026-06-19 included
+    shop_order(member, "A1", 12_000, days_ago=360)
+    shop_order(member, "A2", 3_000, days_ago=30)
+    leaves = dt.datetime(2026, 6, 20, 0, 0, tzinfo=TAIPEI)
 
-    with time_machine.travel(next_day, tick=False):
-        stale = member_page(read_page(member.pk))
+    assert MemberSummary.objects.get(member=member).valid_until == leaves
+    with time_machine.travel(leaves - dt.timedelta(minutes=1), tick=False):
+        before = member_page(read_page(member.pk))
+    with time_machine.travel(leaves, tick=False):
+        after = member_page(read_page(member.pk))
         rebuild_member_summaries(expired_only=True)
         refreshed = member_page(read_page(member.pk))
 
-    assert not isinstance(stale.evaluation, Shown)
-    assert stale.evaluation.value == 0
-    assert isinstance(refreshed.evaluation, Shown)
-    assert refreshed.evaluation.value == 0
+    assert (isinstance(before.evaluation, Shown), before.evaluation.value) == (True, 15_000)
+    assert (isinstance(after.evaluation, Shown), after.evaluation.value) == (False, 3_000)
+    assert (isinstance(refreshed.evaluation, Shown), refreshed.evaluation.value) == (True, 3_000)
+
+
+def test_a_row_whose_orders_stay_in_the_window_is_read_after_midnight(member):
+    shop_order(member, "A1", 12_000, days_ago=30)
+
+    with time_machine.travel(NOW + dt.timedelta(days=1), tick=False):
+        tomorrow = member_page(read_page(member.pk))
+
+    assert isinstance(tomorrow.evaluation, Shown)
+    assert tomorrow.evaluation.value == 12_000
 
 
 def test_rebuild_writes_every_member_in_chunks(demo):

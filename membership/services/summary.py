@@ -8,12 +8,14 @@ their next review, their last 10 orders and last 20 tier changes — and writes 
 whole chunk at once, so a committed change and its summary are never apart.
 
 What moves with the clock alone is not stored as if it were fixed: a row is valid
-until the next local midnight (when a rolling or calendar window moves) or until the
-next start or end of one of the member's tier grants, whichever is first. The page
-does not read a row past ``valid_until``; the nightly ``refresh_member_summaries``
-task rewrites those rows, set-based. Points, the plan and this month's offers are
-read fresh in the page's one statement (see ``membership.portal``): they are a
-few indexed rows each, and two of them move with the clock.
+until the first moment its value could move without a write — the oldest order it
+counts leaving a rolling window, 1 January for a calendar year, the next start or end
+of one of the member's tier grants — and never more than ``RECHECK_DAYS``. The page
+does not read a row past ``valid_until``; the nightly summaries job rewrites those
+rows, set-based (a few in a hundred a night, not every row). Points, the plan and
+this month's offers are read fresh in the page's one statement (see
+``membership.portal``): they are a few indexed rows each, and two of them move with
+the clock.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from .rules import WindowBounds, local_midnight
 
 RECENT_ORDERS = 10
 RECENT_HISTORY = 20
+# A row is read for at most this long without a write, whatever else holds: the nightly
+# summaries job then writes it again (a bound on anything that moves with the clock).
+RECHECK_DAYS = 31
 ID_BATCH = 5000  # ids per statement when a writer names its members
 # Before any order: the lifetime window's start, as a bound the statement can compare.
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -97,6 +102,49 @@ def _sum_sql(start_sql: str) -> str:
     return f"({own} + {sharers})"
 
 
+def _zone_params(now: dt.datetime) -> dict:
+    """The shop's time zone, as each database's date arithmetic takes it."""
+    if connection.vendor == "postgresql":
+        return {"zone": settings.TIME_ZONE}
+    minutes = int(timezone.localtime(now).utcoffset().total_seconds() // 60)
+    return {"to_local": f"{minutes:+d} minutes", "to_utc": f"{-minutes:+d} minutes"}
+
+
+def _window_edge_sql() -> str:
+    """When the holder's value next moves with the clock alone (no write), at the latest
+    ``RECHECK_DAYS`` ahead.
+
+    A rolling window loses its oldest counted order at local midnight of the same date a
+    year after it was placed (PostgreSQL gives 28 February for an order of the 29th: a day
+    early, never late); a calendar year restarts on 1 January; a lifetime never moves.
+    Any order still to leave is newer than the oldest, so the row holds until then.
+    """
+    holder_and_sharers = (
+        "= ANY(ARRAY(SELECT h.id UNION ALL "
+        "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id))"
+        if connection.vendor == "postgresql"
+        else "IN (SELECT h.id UNION ALL "
+        "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id)"
+    )
+    oldest = (
+        f"(SELECT MIN(o.placed_at) FROM membership_order o WHERE o.member_id {holder_and_sharers} "
+        "AND o.status = 'paid' AND o.placed_at >= %(rolling_start)s)"
+    )
+    if connection.vendor == "postgresql":
+        leaves = (
+            f"((date_trunc('day', {oldest} AT TIME ZONE %(zone)s) + interval '1 year') "
+            "AT TIME ZONE %(zone)s)"
+        )
+    else:
+        leaves = f"datetime(date({oldest}, %(to_local)s), '+1 year', %(to_utc)s)"
+    leaves = f"CASE WHEN {leaves} < %(recheck)s THEN {leaves} ELSE %(recheck)s END"
+    return (
+        f'(CASE g."window" WHEN %(rolling_key)s THEN COALESCE({leaves}, %(recheck)s) '
+        "WHEN %(calendar_key)s THEN (CASE WHEN %(new_year)s < %(recheck)s THEN %(new_year)s "
+        "ELSE %(recheck)s END) ELSE %(recheck)s END)"
+    )
+
+
 def _window_start_sql(rolling: str, calendar: str) -> str:
     return (
         f'CASE g."window" WHEN %(rolling_key)s THEN {rolling} '
@@ -130,7 +178,9 @@ def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, 
         "rolling_start": bounds.start(Window.ROLLING_12_MONTHS),
         "calendar_start": bounds.start(Window.CALENDAR_YEAR),
         "now": now,
-        "midnight": local_midnight(bounds.today + dt.timedelta(days=1)),
+        "new_year": local_midnight(dt.date(bounds.today.year + 1, 1, 1)),
+        "recheck": local_midnight(bounds.today + dt.timedelta(days=RECHECK_DAYS)),
+        **_zone_params(now),
     }
     value = _sum_sql(_window_start_sql("%(rolling_start)s", "%(calendar_start)s"))
     # What still counts on the review day: the window as it stands on that day (noon),
@@ -172,12 +222,13 @@ def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, 
         "t.to_tier_id, t.cause FROM membership_tierhistory t WHERE t.member_id = m.id "
         f"ORDER BY t.created_at DESC, t.id DESC LIMIT {RECENT_HISTORY}) x)"
     )
-    # A tier grant that starts or ends before midnight changes the tier then.
+    # A tier grant that starts or ends changes the tier then.
     grant_edge = (
         "(SELECT MIN(CASE WHEN gr.starts_at > %(now)s THEN gr.starts_at ELSE gr.ends_at END) "
         "FROM membership_tiergrant gr WHERE gr.member_id = h.id AND gr.ends_at > %(now)s)"
     )
-    until = f"CASE WHEN {grant_edge} < %(midnight)s THEN {grant_edge} ELSE %(midnight)s END"
+    window_edge = _window_edge_sql()
+    until = f"CASE WHEN {grant_edge} < {window_edge} THEN {grant_edge} ELSE {window_edge} END"
     sql = (
         "SELECT m.id AS member_id, COALESCE(g.metric, '') AS metric, "
         """COALESCE(g."window", '') AS metric_window, """
