@@ -25,6 +25,7 @@ from .rules import (
     COUNTED_ORDER_SQL,
     GROWTH_POINTS_SQL,
     NET_SPEND_SQL,
+    STAMP_SQL,
     GroupCheck,
     GroupRule,
     Metrics,
@@ -71,7 +72,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         points_params.append(at)
     accounts = "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
     sql = (
-        "SELECT * FROM "
+        f"SELECT *, {STAMP_SQL} FROM "
         f"(SELECT {', '.join(columns)} FROM membership_order o "
         f"WHERE o.status = 'paid' AND o.member_id IN {accounts}) spent "
         f"CROSS JOIN (SELECT {', '.join(points_columns)} FROM points_entry e "
@@ -80,7 +81,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, member_id, member_id, *points_params, member_id, member_id])
-        last, *totals = cursor.fetchone()
+        last, *totals, stamp = cursor.fetchone()
     last = from_db(last)
     values = {}
     n = len(Window)
@@ -88,7 +89,7 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         values[(Metric.SPEND.value, window.value)] = int(totals[2 * i])
         values[(Metric.ORDER_COUNT.value, window.value)] = int(totals[2 * i + 1])
         values[(Metric.GROWTH_POINTS.value, window.value)] = int(totals[2 * n + i])
-    return Metrics(values=values, last_order_at=last)
+    return Metrics(values=values, last_order_at=last, programme_stamp=stamp)
 
 
 @dataclass
@@ -160,9 +161,10 @@ def evaluate(
         ev = evaluate(holder, mode=mode, programme=programme, now=now)
         ev.shared_from = holder.name
         return ev
-    programme = programme or load_programme()
     bounds = WindowBounds(now or timezone.now())
     metrics = metrics or member_metrics(member.pk, bounds)
+    # The stamp came with the metrics: the programme kept under it costs no query.
+    programme = programme or load_programme(stamp=metrics.programme_stamp)
     tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))
 
     lock_active = bool(member.locked_until and member.locked_until >= bounds.today)
