@@ -304,7 +304,8 @@ def lock_member(member_id: int) -> Member:
 def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
     """Give every member who shares ``holder``'s tier the holder's group and tiers.
 
-    The caller holds the holder's lock. Gifts go to the holder only. Returns how many
+    The caller holds the holder's lock, and refreshes the holder's summaries (which
+    include its sharers') afterwards. Gifts go to the holder only. Returns how many
     sharers changed.
     """
     changed = 0
@@ -328,6 +329,7 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
             # erasable on request (the member's data rights).
             explanation={"shared_from_member_id": holder.pk},
             at=now,
+            refresh_summary=False,  # the holder's refresh rewrites its sharers' rows too
         )
         changed += 1
     return changed
@@ -342,7 +344,8 @@ def apply_evaluation(
     order: Order | None = None,
     reason: str = "",
 ) -> EvaluationResult:
-    """Write an evaluation's outcome. The caller holds the member's row lock."""
+    """Write an evaluation's outcome. The caller holds the member's row lock and
+    refreshes the member's summary afterwards, in the same transaction."""
     new_group_id = ev.group.id if ev.group else None
     new_earned_id = ev.earned.id if ev.earned else None
     new_tier_id = ev.effective.id if ev.effective else None
@@ -390,6 +393,7 @@ def apply_evaluation(
             reason=reason,
             explanation=ev.explanation(),
             at=ev.now,
+            refresh_summary=False,  # evaluate_locked_member refreshes it once, after the gift
         )
     if rose and ev.earned and ev.earned.gift:
         # Under the member lock; the unique constraint backs it against any other writer.

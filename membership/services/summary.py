@@ -35,6 +35,7 @@ from .rules import WindowBounds, local_midnight
 RECENT_ORDERS = 10
 RECENT_HISTORY = 20
 ID_BATCH = 5000  # ids per statement when a writer names its members
+FEW = 10  # members named by a writer that are refreshed as one plain statement
 # Before any order: the lifetime window's start, as a bound the statement can compare.
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 COLUMNS = (
@@ -222,18 +223,24 @@ def _members_of(ids_sql: str) -> str:
     )
 
 
-def _write(where: str, params: dict, now: dt.datetime) -> int:
+def _write(where: str, params: dict, now: dt.datetime, *, chunk: bool = True) -> int:
     select, select_params = _select_sql(where, params, now)
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
+    sql = (
+        f"INSERT INTO membership_membersummary (member_id, {', '.join(COLUMNS)}) "
+        f"{select} ON CONFLICT (member_id) DO UPDATE SET {updates}"
+    )
+    if not chunk:
+        # A few members (an order's, a refund's): estimated far below JIT's threshold, and
+        # one statement is atomic alone — no savepoint, no SET LOCAL (three round trips).
+        with connection.cursor() as cur:
+            cur.execute(sql, select_params)
+            return cur.rowcount
     with transaction.atomic(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
             # A chunk's estimate turns JIT on, whose compile time would be most of the run.
             cur.execute("SET LOCAL jit = off")
-        cur.execute(
-            f"INSERT INTO membership_membersummary (member_id, {', '.join(COLUMNS)}) "
-            f"{select} ON CONFLICT (member_id) DO UPDATE SET {updates}",
-            select_params,
-        )
+        cur.execute(sql, select_params)
         return cur.rowcount
 
 
@@ -256,16 +263,21 @@ def refresh_member_summaries(
     written = 0
     for start in range(0, len(ids), ID_BATCH):
         part = ids[start : start + ID_BATCH]
+        chunk = len(part) > FEW
         if connection.vendor == "postgresql":
-            # A hashed set: a long IN list under the OR below is searched row by row.
+            # A hashed set: a long IN list below would be searched row by row.
             written += _write(
-                _members_of("SELECT unnest(CAST(%(ids)s AS bigint[]))"), {"ids": part}, now
+                _members_of("SELECT unnest(CAST(%(ids)s AS bigint[]))"),
+                {"ids": part},
+                now,
+                chunk=chunk,
             )
             continue
         written += _write(
             _members_of("VALUES " + ", ".join(f"(%(i{n})s)" for n in range(len(part)))),
             {f"i{n}": pk for n, pk in enumerate(part)},
             now,
+            chunk=chunk,
         )
     return written
 
