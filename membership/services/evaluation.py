@@ -41,12 +41,15 @@ from .rules import (
 from .summary import refresh_member_summaries
 
 
-def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
+def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = False) -> Metrics:
     """Every metric in every window for one member, in one statement.
 
     A tier holder's metrics include the orders (and growth points) of the members who
     share its tier. Written as SQL: the member's page runs it on every view, and the ORM
-    took longer to build this aggregate than the database to answer it.
+    took longer to build this aggregate than the database to answer it. The programme
+    stamp comes with them; ``with_facts`` adds the member's own tags and the tiers of its
+    grants active at ``bounds.now`` (what ``evaluate`` needs besides), in the same
+    statement.
     """
     columns, params = ["MAX(o.placed_at)"], []
     points_columns, points_params = [], []
@@ -71,8 +74,23 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         )
         points_params.append(at)
     accounts = "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
+    facts, facts_params = "", []
+    if with_facts:
+        ids = (
+            "string_agg(CAST({} AS text), ',')"
+            if connection.vendor == "postgresql"
+            else "group_concat({}, ',')"
+        )
+        facts = (
+            f", (SELECT {ids.format('mt.tag_id')} FROM membership_membertag mt "
+            "WHERE mt.member_id = %s)"
+            f", (SELECT {ids.format('gr.tier_id')} FROM membership_tiergrant gr "
+            "WHERE gr.member_id = %s AND gr.starts_at <= %s AND gr.ends_at > %s)"
+        )
+        now = to_db(bounds.now)
+        facts_params = [member_id, member_id, now, now]
     sql = (
-        f"SELECT *, {STAMP_SQL} FROM "
+        f"SELECT *, {STAMP_SQL}{facts} FROM "
         f"(SELECT {', '.join(columns)} FROM membership_order o "
         f"WHERE o.status = 'paid' AND o.member_id IN {accounts}) spent "
         f"CROSS JOIN (SELECT {', '.join(points_columns)} FROM points_entry e "
@@ -80,8 +98,14 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         f"WHERE pa.member_id IN {accounts}) earned"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, member_id, member_id, *points_params, member_id, member_id])
-        last, *totals, stamp = cursor.fetchone()
+        cursor.execute(
+            sql,
+            [*facts_params, *params, member_id, member_id, *points_params, member_id, member_id],
+        )
+        row = cursor.fetchone()
+    if with_facts:
+        *row, tags, grants = row
+    last, *totals, stamp = row
     last = from_db(last)
     values = {}
     n = len(Window)
@@ -89,7 +113,17 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         values[(Metric.SPEND.value, window.value)] = int(totals[2 * i])
         values[(Metric.ORDER_COUNT.value, window.value)] = int(totals[2 * i + 1])
         values[(Metric.GROWTH_POINTS.value, window.value)] = int(totals[2 * n + i])
-    return Metrics(values=values, last_order_at=last, programme_stamp=stamp)
+    return Metrics(
+        values=values,
+        last_order_at=last,
+        programme_stamp=stamp,
+        tag_ids=_ids(tags) if with_facts else None,
+        grant_tier_ids=_ids(grants) if with_facts else None,
+    )
+
+
+def _ids(listed: str | None) -> frozenset[int]:
+    return frozenset(int(i) for i in listed.split(",")) if listed else frozenset()
 
 
 @dataclass
@@ -162,10 +196,12 @@ def evaluate(
         ev.shared_from = holder.name
         return ev
     bounds = WindowBounds(now or timezone.now())
-    metrics = metrics or member_metrics(member.pk, bounds)
+    metrics = metrics or member_metrics(member.pk, bounds, with_facts=True)
     # The stamp came with the metrics: the programme kept under it costs no query.
     programme = programme or load_programme(stamp=metrics.programme_stamp)
-    tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))
+    tag_ids = metrics.tag_ids
+    if tag_ids is None:
+        tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))
 
     lock_active = bool(member.locked_until and member.locked_until >= bounds.today)
     if lock_active:
@@ -191,7 +227,13 @@ def evaluate(
         if group
         else 0
     )
-    grant_rank = best_active_grant_rank(member, group, bounds.now) if group else 0
+    if not group:
+        grant_rank = 0
+    elif metrics.grant_tier_ids is not None:
+        # A grant of another group's tier ranks 0 in this one, as the query below filters it.
+        grant_rank = max((group.rank_of(tid) for tid in metrics.grant_tier_ids), default=0)
+    else:
+        grant_rank = best_active_grant_rank(member, group, bounds.now)
     lock_rank = group.rank_of(member.locked_tier_id) if group and lock_active else 0
     effective_rank = max(earned_rank, grant_rank, lock_rank)
 

@@ -312,6 +312,9 @@ class Metrics:
     last_order_at: dt.datetime | None
     # The programme stamp read in the same statement (``STAMP_SQL``), when it was.
     programme_stamp: int | None = None
+    # The member's tags and its active grants' tiers, when read with them.
+    tag_ids: frozenset[int] | None = None
+    grant_tier_ids: frozenset[int] | None = None
 
     def of(self, metric: str, window: str) -> int:
         return self.values.get((metric, window), 0)
