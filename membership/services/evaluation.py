@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection, transaction
+from django.db.models import Case, Q, Subquery, Value, When
 from django.utils import timezone
 
 from membership.models import (
@@ -336,11 +337,21 @@ def evaluate_locked_member(
 
 
 def lock_member(member_id: int) -> Member:
-    """Lock a member's row, after its tier holder's: holders are always locked first."""
-    holder_id = Member.objects.values_list("tier_holder_id", flat=True).get(pk=member_id)
-    if holder_id:
-        Member.objects.select_for_update().get(pk=holder_id)
-    return Member.objects.select_for_update().get(pk=member_id)
+    """Lock a member's row, after its tier holder's: holders are always locked first.
+
+    One statement: PostgreSQL locks the rows in the statement's order (its LockRows runs
+    above the sort), so the holder, sorted first, is locked before the member.
+    """
+    holder = Member.objects.filter(pk=member_id).values("tier_holder_id")
+    rows = (
+        Member.objects.select_for_update()
+        .filter(Q(pk=member_id) | Q(pk=Subquery(holder)))
+        .order_by(Case(When(pk=member_id, then=Value(1)), default=Value(0)))
+    )
+    member = next((m for m in rows if m.pk == member_id), None)
+    if member is None:
+        raise Member.DoesNotExist("No member with this id.")
+    return member
 
 
 def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
