@@ -332,7 +332,10 @@ def evaluate_locked_member(
     ev = evaluate(member, mode=mode)
     result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
     sync_sharers(member, cause=cause, actor=actor, now=ev.now)
-    refresh_member_summaries(member_ids=[member.pk])
+    # The member holds its own tier (and its sharers'): its review date, locked and just
+    # written, is the only one their summaries count to.
+    review = member.next_review_on
+    refresh_member_summaries(member_ids=[member.pk], review_dates=[review] if review else [])
     return result
 
 

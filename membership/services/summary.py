@@ -117,8 +117,12 @@ def _review_dates(where: str, params: dict) -> list[dt.date]:
     return [dt.date.fromisoformat(r) if isinstance(r, str) else r for r in rows]
 
 
-def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, dict]:
-    """The fresh summary rows of the members ``where`` selects (over ``m``), at ``now``."""
+def _select_sql(
+    where: str, where_params: dict, now: dt.datetime, review_dates: list[dt.date] | None = None
+) -> tuple[str, dict]:
+    """The fresh summary rows of the members ``where`` selects (over ``m``), at ``now``.
+
+    ``review_dates``: their tier holders' review dates, when the caller knows them."""
     obj, agg = _json_sql()
     bounds = WindowBounds(now)
     params = {
@@ -136,7 +140,9 @@ def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, 
     value = _sum_sql(_window_start_sql("%(rolling_start)s", "%(calendar_start)s"))
     # What still counts on the review day: the window as it stands on that day (noon),
     # the rule of ``selectors.value_at_review``, one bound per review date in the set.
-    dates = _review_dates(where, {k: _db(v) for k, v in {**where_params, "now": now}.items()})
+    dates = review_dates
+    if dates is None:
+        dates = _review_dates(where, {k: _db(v) for k, v in {**where_params, "now": now}.items()})
     review_value = "0"
     if dates:
         rolling, calendar = [], []
@@ -223,8 +229,15 @@ def _members_of(ids_sql: str) -> str:
     )
 
 
-def _write(where: str, params: dict, now: dt.datetime, *, chunk: bool = True) -> int:
-    select, select_params = _select_sql(where, params, now)
+def _write(
+    where: str,
+    params: dict,
+    now: dt.datetime,
+    *,
+    chunk: bool = True,
+    review_dates: list[dt.date] | None = None,
+) -> int:
+    select, select_params = _select_sql(where, params, now, review_dates)
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
     sql = (
         f"INSERT INTO membership_membersummary (member_id, {', '.join(COLUMNS)}) "
@@ -250,12 +263,16 @@ def refresh_member_summaries(
     ids_sql: str | None = None,
     ids_params: dict | None = None,
     now: dt.datetime | None = None,
+    review_dates: Iterable[dt.date] | None = None,
 ) -> int:
     """Rewrite the summaries of ``member_ids`` (or of the ids ``ids_sql`` selects), their
     tier holders and sharers, in one statement, inside the caller's transaction.
 
-    Call it after the change, in the same transaction. Idempotent.
+    Call it after the change, in the same transaction. Idempotent. ``review_dates``: the
+    tier holders' ``next_review_on`` dates (without None), from a caller that holds
+    their locks and has just written them (an evaluation), saving a query to read them.
     """
+    review_dates = sorted(set(review_dates)) if review_dates is not None else None
     now = now or timezone.now()
     if ids_sql is not None:
         return _write(_members_of(ids_sql), ids_params or {}, now)
@@ -271,6 +288,7 @@ def refresh_member_summaries(
                 {"ids": part},
                 now,
                 chunk=chunk,
+                review_dates=review_dates,
             )
             continue
         written += _write(
@@ -278,6 +296,7 @@ def refresh_member_summaries(
             {f"i{n}": pk for n, pk in enumerate(part)},
             now,
             chunk=chunk,
+            review_dates=review_dates,
         )
     return written
 
