@@ -91,8 +91,9 @@ def build_merchant(members: int) -> int:
 
 @contextmanager
 def production_server(database_url: str, **extra_env: str) -> Iterator[int]:
-    """The site as production runs it — gunicorn, 4 workers, DEBUG off, collected static
-    files — on a free loopback port, answering /health/; stopped on the way out."""
+    """The site as production runs it — gunicorn with the repository's gunicorn.conf.py,
+    DEBUG off, collected static files — on a free loopback port, answering /health/;
+    stopped on the way out."""
     import http.client
     import socket
     import subprocess
@@ -120,7 +121,7 @@ def production_server(database_url: str, **extra_env: str) -> Iterator[int]:
         check=True,
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "4"]
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "gunicorn.conf.py"]
         + ["-b", f"127.0.0.1:{port}", "--log-level", "warning"],
         cwd=root,
         env=env,

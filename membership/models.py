@@ -1152,3 +1152,24 @@ class MemberSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}"
+
+
+class ProgrammeStamp(models.Model):
+    """One row whose ``stamp`` the database itself changes on every write to the live
+    programme's tables (VIP groups, their entry tags, tiers, a tag's name or deletion).
+
+    Database triggers write it (migration 0023), so no writer can forget it: admin
+    saves, ``QuerySet.update``, raw SQL and imports all change it. PostgreSQL draws it
+    from a sequence and SQLite at random, so a value is never used twice, not even by a
+    rolled-back change. ``services.rules.load_programme`` keeps the programme per process
+    under the stamp it was read with, and reads it again as soon as the stamp differs.
+    """
+
+    stamp = bounded(models.BigIntegerField(_("programme stamp")))
+
+    class Meta:
+        verbose_name = _("programme stamp")
+        verbose_name_plural = _("programme stamps")
+
+    def __str__(self) -> str:
+        return str(self.stamp)

@@ -50,6 +50,30 @@ def test_posting_an_order_records_it_and_answers_the_members_new_tier(member):
     assert Order.objects.get(external_id="SO-1").amount == 12_000
 
 
+def test_an_order_answers_with_the_group_and_tier_the_member_row_holds_after_it(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+
+    body = client.post("/api/v1/orders/", order_body(amount=40_000), format="json").json()
+
+    member.refresh_from_db()
+    assert body["group"] == {"id": member.group_id, "name": member.group.name}
+    assert body["tier"] == {"id": member.tier_id, "name": member.tier.name, "rank": 3}
+
+
+def test_a_sub_accounts_order_answers_with_the_tier_it_shares_with_its_holder(member):
+    sub = MemberFactory(external_id="C-2", tier_holder=member)
+    client, _key = key_client(Scope.ORDERS_WRITE)
+
+    body = client.post(
+        "/api/v1/orders/", order_body(member_external_id="C-2", amount=12_000), format="json"
+    ).json()
+
+    sub.refresh_from_db()
+    assert sub.tier_id == Member.objects.get(pk=member.pk).tier_id
+    assert body["tier"] == {"id": sub.tier_id, "name": sub.tier.name, "rank": sub.tier.rank}
+    assert body["group"] == {"id": sub.group_id, "name": sub.group.name}
+
+
 def test_an_order_for_an_unknown_member_names_the_field_and_writes_nothing(member):
     client, _key = key_client(Scope.ORDERS_WRITE)
 

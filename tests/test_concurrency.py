@@ -55,6 +55,30 @@ def test_the_same_order_sent_by_several_workers_at_once_counts_once():
     assert GiftIssue.objects.filter(member=member).count() == 1
 
 
+def test_orders_of_a_holder_and_its_sub_accounts_at_once_all_count_without_a_deadlock():
+    build_design_programme()
+    holder = MemberFactory()
+    subs = [MemberFactory(tier_holder=holder) for _ in range(3)]
+    placed_at = timezone.now()
+
+    def send(member, ref):
+        return lambda: services.record_order(
+            member_id=member.pk, external_id=ref, amount=4_000, placed_at=placed_at
+        )
+
+    errors = run_together(
+        *[send(m, f"SO-{i}") for i, m in enumerate([holder, *subs, holder, *subs])]
+    )
+
+    assert errors == []
+    assert Order.objects.filter(external_id__startswith="SO-").count() == 8
+    holder.refresh_from_db()
+    assert holder.tier.name == "金卡"  # NT$32,000 across the four accounts
+    assert set(Member.objects.filter(tier_holder=holder).values_list("tier_id", flat=True)) == {
+        holder.tier_id
+    }
+
+
 def test_two_operators_tagging_the_same_member_at_once_keep_both_tags():
     programme = build_design_programme()
     member = MemberFactory()

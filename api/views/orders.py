@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -24,11 +26,26 @@ from .common import (
 )
 
 
-def _order_out(order: Order, *, created: bool) -> dict:
+def _order_out(order: Order, *, created: bool, evaluation=None) -> dict:
     order.created = created
+    if evaluation is not None:
+        # The member as this order's evaluation left them, under the order's lock: the
+        # group and tier it wrote (a sub-account takes its holder's), without a query.
+        out = SimpleNamespace(
+            **{f: getattr(order, f) for f in ORDER_FIELDS},
+            member=SimpleNamespace(
+                external_id=order.member.external_id,
+                group=evaluation.group,
+                tier=evaluation.effective,
+            ),
+        )
+        return serializers.OrderOut(out).data
     # The member as the order left them (an order can lift the tier), in one query.
     order.member = Member.objects.select_related("group", "tier").get(pk=order.member_id)
     return serializers.OrderOut(order).data
+
+
+ORDER_FIELDS = ("external_id", "amount", "refunded_amount", "status", "placed_at", "created")
 
 
 class OrdersView(ApiView):
@@ -77,7 +94,11 @@ class OrdersView(ApiView):
             channel=data["channel"],
         )
         return Response(
-            _order_out(result.order, created=result.created),
+            _order_out(
+                result.order,
+                created=result.created,
+                evaluation=result.evaluation.evaluation if result.evaluation else None,
+            ),
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 

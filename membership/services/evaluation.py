@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection, transaction
+from django.db.models import Case, Q, Subquery, Value, When
 from django.utils import timezone
 
 from membership.models import (
@@ -25,6 +26,7 @@ from .rules import (
     COUNTED_ORDER_SQL,
     GROWTH_POINTS_SQL,
     NET_SPEND_SQL,
+    STAMP_SQL,
     GroupCheck,
     GroupRule,
     Metrics,
@@ -40,12 +42,15 @@ from .rules import (
 from .summary import refresh_member_summaries
 
 
-def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
+def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = False) -> Metrics:
     """Every metric in every window for one member, in one statement.
 
     A tier holder's metrics include the orders (and growth points) of the members who
     share its tier. Written as SQL: the member's page runs it on every view, and the ORM
-    took longer to build this aggregate than the database to answer it.
+    took longer to build this aggregate than the database to answer it. The programme
+    stamp comes with them; ``with_facts`` adds the member's own tags and the tiers of its
+    grants active at ``bounds.now`` (what ``evaluate`` needs besides), in the same
+    statement.
     """
     columns, params = ["MAX(o.placed_at)"], []
     points_columns, points_params = [], []
@@ -70,8 +75,23 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         )
         points_params.append(at)
     accounts = "(SELECT m.id FROM membership_member m WHERE m.id = %s OR m.tier_holder_id = %s)"
+    facts, facts_params = "", []
+    if with_facts:
+        ids = (
+            "string_agg(CAST({} AS text), ',')"
+            if connection.vendor == "postgresql"
+            else "group_concat({}, ',')"
+        )
+        facts = (
+            f", (SELECT {ids.format('mt.tag_id')} FROM membership_membertag mt "
+            "WHERE mt.member_id = %s)"
+            f", (SELECT {ids.format('gr.tier_id')} FROM membership_tiergrant gr "
+            "WHERE gr.member_id = %s AND gr.starts_at <= %s AND gr.ends_at > %s)"
+        )
+        now = to_db(bounds.now)
+        facts_params = [member_id, member_id, now, now]
     sql = (
-        "SELECT * FROM "
+        f"SELECT *, {STAMP_SQL}{facts} FROM "
         f"(SELECT {', '.join(columns)} FROM membership_order o "
         f"WHERE o.status = 'paid' AND o.member_id IN {accounts}) spent "
         f"CROSS JOIN (SELECT {', '.join(points_columns)} FROM points_entry e "
@@ -79,8 +99,14 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         f"WHERE pa.member_id IN {accounts}) earned"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, member_id, member_id, *points_params, member_id, member_id])
-        last, *totals = cursor.fetchone()
+        cursor.execute(
+            sql,
+            [*facts_params, *params, member_id, member_id, *points_params, member_id, member_id],
+        )
+        row = cursor.fetchone()
+    if with_facts:
+        *row, tags, grants = row
+    last, *totals, stamp = row
     last = from_db(last)
     values = {}
     n = len(Window)
@@ -88,7 +114,17 @@ def member_metrics(member_id: int, bounds: WindowBounds) -> Metrics:
         values[(Metric.SPEND.value, window.value)] = int(totals[2 * i])
         values[(Metric.ORDER_COUNT.value, window.value)] = int(totals[2 * i + 1])
         values[(Metric.GROWTH_POINTS.value, window.value)] = int(totals[2 * n + i])
-    return Metrics(values=values, last_order_at=last)
+    return Metrics(
+        values=values,
+        last_order_at=last,
+        programme_stamp=stamp,
+        tag_ids=_ids(tags) if with_facts else None,
+        grant_tier_ids=_ids(grants) if with_facts else None,
+    )
+
+
+def _ids(listed: str | None) -> frozenset[int]:
+    return frozenset(int(i) for i in listed.split(",")) if listed else frozenset()
 
 
 @dataclass
@@ -160,10 +196,13 @@ def evaluate(
         ev = evaluate(holder, mode=mode, programme=programme, now=now)
         ev.shared_from = holder.name
         return ev
-    programme = programme or load_programme()
     bounds = WindowBounds(now or timezone.now())
-    metrics = metrics or member_metrics(member.pk, bounds)
-    tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))
+    metrics = metrics or member_metrics(member.pk, bounds, with_facts=True)
+    # The stamp came with the metrics: the programme kept under it costs no query.
+    programme = programme or load_programme(stamp=metrics.programme_stamp)
+    tag_ids = metrics.tag_ids
+    if tag_ids is None:
+        tag_ids = frozenset(member.member_tags.values_list("tag_id", flat=True))
 
     lock_active = bool(member.locked_until and member.locked_until >= bounds.today)
     if lock_active:
@@ -189,7 +228,13 @@ def evaluate(
         if group
         else 0
     )
-    grant_rank = best_active_grant_rank(member, group, bounds.now) if group else 0
+    if not group:
+        grant_rank = 0
+    elif metrics.grant_tier_ids is not None:
+        # A grant of another group's tier ranks 0 in this one, as the query below filters it.
+        grant_rank = max((group.rank_of(tid) for tid in metrics.grant_tier_ids), default=0)
+    else:
+        grant_rank = best_active_grant_rank(member, group, bounds.now)
     lock_rank = group.rank_of(member.locked_tier_id) if group and lock_active else 0
     effective_rank = max(earned_rank, grant_rank, lock_rank)
 
@@ -287,22 +332,36 @@ def evaluate_locked_member(
     ev = evaluate(member, mode=mode)
     result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
     sync_sharers(member, cause=cause, actor=actor, now=ev.now)
-    refresh_member_summaries(member_ids=[member.pk])
+    # The member holds its own tier (and its sharers'): its review date, locked and just
+    # written, is the only one their summaries count to.
+    review = member.next_review_on
+    refresh_member_summaries(member_ids=[member.pk], review_dates=[review] if review else [])
     return result
 
 
 def lock_member(member_id: int) -> Member:
-    """Lock a member's row, after its tier holder's: holders are always locked first."""
-    holder_id = Member.objects.values_list("tier_holder_id", flat=True).get(pk=member_id)
-    if holder_id:
-        Member.objects.select_for_update().get(pk=holder_id)
-    return Member.objects.select_for_update().get(pk=member_id)
+    """Lock a member's row, after its tier holder's: holders are always locked first.
+
+    One statement: PostgreSQL locks the rows in the statement's order (its LockRows runs
+    above the sort), so the holder, sorted first, is locked before the member.
+    """
+    holder = Member.objects.filter(pk=member_id).values("tier_holder_id")
+    rows = (
+        Member.objects.select_for_update()
+        .filter(Q(pk=member_id) | Q(pk=Subquery(holder)))
+        .order_by(Case(When(pk=member_id, then=Value(1)), default=Value(0)))
+    )
+    member = next((m for m in rows if m.pk == member_id), None)
+    if member is None:
+        raise Member.DoesNotExist("No member with this id.")
+    return member
 
 
 def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
     """Give every member who shares ``holder``'s tier the holder's group and tiers.
 
-    The caller holds the holder's lock. Gifts go to the holder only. Returns how many
+    The caller holds the holder's lock, and refreshes the holder's summaries (which
+    include its sharers') afterwards. Gifts go to the holder only. Returns how many
     sharers changed.
     """
     changed = 0
@@ -326,6 +385,7 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
             # erasable on request (the member's data rights).
             explanation={"shared_from_member_id": holder.pk},
             at=now,
+            refresh_summary=False,  # the holder's refresh rewrites its sharers' rows too
         )
         changed += 1
     return changed
@@ -340,7 +400,8 @@ def apply_evaluation(
     order: Order | None = None,
     reason: str = "",
 ) -> EvaluationResult:
-    """Write an evaluation's outcome. The caller holds the member's row lock."""
+    """Write an evaluation's outcome. The caller holds the member's row lock and
+    refreshes the member's summary afterwards, in the same transaction."""
     new_group_id = ev.group.id if ev.group else None
     new_earned_id = ev.earned.id if ev.earned else None
     new_tier_id = ev.effective.id if ev.effective else None
@@ -388,6 +449,7 @@ def apply_evaluation(
             reason=reason,
             explanation=ev.explanation(),
             at=ev.now,
+            refresh_summary=False,  # evaluate_locked_member refreshes it once, after the gift
         )
     if rose and ev.earned and ev.earned.gift:
         # Under the member lock; the unique constraint backs it against any other writer.

@@ -25,10 +25,13 @@ def record_tier_change(
     at: dt.datetime,
     actor=None,
     reason: str = "",
+    refresh_summary: bool = True,
 ) -> TierHistory | None:
     """Record the move from the given group and tier to the member's current ones.
 
     Nothing when neither moved. The member is e-mailed about it after the commit.
+    ``refresh_summary=False`` is for a caller that refreshes the member's summary itself
+    after its other writes, in the same transaction (an evaluation).
     """
     if (member.group_id, member.tier_id) == (from_group_id, from_tier_id):
         return None
@@ -46,7 +49,8 @@ def record_tier_change(
     )
     notify_after_commit()
     webhooks.tier_change_recorded(history_id=row.pk)
-    refresh_member_summaries(member_ids=[member.pk])
+    if refresh_summary:
+        refresh_member_summaries(member_ids=[member.pk])
     return row
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from membership.models import (
     EntryRequires,
     Metric,
+    ProgrammeStamp,
     Tier,
     VersionGroupRule,
     VersionTierThreshold,
@@ -93,16 +94,48 @@ class Programme:
         return next((g for g in self.groups if g.is_default), None)
 
 
-def load_programme(version_id: int | None = None) -> Programme:
-    """Read the whole configuration in three queries.
+def load_programme(version_id: int | None = None, *, stamp: int | None = None) -> Programme:
+    """The whole configuration: kept per process under the programme stamp, else three queries.
 
     Without ``version_id``: the live version, whose values the group and tier columns
     hold. With it: that programme version's rules and thresholds (a draft, for the impact
     preview and the what-if calculator); a group or tier the version does not name keeps
     the live value.
+
+    ``stamp`` is ``ProgrammeStamp``'s value as the caller read it in a query it makes
+    anyway (``STAMP_SQL``); without it, it is read here (one query). The database
+    changes the stamp on every write to the programme's tables (migration 0023), so a
+    programme kept under the stamp just read is the one the tables hold now. No stamp
+    (SQLite; a flushed table) means no keeping: the programme is read afresh.
     """
-    programme = _load_live_programme()
+    if stamp is None:
+        stamp = current_stamp()
+    programme = _live_programme(stamp)
     return with_version(programme, version_id) if version_id is not None else programme
+
+
+# The programme stamp as a column of a caller's own query (NULL when there is no row).
+STAMP_SQL = "(SELECT ps.stamp FROM membership_programmestamp ps WHERE ps.id = 1)"
+
+# (stamp, programme) of this process, replaced whole (threads read it without a lock).
+_kept: tuple[int, Programme] | None = None
+
+
+def current_stamp() -> int | None:
+    return ProgrammeStamp.objects.filter(pk=1).values_list("stamp", flat=True).first()
+
+
+def _live_programme(stamp: int | None) -> Programme:
+    global _kept
+    kept = _kept
+    if stamp is not None and kept is not None and kept[0] == stamp:
+        return kept[1]
+    programme = _load_live_programme()
+    # Read after the stamp: at least as new as the programme the stamp names (a write
+    # in between gives a new stamp, so this copy is read again, never served stale).
+    if stamp is not None:
+        _kept = (stamp, programme)
+    return programme
 
 
 def with_version(programme: Programme, version_id: int) -> Programme:
@@ -277,6 +310,11 @@ class Metrics:
 
     values: dict[tuple[str, str], int]
     last_order_at: dt.datetime | None
+    # The programme stamp read in the same statement (``STAMP_SQL``), when it was.
+    programme_stamp: int | None = None
+    # The member's tags and its active grants' tiers, when read with them.
+    tag_ids: frozenset[int] | None = None
+    grant_tier_ids: frozenset[int] | None = None
 
     def of(self, metric: str, window: str) -> int:
         return self.values.get((metric, window), 0)

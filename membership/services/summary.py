@@ -40,6 +40,7 @@ RECENT_HISTORY = 20
 # summaries job then writes it again (a bound on anything that moves with the clock).
 RECHECK_DAYS = 31
 ID_BATCH = 5000  # ids per statement when a writer names its members
+FEW = 10  # members named by a writer that are refreshed as one plain statement
 # Before any order: the lifetime window's start, as a bound the statement can compare.
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 COLUMNS = (
@@ -164,8 +165,12 @@ def _review_dates(where: str, params: dict) -> list[dt.date]:
     return [dt.date.fromisoformat(r) if isinstance(r, str) else r for r in rows]
 
 
-def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, dict]:
-    """The fresh summary rows of the members ``where`` selects (over ``m``), at ``now``."""
+def _select_sql(
+    where: str, where_params: dict, now: dt.datetime, review_dates: list[dt.date] | None = None
+) -> tuple[str, dict]:
+    """The fresh summary rows of the members ``where`` selects (over ``m``), at ``now``.
+
+    ``review_dates``: their tier holders' review dates, when the caller knows them."""
     obj, agg = _json_sql()
     bounds = WindowBounds(now)
     params = {
@@ -185,7 +190,9 @@ def _select_sql(where: str, where_params: dict, now: dt.datetime) -> tuple[str, 
     value = _sum_sql(_window_start_sql("%(rolling_start)s", "%(calendar_start)s"))
     # What still counts on the review day: the window as it stands on that day (noon),
     # the rule of ``selectors.value_at_review``, one bound per review date in the set.
-    dates = _review_dates(where, {k: _db(v) for k, v in {**where_params, "now": now}.items()})
+    dates = review_dates
+    if dates is None:
+        dates = _review_dates(where, {k: _db(v) for k, v in {**where_params, "now": now}.items()})
     review_value = "0"
     if dates:
         rolling, calendar = [], []
@@ -274,18 +281,31 @@ def _members_of(ids_sql: str) -> str:
     )
 
 
-def _write(where: str, params: dict, now: dt.datetime) -> int:
-    select, select_params = _select_sql(where, params, now)
+def _write(
+    where: str,
+    params: dict,
+    now: dt.datetime,
+    *,
+    chunk: bool = True,
+    review_dates: list[dt.date] | None = None,
+) -> int:
+    select, select_params = _select_sql(where, params, now, review_dates)
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
+    sql = (
+        f"INSERT INTO membership_membersummary (member_id, {', '.join(COLUMNS)}) "
+        f"{select} ON CONFLICT (member_id) DO UPDATE SET {updates}"
+    )
+    if not chunk:
+        # A few members (an order's, a refund's): estimated far below JIT's threshold, and
+        # one statement is atomic alone — no savepoint, no SET LOCAL (three round trips).
+        with connection.cursor() as cur:
+            cur.execute(sql, select_params)
+            return cur.rowcount
     with transaction.atomic(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
             # A chunk's estimate turns JIT on, whose compile time would be most of the run.
             cur.execute("SET LOCAL jit = off")
-        cur.execute(
-            f"INSERT INTO membership_membersummary (member_id, {', '.join(COLUMNS)}) "
-            f"{select} ON CONFLICT (member_id) DO UPDATE SET {updates}",
-            select_params,
-        )
+        cur.execute(sql, select_params)
         return cur.rowcount
 
 
@@ -295,12 +315,16 @@ def refresh_member_summaries(
     ids_sql: str | None = None,
     ids_params: dict | None = None,
     now: dt.datetime | None = None,
+    review_dates: Iterable[dt.date] | None = None,
 ) -> int:
     """Rewrite the summaries of ``member_ids`` (or of the ids ``ids_sql`` selects), their
     tier holders and sharers, in one statement, inside the caller's transaction.
 
-    Call it after the change, in the same transaction. Idempotent.
+    Call it after the change, in the same transaction. Idempotent. ``review_dates``: the
+    tier holders' ``next_review_on`` dates (without None), from a caller that holds
+    their locks and has just written them (an evaluation), saving a query to read them.
     """
+    review_dates = sorted(set(review_dates)) if review_dates is not None else None
     now = now or timezone.now()
     if ids_sql is not None:
         return _write(_members_of(ids_sql), ids_params or {}, now)
@@ -308,16 +332,23 @@ def refresh_member_summaries(
     written = 0
     for start in range(0, len(ids), ID_BATCH):
         part = ids[start : start + ID_BATCH]
+        chunk = len(part) > FEW
         if connection.vendor == "postgresql":
-            # A hashed set: a long IN list under the OR below is searched row by row.
+            # A hashed set: a long IN list below would be searched row by row.
             written += _write(
-                _members_of("SELECT unnest(CAST(%(ids)s AS bigint[]))"), {"ids": part}, now
+                _members_of("SELECT unnest(CAST(%(ids)s AS bigint[]))"),
+                {"ids": part},
+                now,
+                chunk=chunk,
+                review_dates=review_dates,
             )
             continue
         written += _write(
-            _members_of(", ".join(f"%(i{n})s" for n in range(len(part)))),
+            _members_of("VALUES " + ", ".join(f"(%(i{n})s)" for n in range(len(part)))),
             {f"i{n}": pk for n, pk in enumerate(part)},
             now,
+            chunk=chunk,
+            review_dates=review_dates,
         )
     return written
 
