@@ -169,6 +169,76 @@ def test_a_members_page_takes_the_same_queries_with_few_orders_or_many(programme
     assert queries() == few
 
 
+def test_a_members_page_takes_the_same_queries_with_few_inline_rows_or_many(
+    programme, admin_client
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from membership.models import GiftIssue
+    from subscriptions.models import Plan, Subscription
+
+    member = placed_member()
+    url = reverse("admin:membership_member_change", args=[member.pk])
+    plans = [
+        Plan.objects.create(name=f"方案{i}", price=199, tier=programme.tiers["銀卡"])
+        for i in range(6)
+    ]
+    tiers = [t for t in programme.tiers.values() if t.group_id == member.group_id]
+
+    def queries():
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_client.get(url).status_code == 200
+        return len(ctx)
+
+    def add(n):
+        for i in range(n):
+            now = timezone.now() + dt.timedelta(seconds=len(plans) * 10 + i)
+            Subscription.objects.create(
+                member=member,
+                plan=plans[i],
+                next_plan=plans[-1 - i],
+                state=Subscription.State.EXPIRED,
+                card_token="tok_ok",
+                period_start=now,
+                period_end=now + dt.timedelta(days=30),
+            )
+        for tier in tiers[:n]:
+            if not GiftIssue.objects.filter(member=member, tier=tier).exists():
+                GiftIssue.objects.create(member=member, tier=tier, gift="禮", issued_at=now)
+        earn(member_id=member.pk, points=5, source="action", source_ref="x", key=f"k{n}")
+
+    add(1)
+    queries()  # the first visit also fills per-process caches
+    few = queries()
+    add(3)
+    assert queries() == few
+
+
+def test_a_members_page_reads_the_member_with_their_group_and_tiers_in_one_query(
+    programme, admin_client
+):
+    member = MemberFactory()
+    OrderFactory(member=member, amount=50_000)
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    member.refresh_from_db()
+    assert member.tier is not None
+    url = reverse("admin:membership_member_change", args=[member.pk])
+    admin_client.get(url)
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client.get(url)
+    assert page.status_code == 200
+    assert str(member.tier) in page.content.decode()
+    alone = [
+        q["sql"]
+        for q in ctx
+        if q["sql"].startswith(('SELECT "membership_vipgroup"', 'SELECT "membership_tier"'))
+        and "WHERE" in q["sql"]
+    ]
+    assert alone == []
+
+
 @pytest.mark.postgres
 def test_a_long_list_shows_the_planners_estimate_as_about_so_many(programme, admin_client):
     for _ in range(30):
