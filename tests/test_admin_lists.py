@@ -1,6 +1,8 @@
 """The admin's long lists at a million members: searches indexes serve, filters from fixed
 choices, counts the planner estimates, the same queries for few rows and many."""
 
+import json
+
 import pytest
 from django.contrib.admin.sites import site
 from django.db import connection
@@ -304,6 +306,46 @@ def test_the_member_search_the_admin_runs_is_served_by_the_trigram_indexes(
         cur.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cur.fetchall())
     assert index in plan
+
+
+@pytest.mark.postgres
+def test_the_databases_locale_cuts_a_chinese_name_into_trigrams(db):
+    # Under a locale that took CJK for punctuation there would be none, and the trigram
+    # index would hand back every member for the search to check one by one.
+    with connection.cursor() as cur:
+        cur.execute("SELECT show_trgm('王小明'), show_trgm('小明王')")
+        own, other = cur.fetchone()
+    assert len(own) == 4  # "  王", " 王小", "王小明", "小明 "
+    assert set(own) != set(other)
+
+
+@pytest.mark.postgres
+def test_a_chinese_name_search_reads_only_the_names_containing_it_from_the_index(
+    three_members, admin_user
+):
+    for n in range(20):
+        placed_member(name=f"林{'美志明'[n % 3]}{n}", external_id=f"SHOP-X{n}")
+    request = RequestFactory().get(MEMBERS, {"q": "王小明"})
+    request.user = admin_user
+    queryset, _ = site.get_model_admin(Member).get_search_results(
+        request, Member.objects.all(), "王小明"
+    )
+    sql, params = queryset.order_by().query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute("SET LOCAL enable_indexscan = off")
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cur.fetchone()[0]
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    # The index hands back only the name's rows: none is read and then thrown away.
+    [heap] = [n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Bitmap Heap Scan"]
+    assert "member_name_trgm_idx" in json.dumps(heap)
+    assert (heap["Actual Rows"], heap.get("Rows Removed by Index Recheck", 0)) == (1, 0)
 
 
 @pytest.mark.postgres
