@@ -241,6 +241,33 @@ def test_a_members_page_reads_the_member_with_their_group_and_tiers_in_one_query
     assert alone == []
 
 
+def test_a_page_far_into_a_list_shows_the_rows_a_plain_slice_would(programme, monkeypatch):
+    for _ in range(16):
+        placed_member()
+    monkeypatch.setattr(EstimatedCountPaginator, "IDS_FIRST_FROM", 5)
+    members = Member.objects.select_related("group", "tier").order_by("group_id", "-pk")
+
+    page = EstimatedCountPaginator(members, 5).page(3)
+
+    assert list(page.object_list) == list(members[10:15])
+    assert [m.group.name for m in page.object_list] == [m.group.name for m in members[10:15]]
+
+
+def test_a_page_far_into_a_list_skips_rows_by_their_ids_alone(programme, monkeypatch):
+    for _ in range(16):
+        placed_member()
+    monkeypatch.setattr(EstimatedCountPaginator, "IDS_FIRST_FROM", 5)
+    members = Member.objects.select_related("group", "tier").order_by("-pk")
+
+    with CaptureQueriesContext(connection) as ctx:
+        list(EstimatedCountPaginator(members, 5).page(3).object_list)
+
+    skipping = [q["sql"] for q in ctx if "OFFSET" in q["sql"]]
+    assert len(skipping) == 1
+    assert skipping[0].startswith('SELECT "membership_member"."id" AS "pk" FROM')
+    assert "JOIN" not in skipping[0]
+
+
 @pytest.mark.postgres
 def test_a_long_list_shows_the_planners_estimate_as_about_so_many(programme, admin_client):
     for _ in range(30):
