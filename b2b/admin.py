@@ -130,6 +130,10 @@ class MemberEnterpriseInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = _("enterprise")
 
+    def get_queryset(self, request):
+        # The enterprise and the role are shown by name: read with the row.
+        return super().get_queryset(request).select_related("enterprise", "role")
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 

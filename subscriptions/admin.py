@@ -178,5 +178,9 @@ class MemberSubscriptionInline(ReadOnlyInline):
     fields = ["plan", "state", "period_end", "grace_until", "next_plan"]
     verbose_name_plural = _("subscriptions")
 
+    def get_queryset(self, request):
+        # The plans are shown by name: read with the rows, not one query a row.
+        return super().get_queryset(request).select_related("plan", "next_plan")
+
 
 add_member_inline(MemberSubscriptionInline)

@@ -1,6 +1,8 @@
 """The admin's long lists at a million members: searches indexes serve, filters from fixed
 choices, counts the planner estimates, the same queries for few rows and many."""
 
+import json
+
 import pytest
 from django.contrib.admin.sites import site
 from django.db import connection
@@ -169,6 +171,103 @@ def test_a_members_page_takes_the_same_queries_with_few_orders_or_many(programme
     assert queries() == few
 
 
+def test_a_members_page_takes_the_same_queries_with_few_inline_rows_or_many(
+    programme, admin_client
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from membership.models import GiftIssue
+    from subscriptions.models import Plan, Subscription
+
+    member = placed_member()
+    url = reverse("admin:membership_member_change", args=[member.pk])
+    plans = [
+        Plan.objects.create(name=f"方案{i}", price=199, tier=programme.tiers["銀卡"])
+        for i in range(6)
+    ]
+    tiers = [t for t in programme.tiers.values() if t.group_id == member.group_id]
+
+    def queries():
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_client.get(url).status_code == 200
+        return len(ctx)
+
+    def add(n):
+        for i in range(n):
+            now = timezone.now() + dt.timedelta(seconds=len(plans) * 10 + i)
+            Subscription.objects.create(
+                member=member,
+                plan=plans[i],
+                next_plan=plans[-1 - i],
+                state=Subscription.State.EXPIRED,
+                card_token="tok_ok",
+                period_start=now,
+                period_end=now + dt.timedelta(days=30),
+            )
+        for tier in tiers[:n]:
+            if not GiftIssue.objects.filter(member=member, tier=tier).exists():
+                GiftIssue.objects.create(member=member, tier=tier, gift="禮", issued_at=now)
+        earn(member_id=member.pk, points=5, source="action", source_ref="x", key=f"k{n}")
+
+    add(1)
+    queries()  # the first visit also fills per-process caches
+    few = queries()
+    add(3)
+    assert queries() == few
+
+
+def test_a_members_page_reads_the_member_with_their_group_and_tiers_in_one_query(
+    programme, admin_client
+):
+    member = MemberFactory()
+    OrderFactory(member=member, amount=50_000)
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+    member.refresh_from_db()
+    assert member.tier is not None
+    url = reverse("admin:membership_member_change", args=[member.pk])
+    admin_client.get(url)
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client.get(url)
+    assert page.status_code == 200
+    assert str(member.tier) in page.content.decode()
+    alone = [
+        q["sql"]
+        for q in ctx
+        if q["sql"].startswith(('SELECT "membership_vipgroup"', 'SELECT "membership_tier"'))
+        and "WHERE" in q["sql"]
+    ]
+    assert alone == []
+
+
+def test_a_page_far_into_a_list_shows_the_rows_a_plain_slice_would(programme, monkeypatch):
+    for _ in range(16):
+        placed_member()
+    monkeypatch.setattr(EstimatedCountPaginator, "IDS_FIRST_FROM", 5)
+    members = Member.objects.select_related("group", "tier").order_by("group_id", "-pk")
+
+    page = EstimatedCountPaginator(members, 5).page(3)
+
+    assert list(page.object_list) == list(members[10:15])
+    assert [m.group.name for m in page.object_list] == [m.group.name for m in members[10:15]]
+
+
+def test_a_page_far_into_a_list_skips_rows_by_their_ids_alone(programme, monkeypatch):
+    for _ in range(16):
+        placed_member()
+    monkeypatch.setattr(EstimatedCountPaginator, "IDS_FIRST_FROM", 5)
+    members = Member.objects.select_related("group", "tier").order_by("-pk")
+
+    with CaptureQueriesContext(connection) as ctx:
+        list(EstimatedCountPaginator(members, 5).page(3).object_list)
+
+    skipping = [q["sql"] for q in ctx if "OFFSET" in q["sql"]]
+    assert len(skipping) == 1
+    assert skipping[0].startswith('SELECT "membership_member"."id" AS "pk" FROM')
+    assert "JOIN" not in skipping[0]
+
+
 @pytest.mark.postgres
 def test_a_long_list_shows_the_planners_estimate_as_about_so_many(programme, admin_client):
     for _ in range(30):
@@ -234,6 +333,46 @@ def test_the_member_search_the_admin_runs_is_served_by_the_trigram_indexes(
         cur.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cur.fetchall())
     assert index in plan
+
+
+@pytest.mark.postgres
+def test_the_databases_locale_cuts_a_chinese_name_into_trigrams(db):
+    # Under a locale that took CJK for punctuation there would be none, and the trigram
+    # index would hand back every member for the search to check one by one.
+    with connection.cursor() as cur:
+        cur.execute("SELECT show_trgm('王小明'), show_trgm('小明王')")
+        own, other = cur.fetchone()
+    assert len(own) == 4  # "  王", " 王小", "王小明", "小明 "
+    assert set(own) != set(other)
+
+
+@pytest.mark.postgres
+def test_a_chinese_name_search_reads_only_the_names_containing_it_from_the_index(
+    three_members, admin_user
+):
+    for n in range(20):
+        placed_member(name=f"林{'美志明'[n % 3]}{n}", external_id=f"SHOP-X{n}")
+    request = RequestFactory().get(MEMBERS, {"q": "王小明"})
+    request.user = admin_user
+    queryset, _ = site.get_model_admin(Member).get_search_results(
+        request, Member.objects.all(), "王小明"
+    )
+    sql, params = queryset.order_by().query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute("SET LOCAL enable_indexscan = off")
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cur.fetchone()[0]
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    # The index hands back only the name's rows: none is read and then thrown away.
+    [heap] = [n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Bitmap Heap Scan"]
+    assert "member_name_trgm_idx" in json.dumps(heap)
+    assert (heap["Actual Rows"], heap.get("Rows Removed by Index Recheck", 0)) == (1, 0)
 
 
 @pytest.mark.postgres

@@ -145,6 +145,37 @@ def test_the_calculator_refuses_a_date_in_the_past(demo, client):
     assert response.context["result"] is None
 
 
+def test_the_pages_calculator_is_labelled_in_the_members_language(demo, client):
+    member = member_with_login(spend=12_000)
+
+    english = page(client, member, lang="en").content.decode()
+    chinese = page(client, member, lang="zh-hant").content.decode()
+
+    assert '<label for="id_amount">If I spend (NT$)</label>' in english
+    assert '<label for="id_amount">如果我消費（NT$）</label>' in chinese
+
+
+def test_the_pages_calculator_proposes_the_day_thirty_days_after_today(demo, client):
+    member = member_with_login(spend=12_000)
+    field = 'name="on" value="{}"'
+
+    today = page(client, member).content.decode()
+    with time_machine.travel(NOW + dt.timedelta(days=1), tick=False):
+        tomorrow = page(client, member).content.decode()
+
+    assert field.format("2026-07-15") in today
+    assert field.format("2026-07-16") in tomorrow
+
+
+def test_the_pages_links_are_the_routes_addresses(demo, client):
+    member = member_with_login(spend=12_000)
+
+    text = page(client, member).content.decode()
+
+    for route in ("members:my_tier", "members:calculator", "logout", "set_language", "my_data"):
+        assert f'"{reverse(route)}"' in text
+
+
 def test_another_members_order_gives_404(demo, client):
     mine = member_with_login("amy", spend=1_000)
     theirs = member_with_login("bob", spend=2_000)

@@ -154,6 +154,17 @@ class GiftInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("tier__group")
 
 
+class RowsKnowTheirMember:
+    """An inline formset mixin: each form's instance holds the member the page is about
+    (Django sets only the id), so showing a row's member reads nothing."""
+
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        if self.instance.pk is not None:
+            self.fk.set_cached_value(form.instance, self.instance)
+        return form
+
+
 @admin.register(Member)
 class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
     resource_classes = [MemberResource]
@@ -239,6 +250,24 @@ class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ad
 
     def has_evaluate_permission(self, request) -> bool:
         return request.user.has_perm("membership.evaluate_member")
+
+    def get_object(self, request, object_id, from_field=None):
+        """Django's, with the group and each tier read with the member: the page shows
+        them by name (a tier's name carries its group's), one query each before."""
+        field = Member._meta.pk if from_field is None else Member._meta.get_field(from_field)
+        queryset = self.get_queryset(request).select_related(
+            "group", "tier__group", "earned_tier__group", "locked_tier__group"
+        )
+        try:
+            return queryset.get(**{field.name: field.to_python(object_id)})
+        except (Member.DoesNotExist, ValidationError, ValueError):
+            return None
+
+    def get_formsets_with_inlines(self, request, obj=None):
+        # Each inline row knows its member already: a row whose name shows the member
+        # (a points account's does) would read the member again, once a row.
+        for formset_class, inline in super().get_formsets_with_inlines(request, obj):
+            yield type(formset_class.__name__, (RowsKnowTheirMember, formset_class), {}), inline
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {
