@@ -102,10 +102,13 @@ def compute_segments(*, now: dt.datetime | None = None, chunk: int | None = None
         run.members += segment_range(
             id_from=id_from, id_to=id_to, rules=rules, cuts=run.cuts, now=now
         )
-    _analyze("segments_membersegment")
-    tags = segment_tags()
-    _analyze("membership_membertag")
     since = rules.tags_synced_at
+    # A night on which no row moved has nothing new to plan for (and nothing to tag).
+    fresh = run.members > 0 or since is None
+    if fresh:
+        _analyze("segments_membersegment")
+    tags = segment_tags()
+    _analyze("membership_membertag")  # written after the last run's analysis
     for id_from, id_to in ranges:
         run.tag_changes += tag_range(
             id_from=id_from, id_to=id_to, tags=tags, now=now, changed_since=since
@@ -259,25 +262,31 @@ def segment_range(
     unchanged = " AND ".join(
         f"segments_membersegment.{c} {same} excluded.{c}" for c in COLUMNS[1:-1]
     )
+    kept = " AND ".join(f"c.{col} {same} n.{col}" for col in COLUMNS[1:-1])
+    # Rows that did not move are dropped before the upsert: ON CONFLICT locks (writes)
+    # every row it meets, even one its WHERE then leaves alone.
     sql = f"""
         INSERT INTO segments_membersegment ({", ".join(COLUMNS)})
+        SELECT n.* FROM (
         SELECT s.member_id, s.first_order_at, s.last_order_at, s.orders_total, s.orders_paid,
                s.orders_returned, s.period_orders, s.period_spend, s.promotion_orders,
                s.quarters_active, s.recency, s.frequency, s.monetary,
-               COALESCE(CASE {cell} END, ''),
+               COALESCE(CASE {cell} END, '') AS rfm_cell,
                CASE
                    WHEN s.last_order_at IS NULL THEN ''
                    WHEN s.last_order_at < %(churn)s THEN '{Lifecycle.CHURNED.value}'
                    WHEN s.last_order_at < %(active)s THEN '{Lifecycle.DECLINING.value}'
                    WHEN s.first_order_at >= %(new)s THEN '{Lifecycle.NEW.value}'
                    WHEN s.orders_paid >= %(mature)s THEN '{Lifecycle.MATURE.value}'
-                   ELSE '{Lifecycle.GROWING.value}' END,
-               COALESCE(s.frequency >= %(big)s AND s.monetary >= %(big)s, FALSE),
+                   ELSE '{Lifecycle.GROWING.value}' END AS lifecycle,
+               COALESCE(s.frequency >= %(big)s AND s.monetary >= %(big)s, FALSE)
+                   AS big_spender,
                (s.period_orders >= %(promo_orders)s
-                AND s.promotion_orders * 100 >= %(promo_share)s * s.period_orders),
+                AND s.promotion_orders * 100 >= %(promo_share)s * s.period_orders)
+                   AS promotion_hunter,
                COALESCE(s.quarters_active >= %(quarters)s AND s.first_order_at <= %(loyal)s,
-                        FALSE),
-               %(now)s
+                        FALSE) AS loyalist,
+               %(now)s AS changed_at
         FROM (
             SELECT a.*, {score["r"]} AS recency, {score["f"]} AS frequency,
                    {score["m"]} AS monetary
@@ -300,7 +309,9 @@ def segment_range(
                 GROUP BY o.member_id
             ) a
         ) s
-        WHERE TRUE
+        ) n
+        LEFT JOIN segments_membersegment c ON c.member_id = n.member_id
+        WHERE c.member_id IS NULL OR NOT ({kept})
         ON CONFLICT (member_id) DO UPDATE SET
         {", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])}
         WHERE NOT ({unchanged})
