@@ -227,10 +227,15 @@ def segment_range(
     for k in range(4):  # the last four 3-month windows, q0 the oldest
         params[f"q{k}"] = _p(_months_before(now, 12 - 3 * k))
     params["q4"] = _p(now + dt.timedelta(microseconds=1))
-    quarter_hits = " + ".join(
-        f"(CASE WHEN SUM(CASE WHEN {PAID} AND o.placed_at >= %(q{k})s "
-        f"AND o.placed_at < %(q{k + 1})s THEN 1 ELSE 0 END) > 0 THEN 1 ELSE 0 END)"
-        for k in range(4)
+    # Which of the four windows a paid order falls in; the distinct windows are counted.
+    quarter = (
+        "CASE "
+        + " ".join(f"WHEN o.placed_at >= %(q{k})s THEN {k}" for k in range(3, 0, -1))
+        + " ELSE 0 END"
+    )
+    quarter_hits = (
+        f"COUNT(DISTINCT {quarter}) FILTER (WHERE {PAID} "
+        "AND o.placed_at >= %(q0)s AND o.placed_at < %(q4)s)"
     )
     # The period's promotion windows (a handful) inlined, rather than a lookup per order.
     windows = Promotion.objects.filter(
@@ -292,16 +297,16 @@ def segment_range(
                    {score["m"]} AS monetary
             FROM (
                 SELECT o.member_id,
-                       MIN(CASE WHEN {PAID} THEN o.placed_at END) AS first_order_at,
-                       MAX(CASE WHEN {PAID} THEN o.placed_at END) AS last_order_at,
+                       MIN(o.placed_at) FILTER (WHERE {PAID}) AS first_order_at,
+                       MAX(o.placed_at) FILTER (WHERE {PAID}) AS last_order_at,
                        COUNT(*) AS orders_total,
-                       SUM(CASE WHEN {PAID} THEN 1 ELSE 0 END) AS orders_paid,
-                       SUM(CASE WHEN o.status <> 'paid' OR o.refunded_amount > 0
-                                THEN 1 ELSE 0 END) AS orders_returned,
-                       SUM(CASE WHEN {IN_PERIOD} THEN 1 ELSE 0 END) AS period_orders,
-                       SUM(CASE WHEN {IN_PERIOD} THEN {NET_SPEND_SQL} ELSE 0 END)
+                       COUNT(*) FILTER (WHERE {PAID}) AS orders_paid,
+                       COUNT(*) FILTER (WHERE o.status <> 'paid' OR o.refunded_amount > 0)
+                           AS orders_returned,
+                       COUNT(*) FILTER (WHERE {IN_PERIOD}) AS period_orders,
+                       COALESCE(SUM({NET_SPEND_SQL}) FILTER (WHERE {IN_PERIOD}), 0)
                            AS period_spend,
-                       SUM(CASE WHEN {IN_PERIOD} AND ({promoted}) THEN 1 ELSE 0 END)
+                       COUNT(*) FILTER (WHERE {IN_PERIOD} AND ({promoted}))
                            AS promotion_orders,
                        {quarter_hits} AS quarters_active
                 FROM membership_order o
