@@ -316,6 +316,7 @@ def segment_range(
         ) s
         ) n
         LEFT JOIN segments_membersegment c ON c.member_id = n.member_id
+            AND c.member_id >= %(id_from)s AND c.member_id < %(id_to)s
         WHERE c.member_id IS NULL OR NOT ({kept})
         ON CONFLICT (member_id) DO UPDATE SET
         {", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])}
