@@ -21,9 +21,10 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.utils import timezone
 
+from membership.models import TierHistory
 from membership.services.rules import NET_SPEND_SQL, add_months, local_midnight
 
 from .models import Lifecycle, MemberSegment, SegmentSnapshot, TierSnapshot
@@ -161,9 +162,13 @@ def take_snapshots(*, now: dt.datetime | None = None) -> int:
     today = timezone.localdate(now)
     rows = 0
     if not TierSnapshot.objects.exclude(day=today).exists():
+        # A month that ended before the first tier-history row has nobody placed in it:
+        # its snapshot would be empty, and the backfill would come back for it every night.
+        first = TierHistory.objects.aggregate(at=Min("created_at"))["at"]
         for day in month_ends(before=today):
             moment = local_midnight(day + dt.timedelta(days=1))
-            rows += snapshot_tiers(day=day, moment=moment, from_history=True)
+            if first is not None and first < moment:
+                rows += snapshot_tiers(day=day, moment=moment, from_history=True)
     rows += snapshot_tiers(day=today, moment=now)
     snapshot_segments(day=today)
     return rows

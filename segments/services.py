@@ -102,10 +102,13 @@ def compute_segments(*, now: dt.datetime | None = None, chunk: int | None = None
         run.members += segment_range(
             id_from=id_from, id_to=id_to, rules=rules, cuts=run.cuts, now=now
         )
-    _analyze("segments_membersegment")
-    tags = segment_tags()
-    _analyze("membership_membertag")
     since = rules.tags_synced_at
+    # A night on which no row moved has nothing new to plan for (and nothing to tag).
+    fresh = run.members > 0 or since is None
+    if fresh:
+        _analyze("segments_membersegment")
+    tags = segment_tags()
+    _analyze("membership_membertag")  # written after the last run's analysis
     for id_from, id_to in ranges:
         run.tag_changes += tag_range(
             id_from=id_from, id_to=id_to, tags=tags, now=now, changed_since=since
@@ -224,10 +227,15 @@ def segment_range(
     for k in range(4):  # the last four 3-month windows, q0 the oldest
         params[f"q{k}"] = _p(_months_before(now, 12 - 3 * k))
     params["q4"] = _p(now + dt.timedelta(microseconds=1))
-    quarter_hits = " + ".join(
-        f"(CASE WHEN SUM(CASE WHEN {PAID} AND o.placed_at >= %(q{k})s "
-        f"AND o.placed_at < %(q{k + 1})s THEN 1 ELSE 0 END) > 0 THEN 1 ELSE 0 END)"
-        for k in range(4)
+    # Which of the four windows a paid order falls in; the distinct windows are counted.
+    quarter = (
+        "CASE "
+        + " ".join(f"WHEN o.placed_at >= %(q{k})s THEN {k}" for k in range(3, 0, -1))
+        + " ELSE 0 END"
+    )
+    quarter_hits = (
+        f"COUNT(DISTINCT {quarter}) FILTER (WHERE {PAID} "
+        "AND o.placed_at >= %(q0)s AND o.placed_at < %(q4)s)"
     )
     # The period's promotion windows (a handful) inlined, rather than a lookup per order.
     windows = Promotion.objects.filter(
@@ -259,40 +267,46 @@ def segment_range(
     unchanged = " AND ".join(
         f"segments_membersegment.{c} {same} excluded.{c}" for c in COLUMNS[1:-1]
     )
+    kept = " AND ".join(f"c.{col} {same} n.{col}" for col in COLUMNS[1:-1])
+    # Rows that did not move are dropped before the upsert: ON CONFLICT locks (writes)
+    # every row it meets, even one its WHERE then leaves alone.
     sql = f"""
         INSERT INTO segments_membersegment ({", ".join(COLUMNS)})
+        SELECT n.* FROM (
         SELECT s.member_id, s.first_order_at, s.last_order_at, s.orders_total, s.orders_paid,
                s.orders_returned, s.period_orders, s.period_spend, s.promotion_orders,
                s.quarters_active, s.recency, s.frequency, s.monetary,
-               COALESCE(CASE {cell} END, ''),
+               COALESCE(CASE {cell} END, '') AS rfm_cell,
                CASE
                    WHEN s.last_order_at IS NULL THEN ''
                    WHEN s.last_order_at < %(churn)s THEN '{Lifecycle.CHURNED.value}'
                    WHEN s.last_order_at < %(active)s THEN '{Lifecycle.DECLINING.value}'
                    WHEN s.first_order_at >= %(new)s THEN '{Lifecycle.NEW.value}'
                    WHEN s.orders_paid >= %(mature)s THEN '{Lifecycle.MATURE.value}'
-                   ELSE '{Lifecycle.GROWING.value}' END,
-               COALESCE(s.frequency >= %(big)s AND s.monetary >= %(big)s, FALSE),
+                   ELSE '{Lifecycle.GROWING.value}' END AS lifecycle,
+               COALESCE(s.frequency >= %(big)s AND s.monetary >= %(big)s, FALSE)
+                   AS big_spender,
                (s.period_orders >= %(promo_orders)s
-                AND s.promotion_orders * 100 >= %(promo_share)s * s.period_orders),
+                AND s.promotion_orders * 100 >= %(promo_share)s * s.period_orders)
+                   AS promotion_hunter,
                COALESCE(s.quarters_active >= %(quarters)s AND s.first_order_at <= %(loyal)s,
-                        FALSE),
-               %(now)s
+                        FALSE) AS loyalist,
+               %(now)s AS changed_at
         FROM (
             SELECT a.*, {score["r"]} AS recency, {score["f"]} AS frequency,
                    {score["m"]} AS monetary
             FROM (
                 SELECT o.member_id,
-                       MIN(CASE WHEN {PAID} THEN o.placed_at END) AS first_order_at,
-                       MAX(CASE WHEN {PAID} THEN o.placed_at END) AS last_order_at,
+                       MIN(o.placed_at) FILTER (WHERE {PAID}) AS first_order_at,
+                       MAX(o.placed_at) FILTER (WHERE {PAID}) AS last_order_at,
                        COUNT(*) AS orders_total,
-                       SUM(CASE WHEN {PAID} THEN 1 ELSE 0 END) AS orders_paid,
-                       SUM(CASE WHEN o.status <> 'paid' OR o.refunded_amount > 0
-                                THEN 1 ELSE 0 END) AS orders_returned,
-                       SUM(CASE WHEN {IN_PERIOD} THEN 1 ELSE 0 END) AS period_orders,
-                       SUM(CASE WHEN {IN_PERIOD} THEN {NET_SPEND_SQL} ELSE 0 END)
+                       COUNT(*) FILTER (WHERE {PAID}) AS orders_paid,
+                       COUNT(*) FILTER (WHERE o.status <> 'paid' OR o.refunded_amount > 0)
+                           AS orders_returned,
+                       COUNT(*) FILTER (WHERE {IN_PERIOD}) AS period_orders,
+                       COALESCE(SUM({NET_SPEND_SQL}) FILTER (WHERE {IN_PERIOD}), 0)
                            AS period_spend,
-                       SUM(CASE WHEN {IN_PERIOD} AND ({promoted}) THEN 1 ELSE 0 END)
+                       COUNT(*) FILTER (WHERE {IN_PERIOD} AND ({promoted}))
                            AS promotion_orders,
                        {quarter_hits} AS quarters_active
                 FROM membership_order o
@@ -300,7 +314,10 @@ def segment_range(
                 GROUP BY o.member_id
             ) a
         ) s
-        WHERE TRUE
+        ) n
+        LEFT JOIN segments_membersegment c ON c.member_id = n.member_id
+            AND c.member_id >= %(id_from)s AND c.member_id < %(id_to)s
+        WHERE c.member_id IS NULL OR NOT ({kept})
         ON CONFLICT (member_id) DO UPDATE SET
         {", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])}
         WHERE NOT ({unchanged})

@@ -67,9 +67,12 @@ def sync_system_tags(
     now = now or timezone.now()
     stamp = connection.ops.adapt_datetimefield_value(now)
     wanted = f"({pairs_sql})"
+    # The range spelled out on t too: PostgreSQL does not carry it across the anti-join,
+    # and would read (and sort or hash) every member's tags for each range.
     holding = (
         "SELECT 1 FROM membership_membertag t "
-        "WHERE t.member_id = w.member_id AND t.tag_id = w.tag_id"
+        "WHERE t.member_id = w.member_id AND t.tag_id = w.tag_id "
+        f"AND t.member_id >= {int(id_from)} AND t.member_id < {int(id_to)}"
     )
     listed = ", ".join(str(int(pk)) for pk in tag_ids)
     # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join instead of a subplan
