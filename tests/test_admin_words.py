@@ -108,6 +108,21 @@ def test_the_gift_list_header_reads_member_in_chinese(demo, admin_client):
     assert column_headers(page)["member"] == "會員"
 
 
+def test_a_members_tier_history_tells_the_cause_of_a_change_from_the_operators_reason(
+    demo, admin_client
+):
+    member = MemberFactory()
+    OrderFactory(member=member, amount=12_000, placed_at=timezone.now())
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+
+    page = admin_client.get(
+        reverse("admin:membership_member_change", args=[member.pk])
+    ).content.decode()
+
+    headers = re.findall(r'<th class="column-(cause|reason)[^"]*">\s*([^<]+?)\s*<', page)
+    assert dict(headers) == {"cause": "異動原因", "reason": "原因"}
+
+
 def test_django_celery_beat_screens_read_in_chinese(admin_client):
     CrontabSchedule.objects.create(minute="0", hour="3")
 
