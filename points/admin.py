@@ -11,6 +11,7 @@ from membership.admin.common import (
     PlainActionCheckbox,
     ReadOnlyAdmin,
     ReadOnlyInline,
+    grouped,
 )
 from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
 from membership.admin.members import add_member_inline
@@ -53,12 +54,14 @@ class SourceFilter(admin.SimpleListFilter):
 @admin.register(Entry)
 class EntryAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
     resource_classes = [EntryResource]
+    points_shown = grouped(Entry, "points")
+    shortfall_shown = grouped(Entry, "shortfall")
     list_display = [
         "created_at",
         "account",
         "kind",
-        "points",
-        "shortfall",
+        "points_shown",
+        "shortfall_shown",
         "source_label",
         "source_ref",
     ]
@@ -119,7 +122,9 @@ class AccountAdmin(ListExportMixin, ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    list_display = ["member", "balance", "shortfall"]
+    balance_shown = grouped(Account, "balance")
+    shortfall_shown = grouped(Account, "shortfall")
+    list_display = ["member", "balance_shown", "shortfall_shown"]
     list_select_related = ["member"]
     search_fields = ["=member__external_id", "member__name"]
     show_full_result_count = False

@@ -123,6 +123,21 @@ def test_a_members_tier_history_tells_the_cause_of_a_change_from_the_operators_r
     assert dict(headers) == {"cause": "異動原因", "reason": "原因"}
 
 
+def test_amounts_and_points_in_the_lists_read_with_thousands_separators(demo, admin_client):
+    member = MemberFactory()
+    services.record_order(
+        member_id=member.pk, external_id="A-1", amount=12_000, placed_at=timezone.now()
+    )
+    earn(member_id=member.pk, points=1_500, source="action", source_ref="x", key="k-1")
+
+    orders = admin_client.get(reverse("admin:membership_order_changelist")).content.decode()
+    accounts = admin_client.get(reverse("admin:points_account_changelist")).content.decode()
+
+    assert 'field-amount_shown">12,000</td>' in orders
+    assert column_headers(orders)["amount_shown"] == "金額（NT$）"
+    assert 'field-balance_shown">1,620</td>' in accounts  # 1,500 + the order's 120
+
+
 def test_django_celery_beat_screens_read_in_chinese(admin_client):
     CrontabSchedule.objects.create(minute="0", hour="3")
 

@@ -19,6 +19,7 @@ from .common import (
     PlainActionCheckbox,
     ReadOnlyInline,
     ServiceRefusalsAsFormErrors,
+    grouped,
 )
 from .exports import ListExportMixin
 
@@ -84,14 +85,16 @@ class OrderAdmin(
     admin.ModelAdmin,
 ):
     resource_classes = [OrderResource]
+    amount_shown = grouped(Order, "amount")
+    refunded_shown = grouped(Order, "refunded_amount")
     export_permission = "imports.export_orders"
     streamed_export = "orders"
     list_display = [
         "external_id",
         "source",
         "member",
-        "amount",
-        "refunded_amount",
+        "amount_shown",
+        "refunded_shown",
         "status",
         "channel",
         "placed_at",
