@@ -135,7 +135,7 @@ def test_amounts_and_points_in_the_lists_read_with_thousands_separators(demo, ad
 
     assert 'field-amount_shown">12,000</td>' in orders
     assert column_headers(orders)["amount_shown"] == "金額（NT$）"
-    assert 'field-balance_shown">1,620</td>' in accounts  # 1,500 + the order's 120
+    assert 'field-balance_shown">1,500</td>' in accounts  # the order's points are pending
 
 
 def test_django_celery_beat_screens_read_in_chinese(admin_client):
