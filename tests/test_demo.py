@@ -25,12 +25,13 @@ def demo(db, settings):
 
 
 def test_every_list_of_the_programme_has_something_to_see(demo):
-    # The imports app's tables stay empty until an operator uploads a file.
+    # The imports app's tables stay empty until an operator uploads a file; the programme
+    # stamp is no list (a row PostgreSQL's triggers keep; SQLite has none).
     empty = [
         model._meta.label
         for app in ("membership", "points", "subscriptions", "b2b", "segments", "jobs")
         for model in apps.get_app_config(app).get_models()
-        if not model.objects.exists()
+        if model._meta.label != "membership.ProgrammeStamp" and not model.objects.exists()
     ]
 
     assert empty == []
