@@ -176,6 +176,17 @@ def test_the_pages_links_are_the_routes_addresses(demo, client):
         assert f'"{reverse(route)}"' in text
 
 
+def test_an_order_is_dated_by_the_day_in_taipei(demo, client):
+    member = member_with_login()
+    placed = dt.datetime(2026, 6, 1, 16, 30, tzinfo=dt.UTC)
+    OrderFactory(member=member, amount=500, placed_at=placed)
+    services.evaluate_member(member_id=member.pk, cause=Cause.RECOMPUTE)
+
+    text = page(client, member).content.decode()
+
+    assert "2026-06-02 · NT$500" in text  # 00:30 on the 2nd in Taipei
+
+
 def test_another_members_order_gives_404(demo, client):
     mine = member_with_login("amy", spend=1_000)
     theirs = member_with_login("bob", spend=2_000)

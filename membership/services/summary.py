@@ -511,6 +511,12 @@ class RecentOrder:
     refunded_amount: int
     url: str = ""
 
+    @property
+    def placed_on(self) -> str:
+        """The day it was placed in the current time zone, as the page writes it (Y-m-d):
+        cheaper than the template's date filter, ten times a page."""
+        return timezone.localtime(self.placed_at).date().isoformat()
+
 
 @dataclass
 class RecentChange:
