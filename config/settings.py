@@ -125,6 +125,12 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         server_side_binding=env.bool("DB_SERVER_SIDE_BINDING", default=True),
         prepare_threshold=int(env.str("DB_PREPARE_THRESHOLD", default="5") or 0) or None,
     )
+    # JIT off for the whole connection (sent at connect, no round trip): its compile time
+    # (~100 ms) dwarfs every statement here, and an estimate past jit_above_cost (a holder
+    # with many sub-accounts under stale statistics) turned it on for one order's summary.
+    # DB_JIT=on leaves it to the server; a pooler that refuses startup options needs it.
+    if env.str("DB_JIT", default="off") == "off":
+        DATABASES["default"]["OPTIONS"]["options"] = "-c jit=off"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Waiting for the write lock beats failing at once when the worker and the site overlap.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)

@@ -6,12 +6,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from membership.models import Cause, Member, Order, Refund
 from membership.signals import order_cancelled, order_recorded, refund_recorded
+from membership.sqltime import to_db
 
 from .audit import record_audit, snapshot
 from .evaluation import EvaluationResult, evaluate_locked_member, evaluate_member, lock_member
@@ -48,22 +49,25 @@ def record_order(
     with transaction.atomic():
         # The member row lock serialises every write about one member, duplicates included.
         member = lock_member(member_id)
-        existing = Order.objects.filter(source=source, external_id=external_id).first()
-        if existing is not None:
-            if existing.member_id != member_id or existing.amount != amount:
-                raise ValidationError(
-                    _("Order %(ref)s was already recorded with a different member or amount.")
-                    % {"ref": f"{source}:{external_id}"}
-                )
-            return OrderResult(order=existing, created=False)
-        order = Order.objects.create(
+        order = Order(
             member=member,
             source=source,
             external_id=external_id,
             channel=channel,
             amount=amount,
             placed_at=placed_at,
+            created_at=timezone.now(),
         )
+        order.pk = _insert_unless_recorded(order)
+        if order.pk is None:
+            existing = Order.objects.get(source=source, external_id=external_id)
+            if existing.member_id != member_id or existing.amount != amount:
+                raise ValidationError(
+                    _("Order %(ref)s was already recorded with a different member or amount.")
+                    % {"ref": f"{source}:{external_id}"}
+                )
+            return OrderResult(order=existing, created=False)
+        order._state.adding = False
         if actor is not None:
             record_audit(actor=actor, action="order.add", obj=order, after=snapshot(order))
         if member.last_order_at is None or placed_at > member.last_order_at:
@@ -75,6 +79,40 @@ def record_order(
         # The member is locked above: evaluated as it is, without locking it again.
         result = evaluate_locked_member(member, mode=Mode.UPGRADE, cause=Cause.ORDER, order=order)
         return OrderResult(order=order, created=True, evaluation=result)
+
+
+ORDER_COLUMNS = (
+    "member_id",
+    "source",
+    "external_id",
+    "channel",
+    "amount",
+    "refunded_amount",
+    "placed_at",
+    "status",
+    "created_at",
+)
+
+
+def _insert_unless_recorded(order: Order) -> int | None:
+    """INSERT the order unless its (source, external id) is recorded: its new id, or None.
+
+    One statement, where a look for the order and then the INSERT took two. A concurrent
+    INSERT of the same order waits for the other's commit and then inserts nothing.
+    """
+    values = [
+        to_db(v) if isinstance(v, dt.datetime) else v
+        for v in (getattr(order, column) for column in ORDER_COLUMNS)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO membership_order ({', '.join(ORDER_COLUMNS)}) "
+            f"VALUES ({', '.join(['%s'] * len(ORDER_COLUMNS))}) "
+            "ON CONFLICT (source, external_id) DO NOTHING RETURNING id",
+            values,
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def record_refund(

@@ -274,7 +274,7 @@ def _members_of(ids_sql: str) -> str:
         "m.id IN ("
         f"SELECT x.id FROM membership_member x WHERE x.id IN ({ids_sql}) "
         "UNION SELECT x.tier_holder_id FROM membership_member x "
-        f"WHERE x.id IN ({ids_sql}) AND x.tier_holder_id IS NOT NULL "
+        f"WHERE x.id IN ({ids_sql}) "
         "UNION SELECT s.id FROM membership_member s WHERE s.tier_holder_id IN "
         "(SELECT COALESCE(x.tier_holder_id, x.id) FROM membership_member x "
         f"WHERE x.id IN ({ids_sql})))"
@@ -296,8 +296,9 @@ def _write(
         f"{select} ON CONFLICT (member_id) DO UPDATE SET {updates}"
     )
     if not chunk:
-        # A few members (an order's, a refund's): estimated far below JIT's threshold, and
-        # one statement is atomic alone — no savepoint, no SET LOCAL (three round trips).
+        # A few members (an order's, a refund's): one statement is atomic alone — no
+        # savepoint, no SET LOCAL (three round trips). JIT is off for the connection
+        # (settings, DB_JIT): a holder with many sub-accounts estimates past its threshold.
         with connection.cursor() as cur:
             cur.execute(sql, select_params)
             return cur.rowcount
