@@ -16,7 +16,8 @@ from collections import Counter
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Min
+from django.db.models import Count, F, Max, Min, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from membership.models import Member
@@ -124,13 +125,22 @@ def run_chunk(chunk_id: int) -> bool:
         if not kind_of(chunk.job.kind).steps[chunk.step].atomic:
             return _run_outside_transaction(chunk)
         with transaction.atomic():
-            chunk = JobChunk.objects.select_for_update().select_related("job").get(pk=chunk_id)
+            # Only the chunk's row is locked (OF self): locking the job's row too, as a
+            # plain FOR UPDATE over the join does, made every chunk of a job wait for the
+            # one before it, and two workers ran no faster than one.
+            chunk = (
+                JobChunk.objects.select_for_update(of=("self",))
+                .select_related("job")
+                .get(pk=chunk_id)
+            )
             job = chunk.job
             if chunk.done_at is not None or job.status != Job.Status.RUNNING:
                 return False
             step = kind_of(job.kind).steps[chunk.step]
             counts = step.run(params=job.params, id_from=chunk.id_from, id_to=chunk.id_to)
-            return _mark_done(chunk, counts)
+            done = _mark_done(chunk, counts)
+        _count_progress(chunk.job_id)
+        return done
     except Exception as exc:
         JobChunk.objects.filter(pk=chunk_id).update(
             attempts=F("attempts") + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
@@ -142,9 +152,26 @@ def _mark_done(chunk: JobChunk, counts: dict) -> bool:
     marked = JobChunk.objects.filter(pk=chunk.pk, done_at__isnull=True).update(
         done_at=timezone.now(), result=counts, attempts=F("attempts") + 1
     )
-    if marked:
-        Job.objects.filter(pk=chunk.job_id).update(chunks_done=F("chunks_done") + 1)
     return bool(marked)
+
+
+def _count_progress(job_id: int) -> None:
+    """The job's progress for the admin, counted from its chunks once a chunk has committed.
+
+    Not bumped inside the chunk's transaction: that would hold the job row's lock until
+    the chunk commits, and the workers' chunks would commit one after another. Each count sees every chunk committed before it
+    began, and never lowers the figure, so the last one leaves it right.
+    """
+    done = (
+        JobChunk.objects.filter(job_id=job_id, done_at__isnull=False)
+        .order_by()
+        .values("job_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    Job.objects.filter(pk=job_id).update(
+        chunks_done=Greatest(F("chunks_done"), Coalesce(Subquery(done), 0))
+    )
 
 
 def _run_outside_transaction(chunk: JobChunk) -> bool:
@@ -158,7 +185,9 @@ def _run_outside_transaction(chunk: JobChunk) -> bool:
         .run(params=job.params, id_from=chunk.id_from, id_to=chunk.id_to)
     )
     with transaction.atomic():
-        return _mark_done(chunk, counts)
+        done = _mark_done(chunk, counts)
+    _count_progress(job.pk)
+    return done
 
 
 def advance(job_id: int) -> list[int]:

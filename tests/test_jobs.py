@@ -174,6 +174,47 @@ def test_two_workers_running_the_same_chunk_at_once_do_it_once(programme):
     assert Job.objects.get(pk=job.pk).chunks_done == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_chunks_of_one_job_run_side_by_side_without_waiting_for_each_other(
+    programme, monkeypatch
+):
+    from membership import jobs as membership_jobs
+
+    # given: a job of two chunks whose work pauses until both chunks are inside it
+    random_members(programme, 20)
+    job = jobs.start(kind="recompute", chunk=10)
+    first, second = job.chunks.filter(step=0).order_by("id_from")
+    real = membership_jobs.bulk.recompute_range
+    both_inside = threading.Barrier(2, timeout=20)
+
+    def meets_the_other_chunk(**kwargs):
+        both_inside.wait()  # broken (BrokenBarrierError) if one chunk waits for the other
+        return real(**kwargs)
+
+    monkeypatch.setattr(membership_jobs.bulk, "recompute_range", meets_the_other_chunk)
+    done, errors = [], []
+
+    def worker(chunk):
+        try:
+            done.append(jobs.run_chunk(chunk.pk))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # when: two workers take one chunk each at the same moment
+    threads = [threading.Thread(target=worker, args=(c,)) for c in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    # then: both were inside their work together, and the progress counts both
+    assert (errors, done) == ([], [True, True])
+    assert Job.objects.get(pk=job.pk).chunks_done == 2
+
+
 def test_a_failing_chunk_counts_its_attempt_and_its_last_failure_fails_the_job(
     programme, monkeypatch
 ):
