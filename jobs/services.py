@@ -159,8 +159,9 @@ def _count_progress(job_id: int) -> None:
     """The job's progress for the admin, counted from its chunks once a chunk has committed.
 
     Not bumped inside the chunk's transaction: that would hold the job row's lock until
-    the chunk commits, and the workers' chunks would commit one after another. Each count sees every chunk committed before it
-    began, and never lowers the figure, so the last one leaves it right.
+    the chunk commits, and the workers' chunks would commit one after another. Each count
+    sees every chunk committed before it began, and never lowers the figure, so the last
+    one leaves it right.
     """
     done = (
         JobChunk.objects.filter(job_id=job_id, done_at__isnull=False)
