@@ -500,6 +500,10 @@ class TierHistory(models.Model):
     """Every change of group or tier, append-only."""
 
     # Read by member (the composite index) and by time; the other FKs carry no index.
+    # The groups and tiers named carry no database constraint either: a recompute writes
+    # a row per member moved, and checking four constraints on each at commit cost
+    # about a tenth of a cold recompute. They still cannot be deleted while a row names
+    # them: on_delete=PROTECT is kept by Django, and these rows are never updated.
     member = models.ForeignKey(
         Member, on_delete=models.CASCADE, related_name="tier_history", db_index=False
     )
@@ -509,6 +513,7 @@ class TierHistory(models.Model):
         null=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("from group"),
     )
     from_tier = models.ForeignKey(
@@ -517,6 +522,7 @@ class TierHistory(models.Model):
         null=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("from tier"),
     )
     to_group = models.ForeignKey(
@@ -525,6 +531,7 @@ class TierHistory(models.Model):
         null=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("to group"),
     )
     to_tier = models.ForeignKey(
@@ -533,6 +540,7 @@ class TierHistory(models.Model):
         null=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("to tier"),
     )
     cause = models.CharField(_("cause"), max_length=20, choices=Cause)
@@ -567,9 +575,17 @@ class TierHistory(models.Model):
 class GiftIssue(models.Model):
     """A tier's upgrade gift given to a member: once per member and tier, never taken back."""
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="gifts")
+    # The unique (member, tier) index serves lookups by member. The tier has no database
+    # constraint, for the reason given on TierHistory; PROTECT still guards it.
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="gifts", db_index=False
+    )
     tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, related_name="+", verbose_name=_("tier")
+        Tier,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        verbose_name=_("tier"),
     )
     gift = models.CharField(_("gift"), max_length=200)
     issued_at = models.DateTimeField(_("issued at"))

@@ -5,6 +5,7 @@ import random
 
 import pytest
 from django.core.management import call_command
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from membership import services
@@ -294,3 +295,21 @@ def test_tagging_members_who_already_hold_the_tag_changes_and_audits_nothing(pro
 
     assert (changed, result.history_rows) == (0, 0)
     assert AuditEntry.objects.count() == audits
+
+
+def test_a_tier_named_in_history_and_gifts_cannot_be_deleted(programme):
+    # given: a member placed in 金卡 by the recompute, with its history row and gift
+    member = MemberFactory()
+    OrderFactory(member=member, external_id="P-1", amount=40_000, placed_at=NOW)
+    services.recompute_members()
+    member.refresh_from_db()
+    tier = member.tier
+    assert TierHistory.objects.filter(to_tier=tier).exists()
+    Member.objects.filter(pk=member.pk).update(group=None, earned_tier=None, tier=None)
+
+    # when: the tier, now named only by the history row and the gift, is deleted
+    with pytest.raises(ProtectedError):
+        tier.delete()
+
+    # then: it is still there (the rows naming it carry no database constraint)
+    assert Tier.objects.filter(pk=tier.pk).exists()
