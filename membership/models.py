@@ -247,12 +247,13 @@ class Member(models.Model):
         related_name="member",
         verbose_name=_("login user"),
     )
-    external_id = models.CharField(
-        _("external id"), max_length=64, unique=True, null=True, blank=True
-    )
+    # Unique, phone and e-mail indexes are declared in Meta: a field's own unique=True or
+    # db_index=True adds a LIKE twin on PostgreSQL that no query here uses, and every
+    # index costs each write of a member (a cold recompute rewrites every row).
+    external_id = models.CharField(_("external id"), max_length=64, null=True, blank=True)
     name = models.CharField(_("full name"), max_length=100)
-    phone = models.CharField(_("phone"), max_length=20, blank=True, db_index=True)
-    email = models.EmailField(_("e-mail"), blank=True, db_index=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True)
+    email = models.EmailField(_("e-mail"), blank=True)
     birthday = models.DateField(_("birthday"), null=True, blank=True)
     language = models.CharField(
         _("language"), max_length=8, choices=Language, default=Language.ZH_HANT
@@ -339,6 +340,8 @@ class Member(models.Model):
         ]
         indexes = [
             models.Index(fields=["group", "tier"], name="member_group_tier_idx"),
+            # A phone as typed, normalised (the admin's search, the imports' matching).
+            models.Index(fields=["phone"], name="member_phone_idx"),
             # The admin's search (MemberAdmin.get_search_results): a name or e-mail
             # containing or starting with what the operator typed, and an e-mail typed
             # whole — UPPER(col) LIKE '%Q%', LIKE 'Q%' and = UPPER(q), as Django writes
@@ -350,6 +353,7 @@ class Member(models.Model):
             models.Index(Upper("email"), name="member_email_upper_idx"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="member_external_id_unique"),
             models.CheckConstraint(
                 condition=~Q(tier_holder=F("pk")), name="member_not_own_tier_holder"
             ),
