@@ -15,7 +15,7 @@ from . import services
 from .models import Cause
 from .services import bulk
 from .services.rules import Mode
-from .services.summary import rebuild_summary_range
+from .services.summary import owe_dropped_summaries, rebuild_summary_range
 
 
 def _now(params: dict) -> dt.datetime:
@@ -39,6 +39,12 @@ def _sharers(cause: Cause):
     return run
 
 
+def _owe_summaries(*, params: dict, id_from: int, id_to: int) -> dict:
+    # The chunks dropped the summaries of the members they moved without owing them, so
+    # the summaries job starts once, after the last chunk, not once per chunk.
+    return {"summaries_owed": int(owe_dropped_summaries())}
+
+
 def _lift_locks(*, params: dict, id_from: int, id_to: int) -> dict:
     return {"locks_lifted": bulk.lift_expired_locks(now=_now(params))}
 
@@ -55,6 +61,7 @@ RECOMPUTE = JobKind(
     steps=(
         Step(_ranges(Mode.UPGRADE, Cause.RECOMPUTE)),
         Step(_sharers(Cause.RECOMPUTE), chunked=False),
+        Step(_owe_summaries, chunked=False),
     )
 )
 # The review as review_due_members runs it: expired locks lifted, an upgrade pass (ended
@@ -66,6 +73,7 @@ REVIEW = JobKind(
         Step(_sharers(Cause.REVIEW), chunked=False),
         Step(_ranges(Mode.REVIEW, Cause.REVIEW)),
         Step(_sharers(Cause.REVIEW), chunked=False),
+        Step(_owe_summaries, chunked=False),
     )
 )
 # The nudges are one statement per group and kind (membership.services.nudges), so they

@@ -432,6 +432,6 @@ def test_recompute_tiers_with_dispatch_runs_the_job_through_a_worker(redis_worke
         return Job.objects.filter(kind="recompute", status="done").first()
 
     job = _wait(finished, seconds=60, every=0.2)
-    assert (job.chunks_done, job.chunks_total, job.dispatched) == (4, 4, True)
+    assert (job.chunks_done, job.chunks_total, job.dispatched) == (5, 5, True)
     assert Member.objects.get(pk=members[0].pk).tier.name == "金卡"
     assert not Member.objects.filter(tier__isnull=True).exists()

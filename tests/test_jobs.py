@@ -43,8 +43,9 @@ def test_a_recompute_job_places_every_member_in_chunks_and_shows_its_progress(pr
     # when
     job = jobs.run(kind="recompute", chunk=10)
 
-    # then: three range chunks and the sharers' step, all done, the counts added up
-    assert (job.status, job.chunks_done, job.chunks_total) == ("done", 4, 4)
+    # then: three range chunks, the sharers' step and the summaries owed, all done, the
+    # counts added up
+    assert (job.status, job.chunks_done, job.chunks_total) == ("done", 5, 5)
     assert job.result["changed"] == 30
     assert job.result["history_rows"] == TierHistory.objects.count() == 30
     assert not Member.objects.filter(group__isnull=True).exists()
@@ -105,7 +106,7 @@ def test_a_job_killed_half_way_and_started_again_ends_as_one_clean_run(programme
 
     # then: the same job finished, the unfinished chunks run once, the same writes
     assert half_way == ("running", 2)
-    assert (resumed.pk, resumed.status, resumed.chunks_done) == (killed.pk, "done", 5)
+    assert (resumed.pk, resumed.status, resumed.chunks_done) == (killed.pk, "done", 6)
     assert JobChunk.objects.get(job=killed, error__startswith="SystemError").attempts == 2
     assert outcome() == clean
     assert resumed.result["changed"] == 40

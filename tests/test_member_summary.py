@@ -143,6 +143,33 @@ def test_a_recompute_moving_more_members_than_the_inline_limit_leaves_their_rows
     assert_summary_equals_a_recomputation(other.pk)
 
 
+def test_a_recompute_job_owes_the_summaries_job_once_after_its_last_chunk_not_per_chunk(
+    member, settings
+):
+    from jobs import services as jobs
+    from membership.models import OutboxMessage
+
+    # given: two members in two chunks, their rows up to date, their orders moving them
+    other = MemberFactory(user=UserFactory())
+    for m in (member, other):
+        OrderFactory(member=m, amount=35_000, placed_at=timezone.now() - dt.timedelta(days=3))
+    rebuild_member_summaries()
+    settings.MEMBERSHIP_SUMMARY_INLINE = 0
+    owed = OutboxMessage.objects.filter(task_name="membership.tasks.refresh_member_summaries")
+    job = jobs.start(kind="recompute", chunk=other.pk - member.pk)
+    first_chunk = job.chunks.filter(step=0).order_by("id_from").first()
+
+    # when: the first chunk runs, then the rest of the job
+    jobs.run_chunk(first_chunk.pk)
+    owed_after_a_chunk = owed.count()
+    job = jobs.run_inline(job)
+
+    # then: the chunk dropped its member's row without owing the job; the job's end owed it
+    assert owed_after_a_chunk == 0
+    assert not MemberSummary.objects.filter(member__in=[member, other]).exists()
+    assert (job.status, job.result["summaries_dropped"], owed.count()) == ("done", 2, 1)
+
+
 def test_the_summaries_job_writes_missing_and_expired_rows_and_nothing_twice(demo):
     from jobs import services as jobs
 

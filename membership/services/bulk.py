@@ -373,6 +373,7 @@ def _apply_chunk(
     notify: bool = True,
     issue_gifts: bool = True,
     summaries: bool = True,
+    owe_summaries: bool = True,
     version: int | None = None,
 ) -> BulkResult:
     d = _dialect()
@@ -419,6 +420,7 @@ def _apply_chunk(
                 notify=notify,
                 issue_gifts=issue_gifts,
                 summaries=summaries,
+                owe_summaries=owe_summaries,
                 shared=shared,
             )
         else:
@@ -436,6 +438,7 @@ def _apply_chunk(
                 notify=notify,
                 issue_gifts=issue_gifts,
                 summaries=summaries,
+                owe_summaries=owe_summaries,
                 shared=shared,
             )
     return result
@@ -504,6 +507,7 @@ def _write_in_one_pass(
             ids_sql="SELECT unnest(CAST(%(ids)s AS bigint[]))",
             ids_params={"ids": written_ids},
             shared=kw["shared"],
+            owe=kw["owe_summaries"],
         )
     if history_rows and kw["notify"]:
         chunk = _Sql()
@@ -551,21 +555,30 @@ def _write_through_table(
             result.changed,
             ids_sql="SELECT id FROM tier_changes WHERE applied = 1",
             shared=kw["shared"],
+            owe=kw["owe_summaries"],
         )
     cur.execute("DROP TABLE tier_changes")
     return result
 
 
 def _summaries_of(
-    count: int, *, ids_sql: str, ids_params: dict | None = None, shared: bool = True
+    count: int,
+    *,
+    ids_sql: str,
+    ids_params: dict | None = None,
+    shared: bool = True,
+    owe: bool = True,
 ) -> int:
     """The summaries of the ``count`` members a chunk wrote: rewritten here when they are
     few (the daily case), dropped and owed to the summaries job when they are many (a
     first recompute, a programme switch), where rewriting them would cost more than the
     recompute itself (measured: 14.6 s against 11.4 s at 200,000 members). Returns how
-    many were dropped."""
+    many were dropped. ``owe=False``: the caller (a batch job) owes the rebuild once, at
+    its end, rather than once per chunk."""
     if count > settings.MEMBERSHIP_SUMMARY_INLINE:
-        return drop_member_summaries(ids_sql=ids_sql, ids_params=ids_params, sharers=shared)
+        return drop_member_summaries(
+            ids_sql=ids_sql, ids_params=ids_params, sharers=shared, owe=owe
+        )
     refresh_member_summaries(ids_sql=ids_sql, ids_params=ids_params)
     return 0
 
@@ -778,6 +791,8 @@ def recompute_range(
 
     A chunk of a batch job: runs in the caller's transaction, and gives the same result
     whichever worker runs it and however often (a second run finds nothing to change).
+    The summaries it drops are owed by the job's last step (``owe_dropped_summaries``),
+    once: owed per chunk, each chunk's follow-up would restart the summaries job.
     """
     programme = load_programme()
     if not programme.groups:
@@ -790,6 +805,7 @@ def recompute_range(
         member_filter=lambda q, col: f"{col} BETWEEN {q.p(id_from)} AND {q.p(id_to)}",
         actor_id=None,
         shared=Member.objects.filter(tier_holder__isnull=False).exists(),
+        owe_summaries=False,
     )
 
 

@@ -355,7 +355,7 @@ def refresh_member_summaries(
 
 
 def drop_member_summaries(
-    *, ids_sql: str, ids_params: dict | None = None, sharers: bool = True
+    *, ids_sql: str, ids_params: dict | None = None, sharers: bool = True, owe: bool = True
 ) -> int:
     """Delete the summaries of the members ``ids_sql`` selects (with their holders and
     sharers), inside the caller's transaction, and owe their rebuild after the commit.
@@ -365,6 +365,7 @@ def drop_member_summaries(
     without a row is shown their page computed afresh (``selectors.member_page``), so
     nothing stale is ever read. The summaries job writes the rows again, set-based.
     ``sharers=False`` (no member shares a tier holder's tier) deletes the named rows only.
+    ``owe=False``: the caller owes the rebuild itself (``owe_dropped_summaries``).
     """
     from membership import outbox
 
@@ -379,9 +380,20 @@ def drop_member_summaries(
             ids_params or {},
         )
         dropped = cur.rowcount
-    if dropped:
+    if dropped and owe:
         outbox.enqueue("membership.tasks.refresh_member_summaries")
     return dropped
+
+
+def owe_dropped_summaries() -> bool:
+    """Owe the summaries job if any member has no summary row (a batch job's last step,
+    after chunks that dropped rows without owing them). True when owed."""
+    from membership import outbox
+
+    if not Member.objects.filter(summary__isnull=True).exists():
+        return False
+    outbox.enqueue("membership.tasks.refresh_member_summaries")
+    return True
 
 
 def rebuild_summary_range(
