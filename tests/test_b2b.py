@@ -4,6 +4,8 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -122,6 +124,38 @@ def test_three_sub_accounts_of_40000_lift_the_enterprise_to_silver_while_each_al
     services.add_tag(member_id=alone.pk, tag=demo.entry_tags.get())
     buy(alone, 40_000, "ALONE")
     assert tier_of(alone) == "標準企業"
+
+
+def statements_to_lift(operator, subs: int, name: str, business_id: str) -> tuple[int, list]:
+    """How many statements the order lifting an enterprise of ``subs`` sub-accounts to
+    銀牌企業 runs, and each sub-account's tier and new history row afterwards."""
+    enterprise, members = enterprise_with(operator, subs, business_id=business_id, name=name)
+    buy(members[0], 99_000, f"{name}-1")
+    with CaptureQueriesContext(connection) as statements:
+        buy(members[0], 1_000, f"{name}-2")
+    moved = [
+        (
+            tier_of(m),
+            m.tier_history.filter(
+                to_tier=m.tier, explanation__has_key="shared_from_member_id"
+            ).count(),
+        )
+        for m in members[1:]
+    ]
+    return len(statements), moved
+
+
+def test_an_enterprise_moves_its_sub_accounts_in_as_many_statements_however_many_they_are(
+    demo, operator
+):
+    # when: the same order lifts an enterprise of 3 sub-accounts and one of 12
+    few, few_moved = statements_to_lift(operator, 3, "甲公司", "22099131")
+    many, many_moved = statements_to_lift(operator, 12, "乙公司", "53160000")
+
+    # then: every other sub-account moved with one history row, in the same statements
+    assert few_moved == [("銀牌企業", 1)] * 2
+    assert many_moved == [("銀牌企業", 1)] * 11
+    assert many == few
 
 
 def test_the_breakdown_reports_each_sub_account_on_its_own(demo, operator):

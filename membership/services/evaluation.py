@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import Case, Q, Subquery, Value, When
+from django.db.models import Case, F, Q, Subquery, Value, When
 from django.utils import timezone
 
 from membership.models import (
@@ -21,7 +21,7 @@ from membership.models import (
 )
 from membership.sqltime import from_db, to_db
 
-from .history import record_tier_change
+from .history import record_shared_tier_changes, record_tier_change
 from .rules import (
     COUNTED_ORDER_SQL,
     GROWTH_POINTS_SQL,
@@ -40,6 +40,10 @@ from .rules import (
     resolve_group,
 )
 from .summary import refresh_member_summaries
+
+# Sharers written per UPDATE when a holder moves (ids as parameters: far below the
+# database's limit of 65,535 per statement).
+SHARERS_PER_STATEMENT = 5000
 
 
 def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = False) -> Metrics:
@@ -362,33 +366,32 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
 
     The caller holds the holder's lock, and refreshes the holder's summaries (which
     include its sharers') afterwards. Gifts go to the holder only. Returns how many
-    sharers changed.
+    sharers changed. Set-based: only the sharers behind the holder are read (and locked),
+    and they are written a batch at a time, however many they are.
     """
-    changed = 0
-    for sharer in holder.tier_sharers.select_for_update().order_by("pk"):
-        target = (holder.group_id, holder.earned_tier_id, holder.tier_id)
-        if (sharer.group_id, sharer.earned_tier_id, sharer.tier_id) == target:
-            continue
-        old_group_id, old_tier_id = sharer.group_id, sharer.tier_id
-        if sharer.tier_id != holder.tier_id:
-            sharer.tier_since = now
-        sharer.group_id, sharer.earned_tier_id, sharer.tier_id = target
-        sharer.next_review_on = None
-        sharer.save(update_fields=["group", "earned_tier", "tier", "tier_since", "next_review_on"])
-        record_tier_change(
-            member=sharer,
-            from_group_id=old_group_id,
-            from_tier_id=old_tier_id,
-            cause=cause,
-            actor=actor,
-            # The holder by id, not name: history is append-only, and a name must be
-            # erasable on request (the member's data rights).
-            explanation={"shared_from_member_id": holder.pk},
-            at=now,
-            refresh_summary=False,  # the holder's refresh rewrites its sharers' rows too
+    target = {
+        "group_id": holder.group_id,
+        "earned_tier_id": holder.earned_tier_id,
+        "tier_id": holder.tier_id,
+    }
+    moved = list(
+        holder.tier_sharers.exclude(**target)
+        .select_for_update()
+        .order_by("pk")
+        .values_list("pk", "group_id", "tier_id")
+    )
+    for start in range(0, len(moved), SHARERS_PER_STATEMENT):
+        ids = [pk for pk, _group, _tier in moved[start : start + SHARERS_PER_STATEMENT]]
+        Member.objects.filter(pk__in=ids).update(
+            **target,
+            next_review_on=None,
+            tier_since=Case(
+                When(~Q(tier_id=holder.tier_id), then=Value(now)),  # NULL-safe in Django
+                default=F("tier_since"),
+            ),
         )
-        changed += 1
-    return changed
+    record_shared_tier_changes(holder=holder, moved=moved, cause=cause, actor=actor, at=now)
+    return len(moved)
 
 
 def apply_evaluation(

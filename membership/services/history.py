@@ -1,12 +1,15 @@
 """The tier history: one append-only row per change of a member's group or tier.
 
 The one writer of ``TierHistory``: ``record_tier_change`` for one member,
+``record_shared_tier_changes`` for the members sharing a holder's tier,
 ``record_tier_changes`` for a bulk recompute's table of changes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+
+from django.db import connection
 
 from api.webhooks import events as webhooks
 from membership.models import Cause, Member, TierHistory
@@ -52,6 +55,47 @@ def record_tier_change(
     if refresh_summary:
         refresh_member_summaries(member_ids=[member.pk])
     return row
+
+
+def record_shared_tier_changes(
+    *, holder: Member, moved: list[tuple[int, int | None, int | None]], cause: Cause, at, actor=None
+) -> int:
+    """One row for each member sharing ``holder``'s tier whose group or tier moved with it,
+    ``moved`` giving (member id, group id, tier id) from before: written in batches, the
+    members e-mailed and the shop's webhooks owed set-based, after the commit.
+
+    A holder with 20,000 sub-accounts moved them one by one, seven statements each: one
+    order took 87 s, past any request's time limit. Returns how many rows were written.
+    """
+    target = (holder.group_id, holder.tier_id)
+    rows = [
+        TierHistory(
+            member_id=member_id,
+            from_group_id=group_id,
+            from_tier_id=tier_id,
+            to_group_id=holder.group_id,
+            to_tier_id=holder.tier_id,
+            cause=cause,
+            actor=actor,
+            # The holder by id, not name: history is append-only, and a name must be
+            # erasable on request (the member's data rights).
+            explanation={"shared_from_member_id": holder.pk},
+            created_at=at,
+        )
+        for member_id, group_id, tier_id in moved
+        if (group_id, tier_id) != target
+    ]
+    TierHistory.objects.bulk_create(rows, batch_size=2000)
+    if rows:
+        webhooks.tier_history_recorded(
+            where="h.member_id IN (SELECT s.id FROM membership_member s "
+            "WHERE s.tier_holder_id = %s)",
+            params=[holder.pk],
+            created_at=connection.ops.adapt_datetimefield_value(at),
+            cause=str(cause),
+        )
+        notify_after_commit()
+    return len(rows)
 
 
 def tier_changes_sql(
