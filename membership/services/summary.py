@@ -236,29 +236,35 @@ def _select_sql(
     )
     window_edge = _window_edge_sql()
     until = f"CASE WHEN {grant_edge} < {window_edge} THEN {grant_edge} ELSE {window_edge} END"
+    # The members selected, read once (``where`` may be an anti-join on these very rows,
+    # which the INSERT fills as it goes), each with its tier holder.
+    pg = connection.vendor == "postgresql"
+    targets = (
+        f"targets {'AS MATERIALIZED' if pg else 'AS'} (SELECT m.id, "
+        f"COALESCE(m.tier_holder_id, m.id) AS holder_id FROM membership_member m WHERE {where})"
+    )
     # What the holder's row gives every member sharing its tier, computed once per holder
     # and joined to them: computed per member, a holder with 2,000 sub-accounts summed its
     # sub-accounts' orders 2,000 times over (10 s for one order; minutes at 20,000). The
     # fence keeps PostgreSQL from pulling the subquery up into the per-member join.
-    fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
     holders = (
         """SELECT h.id, h.next_review_on, g.metric, g."window", """
         f"CASE WHEN g.id IS NULL THEN 0 ELSE {value} END AS value, "
         f"CASE WHEN g.id IS NULL THEN 0 ELSE {review_value} END AS review_value, "
         f"{until} AS valid_until "
         "FROM membership_member h LEFT JOIN membership_vipgroup g ON g.id = h.group_id "
-        "WHERE h.id IN (SELECT COALESCE(m.tier_holder_id, m.id) FROM membership_member m "
-        f"WHERE {where}){fence}"
+        f"WHERE h.id IN (SELECT t.holder_id FROM targets t){' OFFSET 0' if pg else ''}"
     )
     sql = (
+        f"WITH {targets} "
         "SELECT m.id AS member_id, COALESCE(hv.metric, '') AS metric, "
         """COALESCE(hv."window", '') AS metric_window, hv.value, hv.review_value, """
         "hv.next_review_on AS review_on, "
         f"{orders} AS recent_orders, {history} AS recent_history, "
         "%(now)s AS computed_at, hv.valid_until "
-        f"FROM membership_member m JOIN ({holders}) hv "
-        "ON hv.id = COALESCE(m.tier_holder_id, m.id) "
-        f"WHERE {where}"
+        "FROM targets t JOIN membership_member m ON m.id = t.id "
+        f"JOIN ({holders}) hv ON hv.id = t.holder_id "
+        "WHERE 1 = 1"  # SQLite: an upsert's SELECT needs a WHERE to parse
     )
     return sql, {k: _db(v) for k, v in params.items()}
 
