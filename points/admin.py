@@ -11,6 +11,7 @@ from membership.admin.common import (
     PlainActionCheckbox,
     ReadOnlyAdmin,
     ReadOnlyInline,
+    RowLinksBuiltOnce,
     grouped,
 )
 from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
@@ -52,7 +53,9 @@ class SourceFilter(admin.SimpleListFilter):
 
 
 @admin.register(Entry)
-class EntryAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
+class EntryAdmin(
+    ListsPlannedPerValue, RowLinksBuiltOnce, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin
+):
     resource_classes = [EntryResource]
     points_shown = grouped(Entry, "points")
     shortfall_shown = grouped(Entry, "shortfall")

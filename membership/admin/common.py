@@ -6,9 +6,11 @@ from contextlib import contextmanager
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy
@@ -133,6 +135,48 @@ class PlainActionCheckbox:
             obj.pk,
             format_html(gettext("Select this object for an action - {}"), str(obj)),
         )
+
+
+class RowLinksChangeList(ChangeList):
+    """Django's list, with each row's link to its page made without a URL lookup a row.
+
+    Django reverses the change URL for every row and, on a filtered or searched list,
+    resolves that URL again through every admin URL to append the list's filters (so
+    the row's page leads back to the same list): 50 reversals and 50 resolutions a
+    page, more time than the page's queries. Here the URL is reversed once with a
+    placeholder and the filters are appended as Django would; the links are the same.
+    """
+
+    PLACEHOLDER = "__pk__"
+
+    def __init__(self, request, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        # items_for_result appends preserved_filters by resolving each row's URL again;
+        # url_for_result appends them itself, so none are left for it to append.
+        self.row_filters, self.preserved_filters = self.preserved_filters, ""
+
+    @cached_property
+    def change_url_pattern(self) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=(self.PLACEHOLDER,),
+            current_app=self.model_admin.admin_site.name,
+        )
+
+    def url_for_result(self, result) -> str:
+        pk = getattr(result, self.pk_attname)
+        if isinstance(pk, int):
+            url = self.change_url_pattern.replace(self.PLACEHOLDER, str(pk), 1)
+        else:  # a text key: Django's quoting
+            url = super().url_for_result(result)
+        return f"{url}?{self.row_filters}" if self.row_filters else url
+
+
+class RowLinksBuiltOnce:
+    """A ModelAdmin mixin: the list is a RowLinksChangeList."""
+
+    def get_changelist(self, request, **kwargs):
+        return RowLinksChangeList
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -35,6 +35,7 @@ from .common import (
     ListsPlannedPerValue,
     PlainActionCheckbox,
     ReadOnlyInline,
+    RowLinksBuiltOnce,
 )
 from .exports import ListExportMixin
 from .widgets import SecondsSplitDateTime
@@ -166,7 +167,9 @@ class RowsKnowTheirMember:
 
 
 @admin.register(Member)
-class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
+class MemberAdmin(
+    ListsPlannedPerValue, RowLinksBuiltOnce, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin
+):
     resource_classes = [MemberResource]
     export_permission = "imports.export_members"
     streamed_export = "members"

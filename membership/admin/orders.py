@@ -18,6 +18,7 @@ from .common import (
     ListsPlannedPerValue,
     PlainActionCheckbox,
     ReadOnlyInline,
+    RowLinksBuiltOnce,
     ServiceRefusalsAsFormErrors,
     grouped,
 )
@@ -79,6 +80,7 @@ class OrderAddForm(forms.ModelForm):
 @admin.register(Order)
 class OrderAdmin(
     ListsPlannedPerValue,
+    RowLinksBuiltOnce,
     PlainActionCheckbox,
     ServiceRefusalsAsFormErrors,
     ListExportMixin,
