@@ -15,8 +15,11 @@ MEMBERS = reverse("admin:membership_member_changelist")
 ORDERS = reverse("admin:membership_order_changelist")
 
 
+SIDEBAR = re.compile(r'<nav class="sticky" id="nav-sidebar".*?</nav>', re.S)
+
+
 def sidebar(page) -> str:
-    return re.search(r'<nav class="sticky" id="nav-sidebar".*?</nav>', page.content.decode(), re.S)[0]
+    return SIDEBAR.search(page.content.decode())[0]
 
 
 def django_sidebar(page) -> str:
