@@ -1,15 +1,20 @@
 """The admin's pages rendered with less work than Django's own, and the same for the operator:
-the sidebar rendered once for what it shows, each row's link built without a URL lookup."""
+the list of apps built and the sidebar rendered once for what they show, each row's link
+built without a URL lookup."""
 
 import re
 from urllib.parse import urlencode
 
+from django.contrib.admin import site
+from django.contrib.admin.sites import AdminSite
 from django.template.loader import get_template
+from django.test import RequestFactory
 from django.urls import reverse
 
 from membership import services
 from membership.models import Cause, Member
-from tests.factories import MemberFactory, staff_with
+from points.models import BirthdayRule
+from tests.factories import MemberFactory, UserFactory, staff_with
 
 MEMBERS = reverse("admin:membership_member_changelist")
 ORDERS = reverse("admin:membership_order_changelist")
@@ -81,3 +86,39 @@ def test_a_rows_link_leads_to_its_page_and_back_to_the_list_as_filtered(programm
     assert f'<a href="{change}">' in plain
     back = urlencode({"_changelist_filters": urlencode({"q": "王"})})
     assert f'<a href="{change}?{back}">' in searched
+
+
+def app_list_for(user) -> list:
+    request = RequestFactory().get("/admin/")
+    request.user = user
+    return site.get_app_list(request)
+
+
+def test_the_list_of_apps_is_the_one_django_builds_the_first_time_and_after(programme):
+    operator = UserFactory(is_superuser=True)
+    request = RequestFactory().get("/admin/")
+    request.user = operator
+
+    first, again = app_list_for(operator), app_list_for(operator)
+
+    assert first == again == AdminSite.get_app_list(site, request)
+
+
+def test_the_list_of_apps_follows_an_answer_read_from_the_database_at_once(programme):
+    operator = UserFactory(is_superuser=True)
+    add_rule = reverse("admin:points_birthdayrule_add")
+    before = app_list_for(operator)
+
+    BirthdayRule.objects.create(multiplier=2, cap=1000)
+    after = app_list_for(operator)
+
+    assert add_rule in str(before)
+    assert add_rule not in str(after)  # one rule only: nothing left to add
+
+
+def test_changing_a_pages_list_of_apps_leaves_the_next_pages_alone(programme):
+    operator = UserFactory(is_superuser=True)
+    first = app_list_for(operator)
+    first[0]["models"].clear()
+
+    assert app_list_for(operator)[0]["models"]
