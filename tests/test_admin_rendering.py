@@ -1,18 +1,22 @@
 """The admin's pages rendered with less work than Django's own, and the same for the operator:
 the list of apps built and the sidebar rendered once for what they show, each row's link
-built without a URL lookup."""
+built without a URL lookup, an inline's hidden counts written out."""
 
 import re
 from urllib.parse import urlencode
 
 from django.contrib.admin import site
 from django.contrib.admin.sites import AdminSite
+from django.forms.formsets import BaseFormSet
+from django.forms.models import inlineformset_factory
 from django.template.loader import get_template
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils.html import conditional_escape
 
 from membership import services
-from membership.models import Cause, Member
+from membership.admin.common import QuickManagementFormSet
+from membership.models import Cause, Member, TierHistory
 from points.models import BirthdayRule
 from tests.factories import MemberFactory, UserFactory, staff_with
 
@@ -122,3 +126,26 @@ def test_changing_a_pages_list_of_apps_leaves_the_next_pages_alone(programme):
     first[0]["models"].clear()
 
     assert app_list_for(operator)[0]["models"]
+
+
+def tier_history_formset(*args, **kwargs):
+    formset = inlineformset_factory(Member, TierHistory, fk_name="member", fields=["reason"])
+    return type("FormSet", (QuickManagementFormSet, formset), {})(*args, **kwargs)
+
+
+def test_an_inlines_hidden_counts_are_the_markup_django_renders(programme):
+    member = placed_member()
+    formset = tier_history_formset(instance=member)
+
+    djangos = BaseFormSet.management_form.func(formset)
+
+    assert str(formset.management_form) == str(djangos)
+    assert conditional_escape(formset.management_form) == conditional_escape(djangos)
+    assert f'value="{TierHistory.objects.filter(member=member).count()}"' in str(djangos)
+
+
+def test_an_inlines_hidden_counts_posted_back_with_an_error_render_as_djangos(programme):
+    member = placed_member()
+    formset = tier_history_formset({"tierhistory_set-TOTAL_FORMS": "x"}, instance=member)
+
+    assert str(formset.management_form) == str(BaseFormSet.management_form.func(formset))

@@ -10,9 +10,10 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.forms.formsets import ManagementForm
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy
 
 from membership.templatetags.humanize_nt import discount, nt
@@ -204,6 +205,54 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class QuickManagementForm(ManagementForm):
+    """Django's management form (an inline's four hidden counts), written as HTML.
+
+    Django renders each of the four hidden inputs through the form renderer's
+    templates: twenty on a member's page (five inlines), a tenth of its time. Here an
+    unbound one writes the same markup itself; a bound one (a POST shown again with
+    its errors) renders as Django's.
+    """
+
+    def render(self, template_name=None, context=None, renderer=None):
+        fields = list(self)
+        if (
+            self.is_bound
+            or template_name
+            or context
+            or renderer
+            or not all(f.auto_id and f.value() is not None for f in fields)
+        ):
+            return super().render(template_name, context, renderer)
+        return format_html_join(
+            "",
+            '<input type="hidden" name="{}" value="{}" id="{}">',
+            ((f.html_name, f.value(), f.auto_id) for f in fields),
+        )
+
+    __str__ = __html__ = render
+
+
+class QuickManagementFormSet:
+    """An inline formset mixin: its management form is a QuickManagementForm."""
+
+    @cached_property
+    def management_form(self):
+        if self.is_bound:
+            return super().management_form
+        return QuickManagementForm(
+            auto_id=self.auto_id,
+            prefix=self.prefix,
+            initial={
+                "TOTAL_FORMS": self.total_form_count(),
+                "INITIAL_FORMS": self.initial_form_count(),
+                "MIN_NUM_FORMS": self.min_num,
+                "MAX_NUM_FORMS": self.max_num,
+            },
+            renderer=self.renderer,
+        )
 
 
 class InlineRefusal(Exception):

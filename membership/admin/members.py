@@ -34,6 +34,7 @@ from .common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickManagementFormSet,
     ReadOnlyInline,
     RowLinksBuiltOnce,
 )
@@ -270,7 +271,8 @@ class MemberAdmin(
         # Each inline row knows its member already: a row whose name shows the member
         # (a points account's does) would read the member again, once a row.
         for formset_class, inline in super().get_formsets_with_inlines(request, obj):
-            yield type(formset_class.__name__, (RowsKnowTheirMember, formset_class), {}), inline
+            mixins = (RowsKnowTheirMember, QuickManagementFormSet)
+            yield type(formset_class.__name__, (*mixins, formset_class), {}), inline
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {
