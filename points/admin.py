@@ -9,9 +9,9 @@ from membership.admin.common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickListPage,
     ReadOnlyAdmin,
     ReadOnlyInline,
-    RowLinksBuiltOnce,
     grouped,
 )
 from membership.admin.exports import ConfigImportExportMixin, ListExportMixin
@@ -54,7 +54,7 @@ class SourceFilter(admin.SimpleListFilter):
 
 @admin.register(Entry)
 class EntryAdmin(
-    ListsPlannedPerValue, RowLinksBuiltOnce, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin
+    ListsPlannedPerValue, QuickListPage, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin
 ):
     resource_classes = [EntryResource]
     points_shown = grouped(Entry, "points")
@@ -69,6 +69,11 @@ class EntryAdmin(
         "source_ref",
     ]
     list_select_related = ["account__member"]
+    # What the columns show (QuickListPage); the account as its member's name and balance.
+    list_columns = [
+        *["created_at", "kind", "points", "shortfall", "source", "source_ref"],
+        *["account", "account__balance", "account__member", "account__member__name"],
+    ]
     list_filter = ["kind", SourceFilter]
     fields = [
         "created_at",

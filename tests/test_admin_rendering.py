@@ -1,16 +1,19 @@
 """The admin's pages rendered with less work than Django's own, and the same for the operator:
 the list of apps built and the sidebar rendered once for what they show, each row's link
-built without a URL lookup, an inline's hidden counts written out."""
+built without a URL lookup and its row read with the columns shown, an inline's hidden
+counts written out."""
 
 import re
 from urllib.parse import urlencode
 
 from django.contrib.admin import site
 from django.contrib.admin.sites import AdminSite
+from django.db import connection
 from django.forms.formsets import BaseFormSet
 from django.forms.models import inlineformset_factory
 from django.template.loader import get_template
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import conditional_escape
 
@@ -149,3 +152,16 @@ def test_an_inlines_hidden_counts_posted_back_with_an_error_render_as_djangos(pr
     formset = tier_history_formset({"tierhistory_set-TOTAL_FORMS": "x"}, instance=member)
 
     assert str(formset.management_form) == str(BaseFormSet.management_form.func(formset))
+
+
+def test_the_member_list_reads_its_rows_with_the_columns_it_shows_only(programme, admin_client):
+    placed_member(name="王小明", birthday="1990-05-01")
+
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client.get(MEMBERS)
+    listed = [q["sql"] for q in ctx if '"membership_member"."email"' in q["sql"]]
+    rows = next(sql for sql in listed if 'FROM "membership_member"' in sql)
+
+    assert "王小明" in page.content.decode()
+    assert '"membership_member"."name"' in rows
+    assert '"membership_member"."birthday"' not in rows

@@ -34,9 +34,9 @@ from .common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickListPage,
     QuickManagementFormSet,
     ReadOnlyInline,
-    RowLinksBuiltOnce,
 )
 from .exports import ListExportMixin
 from .widgets import SecondsSplitDateTime
@@ -169,7 +169,7 @@ class RowsKnowTheirMember:
 
 @admin.register(Member)
 class MemberAdmin(
-    ListsPlannedPerValue, RowLinksBuiltOnce, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin
+    ListsPlannedPerValue, QuickListPage, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin
 ):
     resource_classes = [MemberResource]
     export_permission = "imports.export_members"
@@ -178,6 +178,11 @@ class MemberAdmin(
     action_form = TagActionForm
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
     list_select_related = ["group", "tier"]
+    # What the columns show (QuickListPage): the row's name is its checkbox's label too.
+    list_columns = [
+        *["name", "external_id", "phone", "email", "last_order_at"],
+        *["group", "group__name", "tier", "tier__name", "tier__badge_colour"],
+    ]
     list_filter = ["group", TierFilter, TagFilter, LifecycleFilter]
     # What is searched, and how, is get_search_results; these name the columns.
     search_fields = ["name", "=phone", "email", "=external_id"]

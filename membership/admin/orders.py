@@ -17,8 +17,8 @@ from .common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickListPage,
     ReadOnlyInline,
-    RowLinksBuiltOnce,
     ServiceRefusalsAsFormErrors,
     grouped,
 )
@@ -80,7 +80,7 @@ class OrderAddForm(forms.ModelForm):
 @admin.register(Order)
 class OrderAdmin(
     ListsPlannedPerValue,
-    RowLinksBuiltOnce,
+    QuickListPage,
     PlainActionCheckbox,
     ServiceRefusalsAsFormErrors,
     ListExportMixin,
@@ -102,6 +102,11 @@ class OrderAdmin(
         "placed_at",
     ]
     list_select_related = ["member"]
+    # What the columns show (QuickListPage); the member by their name.
+    list_columns = [
+        *["source", "external_id", "amount", "refunded_amount", "status", "channel"],
+        *["placed_at", "member", "member__name"],
+    ]
     list_filter = ["status", SourceFilter, ChannelFilter]
     # An order's or its member's external id, exactly (get_search_results).
     search_fields = ["=external_id", "=member__external_id"]
