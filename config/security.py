@@ -7,6 +7,8 @@ from django.shortcuts import render
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from config.app_list import AppListBuiltOnce
+
 
 class StaffLoginForm(OTPAdminAuthenticationForm):
     """Password and token on one form: a staff user with one confirmed TOTP device need not
@@ -27,7 +29,7 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
         self.fields["otp_device"].widget.choices = self.device_choices(user)
 
 
-class StaffAdminSite(OTPAdminSite):
+class StaffAdminSite(AppListBuiltOnce, OTPAdminSite):
     """The admin. With STAFF_TOTP_REQUIRED on, staff log in with a password and a token from
     a confirmed TOTP device, and a login without a verified device does not reach any admin
     page; with it off, the plain password login. Read per request, so tests can switch it."""

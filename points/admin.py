@@ -9,6 +9,7 @@ from membership.admin.common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickListPage,
     ReadOnlyAdmin,
     ReadOnlyInline,
     grouped,
@@ -52,7 +53,9 @@ class SourceFilter(admin.SimpleListFilter):
 
 
 @admin.register(Entry)
-class EntryAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin):
+class EntryAdmin(
+    ListsPlannedPerValue, QuickListPage, PlainActionCheckbox, ListExportMixin, ReadOnlyAdmin
+):
     resource_classes = [EntryResource]
     points_shown = grouped(Entry, "points")
     shortfall_shown = grouped(Entry, "shortfall")
@@ -66,6 +69,11 @@ class EntryAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, Rea
         "source_ref",
     ]
     list_select_related = ["account__member"]
+    # What the columns show (QuickListPage); the account as its member's name and balance.
+    list_columns = [
+        *["created_at", "kind", "points", "shortfall", "source", "source_ref"],
+        *["account", "account__balance", "account__member", "account__member__name"],
+    ]
     list_filter = ["kind", SourceFilter]
     fields = [
         "created_at",

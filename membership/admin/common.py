@@ -6,11 +6,15 @@ from contextlib import contextmanager
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
+from django.forms.formsets import ManagementForm
+from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy
 
 from membership.templatetags.humanize_nt import discount, nt
@@ -135,6 +139,65 @@ class PlainActionCheckbox:
         )
 
 
+class QuickChangeList(ChangeList):
+    """Django's list page, with less work a row and the same page.
+
+    Each row's link to its page: Django reverses the change URL for every row and, on a
+    filtered or searched list, resolves that URL again through every admin URL to
+    append the list's filters (so the row's page leads back to the same list): 50
+    reversals and 50 resolutions a page, more time than the page's queries. Here the
+    URL is reversed once with a placeholder and the filters are appended as Django
+    would; the links are the same.
+
+    The rows' columns: with ``list_columns`` on the ModelAdmin, the page's rows are
+    read with those columns only (``QuerySet.only``), not every column of the row and
+    of each related row (a member's nineteen, and an order's member's): half the time
+    of reading and building fifty rows. The columns the list shows must be among them,
+    or each row reads its missing ones (tests count the queries).
+    """
+
+    PLACEHOLDER = "__pk__"
+
+    def __init__(self, request, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        # items_for_result appends preserved_filters by resolving each row's URL again;
+        # url_for_result appends them itself, so none are left for it to append.
+        self.row_filters, self.preserved_filters = self.preserved_filters, ""
+
+    def get_results(self, request):
+        super().get_results(request)
+        columns = getattr(self.model_admin, "list_columns", None)
+        if columns and isinstance(self.result_list, QuerySet):
+            self.result_list = self.result_list.only(*columns)
+
+    @cached_property
+    def change_url_pattern(self) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=(self.PLACEHOLDER,),
+            current_app=self.model_admin.admin_site.name,
+        )
+
+    def url_for_result(self, result) -> str:
+        pk = getattr(result, self.pk_attname)
+        if isinstance(pk, int):
+            url = self.change_url_pattern.replace(self.PLACEHOLDER, str(pk), 1)
+        else:  # a text key: Django's quoting
+            url = super().url_for_result(result)
+        return f"{url}?{self.row_filters}" if self.row_filters else url
+
+
+class QuickListPage:
+    """A ModelAdmin mixin: the list is a QuickChangeList. ``list_columns`` names the
+    columns its rows are read with (a related row's as ``member__name``, its foreign
+    key included); None reads them all."""
+
+    list_columns: list[str] | None = None
+
+    def get_changelist(self, request, **kwargs):
+        return QuickChangeList
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """For records nobody may add, change or delete: history, gifts, the audit log."""
 
@@ -160,6 +223,54 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class QuickManagementForm(ManagementForm):
+    """Django's management form (an inline's four hidden counts), written as HTML.
+
+    Django renders each of the four hidden inputs through the form renderer's
+    templates: twenty on a member's page (five inlines), a tenth of its time. Here an
+    unbound one writes the same markup itself; a bound one (a POST shown again with
+    its errors) renders as Django's.
+    """
+
+    def render(self, template_name=None, context=None, renderer=None):
+        fields = list(self)
+        if (
+            self.is_bound
+            or template_name
+            or context
+            or renderer
+            or not all(f.auto_id and f.value() is not None for f in fields)
+        ):
+            return super().render(template_name, context, renderer)
+        return format_html_join(
+            "",
+            '<input type="hidden" name="{}" value="{}" id="{}">',
+            ((f.html_name, f.value(), f.auto_id) for f in fields),
+        )
+
+    __str__ = __html__ = render
+
+
+class QuickManagementFormSet:
+    """An inline formset mixin: its management form is a QuickManagementForm."""
+
+    @cached_property
+    def management_form(self):
+        if self.is_bound:
+            return super().management_form
+        return QuickManagementForm(
+            auto_id=self.auto_id,
+            prefix=self.prefix,
+            initial={
+                "TOTAL_FORMS": self.total_form_count(),
+                "INITIAL_FORMS": self.initial_form_count(),
+                "MIN_NUM_FORMS": self.min_num,
+                "MAX_NUM_FORMS": self.max_num,
+            },
+            renderer=self.renderer,
+        )
 
 
 class InlineRefusal(Exception):

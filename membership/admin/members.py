@@ -34,6 +34,8 @@ from .common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickListPage,
+    QuickManagementFormSet,
     ReadOnlyInline,
 )
 from .exports import ListExportMixin
@@ -166,7 +168,9 @@ class RowsKnowTheirMember:
 
 
 @admin.register(Member)
-class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin):
+class MemberAdmin(
+    ListsPlannedPerValue, QuickListPage, PlainActionCheckbox, ListExportMixin, admin.ModelAdmin
+):
     resource_classes = [MemberResource]
     export_permission = "imports.export_members"
     streamed_export = "members"
@@ -174,6 +178,11 @@ class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ad
     action_form = TagActionForm
     list_display = ["name", "external_id", "phone", "email", "group", "tier_badge", "last_order_at"]
     list_select_related = ["group", "tier"]
+    # What the columns show (QuickListPage): the row's name is its checkbox's label too.
+    list_columns = [
+        *["name", "external_id", "phone", "email", "last_order_at"],
+        *["group", "group__name", "tier", "tier__name", "tier__badge_colour"],
+    ]
     list_filter = ["group", TierFilter, TagFilter, LifecycleFilter]
     # What is searched, and how, is get_search_results; these name the columns.
     search_fields = ["name", "=phone", "email", "=external_id"]
@@ -267,7 +276,8 @@ class MemberAdmin(ListsPlannedPerValue, PlainActionCheckbox, ListExportMixin, ad
         # Each inline row knows its member already: a row whose name shows the member
         # (a points account's does) would read the member again, once a row.
         for formset_class, inline in super().get_formsets_with_inlines(request, obj):
-            yield type(formset_class.__name__, (RowsKnowTheirMember, formset_class), {}), inline
+            mixins = (RowsKnowTheirMember, QuickManagementFormSet)
+            yield type(formset_class.__name__, (*mixins, formset_class), {}), inline
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {

@@ -17,6 +17,7 @@ from .common import (
     EstimatedCountPaginator,
     ListsPlannedPerValue,
     PlainActionCheckbox,
+    QuickListPage,
     ReadOnlyInline,
     ServiceRefusalsAsFormErrors,
     grouped,
@@ -79,6 +80,7 @@ class OrderAddForm(forms.ModelForm):
 @admin.register(Order)
 class OrderAdmin(
     ListsPlannedPerValue,
+    QuickListPage,
     PlainActionCheckbox,
     ServiceRefusalsAsFormErrors,
     ListExportMixin,
@@ -100,6 +102,11 @@ class OrderAdmin(
         "placed_at",
     ]
     list_select_related = ["member"]
+    # What the columns show (QuickListPage); the member by their name.
+    list_columns = [
+        *["source", "external_id", "amount", "refunded_amount", "status", "channel"],
+        *["placed_at", "member", "member__name"],
+    ]
     list_filter = ["status", SourceFilter, ChannelFilter]
     # An order's or its member's external id, exactly (get_search_results).
     search_fields = ["=external_id", "=member__external_id"]
