@@ -110,6 +110,15 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The member's tier page only (config/jinja.py says why); asked for by name
+        # (``using="jinja2"``), so every other template stays Django's.
+        "NAME": "jinja2",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "config.jinja.environment"},
+    },
 ]
 
 DATABASES = {
