@@ -1,10 +1,14 @@
-"""The tier page in Jinja2 (config/jinja.py): what Django's template language did, it does."""
+"""The tier page in Jinja2 (config/jinja.py) and the sessions read by hand
+(config/sessions.py): what Django's template language and session store did, they do."""
 
+import datetime as dt
 import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.urls import reverse
+from django.utils import timezone
 
 from membership import services
 from membership.models import Cause
@@ -42,3 +46,23 @@ def test_the_tier_page_header_is_the_one_every_member_page_has(demo, client):
 
     without_tokens = r'value="[^"]{64}"'  # the CSRF tokens, new on every page
     assert re.sub(without_tokens, "", header(tier)) == re.sub(without_tokens, "", header(other))
+
+
+def test_a_session_past_its_expiry_date_sends_the_member_to_log_in(demo, client):
+    logged_in_member(client)
+    Session.objects.update(expire_date=timezone.now() - dt.timedelta(seconds=1))
+
+    response = client.get(reverse("members:my_tier"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_a_deleted_session_sends_the_member_to_log_in(demo, client):
+    logged_in_member(client)
+    Session.objects.all().delete()
+
+    response = client.get(reverse("members:my_tier"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
