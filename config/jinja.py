@@ -64,13 +64,17 @@ def environment(**options) -> jinja2.Environment:
     # Django's templates keep a file's last newline; so does this page.
     options.setdefault("keep_trailing_newline", True)
     env = jinja2.Environment(**options)
+    # Old-style gettext, as Django's tags translate: ``_("…")`` is escaped like any value;
+    # a ``{% trans %}`` text is the markup and only its variables are escaped. ``_`` calls
+    # Django's gettext directly (the extension's alias goes through the context first).
     env.install_gettext_callables(  # type: ignore[attr-defined]
         translation.gettext,
         translation.ngettext,
-        newstyle=True,
+        newstyle=False,
         pgettext=translation.pgettext,
         npgettext=translation.npgettext,
     )
+    env.globals["_"] = translation.gettext
     env.globals.update(
         static=static,
         route=route,
