@@ -11,6 +11,7 @@ escaped as in Django (autoescape on); a missing attribute renders as nothing, as
 Django (ChainableUndefined).
 """
 
+import datetime as dt
 from functools import lru_cache
 
 import jinja2
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.template.defaultfilters import date as django_date
 from django.template.loader import render_to_string
-from django.templatetags.static import static
+from django.templatetags.static import static as django_static
 from django.utils import translation
 from django.utils.timezone import template_localtime
 from markupsafe import Markup
@@ -30,6 +31,22 @@ from membership.templatetags.site_urls import route
 def date(value, arg=None) -> str:
     """Django's ``date`` filter, on the local time as Django's templates hand it over."""
     return django_date(template_localtime(value), arg)
+
+
+def day(value) -> str:
+    """``date("Y-m-d")`` for a date or a time (its local day), without the date filter's
+    format machinery: the page writes four of them."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        value = template_localtime(value).date()
+    return value.isoformat()
+
+
+@lru_cache(maxsize=64)
+def static(path: str) -> str:
+    """``{% static %}``, once per process: the manifest of hashed names is read at start."""
+    return django_static(path)
 
 
 @lru_cache(maxsize=8)
@@ -83,5 +100,5 @@ def environment(**options) -> jinja2.Environment:
         django_template=django_template,
         fragment=fragment,
     )
-    env.filters.update(nt=nt, discount=discount, date=date)
+    env.filters.update(nt=nt, discount=discount, date=date, day=day)
     return env
