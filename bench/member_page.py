@@ -8,7 +8,9 @@ Builds a synthetic merchant (bench/synthetic.py) in a scratch database, places e
 member, writes every member's summary (timed: ``summaries_seconds``), gives 400 random
 members a login and a session, serves the site with
 gunicorn and production settings, and drives 8 concurrent keep-alive clients at
-``/me/`` of random members, then at ``/health/`` (one row by primary key). Last line:
+``/me/`` of random members, then at ``/health/`` (one row by primary key). The scratch
+database stays; ``--reuse`` measures it again without building it (migrating it, writing
+every summary again and reusing its sessions). Last line:
 
     member_page: p50_ms=… p95_ms=P trivial_p95_ms=T summaries_seconds=S ratio=P/T
 """
@@ -16,6 +18,7 @@ gunicorn and production settings, and drives 8 concurrent keep-alive clients at
 import argparse
 import os
 import time
+from urllib.parse import urlparse, urlunparse
 
 from synthetic import (
     build_merchant,
@@ -28,6 +31,7 @@ from synthetic import (
 
 SECRET = "bench-only-secret-" + "x" * 40
 CLIENTS = 8
+SUFFIX = "_bench_member_page"
 
 
 def sessions_for(count: int) -> list[str]:
@@ -54,6 +58,15 @@ def sessions_for(count: int) -> list[str]:
     return keys
 
 
+def kept_sessions(count: int) -> list[str]:
+    """The sessions an earlier run gave its members (``--reuse``)."""
+    from django.contrib.sessions.models import Session
+
+    return list(
+        Session.objects.order_by("session_key").values_list("session_key", flat=True)[:count]
+    )
+
+
 def drive(port: int, path: str, sessions: list[str], per_client: int) -> list[float]:
     def request(rng):
         return path, ({"Cookie": f"sessionid={rng.choice(sessions)}"} if sessions else {})
@@ -65,21 +78,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=int, default=200_000, help="members")
     parser.add_argument("--requests", type=int, default=250, help="requests per client")
+    parser.add_argument("--reuse", action="store_true", help="measure the kept database again")
     args = parser.parse_args()
 
     os.environ["DJANGO_SECRET_KEY"] = SECRET
-    url = scratch_database("_bench_member_page")
-    setup_django()
-    from membership.services import recompute_members
+    if args.reuse:
+        parts = urlparse(os.environ["DATABASE_URL"])
+        url = urlunparse(parts._replace(path=parts.path + SUFFIX))
+        os.environ["DATABASE_URL"] = url
+        setup_django()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+    else:
+        url = scratch_database(SUFFIX)
+        setup_django()
+        from membership.services import recompute_members
+
+        build_merchant(args.scale)
+        recompute_members()
     from membership.services.summary import rebuild_member_summaries
 
-    build_merchant(args.scale)
-    recompute_members()
     # The deploy step after the migration: every member's summary, set-based.
     start = time.perf_counter()
     rebuild_member_summaries()
     summaries_seconds = time.perf_counter() - start
-    sessions = sessions_for(400)
+    sessions = kept_sessions(400) if args.reuse else sessions_for(400)
 
     with production_server(url) as port:
         drive(port, "/me/", sessions, 20)  # warm-up: workers connect, templates compile

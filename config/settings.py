@@ -110,6 +110,15 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The member's tier page only (config/jinja.py says why); asked for by name
+        # (``using="jinja2"``), so every other template stays Django's.
+        "NAME": "jinja2",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "config.jinja.environment"},
+    },
 ]
 
 DATABASES = {
@@ -187,9 +196,10 @@ STORAGES = {
 }
 
 # Sessions live in the database, which every worker reads, so a logout ends the session
-# everywhere at once. Only a cache all workers share (CACHE_URL, e.g. Redis) may sit in
-# front of it: a per-process cache would keep serving a logged-out session.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# everywhere at once (config/sessions.py: Django's, read with a hand-written statement).
+# Only a cache all workers share (CACHE_URL, e.g. Redis) may sit in front of it: a
+# per-process cache would keep serving a logged-out session.
+SESSION_ENGINE = "config.sessions"
 if "CACHE_URL" in env.ENVIRON:
     CACHES = {"default": env.cache("CACHE_URL")}
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.db import connections, router
 from django.db.models.expressions import RawSQL
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from membership.models import (
@@ -240,12 +241,18 @@ _SUMMARY = ("member_id", "metric", "metric_window", "value", "review_value", "re
 _SUMMARY += ("recent_orders", "recent_history", "computed_at", "valid_until")
 
 
+@lru_cache(maxsize=64)
+def _kind(model, name: str) -> str:
+    return model._meta.get_field(
+        name.removesuffix("_id") if name.endswith("_id") else name
+    ).get_internal_type()
+
+
 def _column(model, name: str, value):
     """A value as the model's field holds it (SQLite hands back text for times and JSON)."""
     if value is None:
         return None
-    kind = model._meta.get_field(name.removesuffix("_id") if name.endswith("_id") else name)
-    kind = kind.get_internal_type()
+    kind = _kind(model, name)
     if kind == "DateTimeField":
         moment = from_db(value)
         return moment if timezone.is_aware(moment) else moment.replace(tzinfo=dt.UTC)
@@ -257,10 +264,18 @@ def _column(model, name: str, value):
 
 
 def order_url():
-    """``pk -> the member's order page``, reversing the route once for the whole list."""
-    marker = "2147483647"
-    url = reverse("members:order", args=[int(marker)])
-    return lambda pk: url.replace(marker, str(pk))
+    """``pk -> the member's order page``, the route reversed once per process (and script
+    prefix): the member pages' routes take no language prefix (config/urls.py)."""
+    url = _order_url(get_script_prefix(), get_urlconf())
+    return lambda pk: url.replace(_MARKER, str(pk))
+
+
+_MARKER = "2147483647"
+
+
+@lru_cache(maxsize=8)
+def _order_url(prefix: str, urlconf) -> str:
+    return reverse("members:order", args=[int(_MARKER)], urlconf=urlconf)
 
 
 def page_member(*, user_id: int, now: dt.datetime) -> Member | None:
@@ -303,8 +318,13 @@ def page_member(*, user_id: int, now: dt.datetime) -> Member | None:
 
 def _instance(alias: str, model, row: dict):
     # from_db takes the values in the model's field order; the others stay deferred.
-    names = [f.attname for f in model._meta.concrete_fields if f.attname in row]
+    names = _in_field_order(model, tuple(row))
     return model.from_db(alias, names, [_column(model, n, row[n]) for n in names])
+
+
+@lru_cache(maxsize=16)
+def _in_field_order(model, columns: tuple[str, ...]) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields if f.attname in columns]
 
 
 def page_columns(now: dt.datetime) -> dict:

@@ -40,7 +40,7 @@ def my_tier(request):
         raise Http404(_("This login has no membership."))
     return render(
         request,
-        "members/my_tier.html",
+        "members/my_tier.html",  # templates/jinja2/: the page every member opens, in Jinja2
         {
             "member": member,
             "dash": member_page(member, now=now),
@@ -49,6 +49,7 @@ def my_tier(request):
                 get_language(), timezone.localdate() + dt.timedelta(days=30)
             ),
         },
+        using="jinja2",
     )
 
 
