@@ -29,6 +29,7 @@ from urllib.parse import quote, urlparse, urlunparse
 from synthetic import (
     build_merchant,
     drive_get,
+    kept_database,
     percentile,
     production_server,
     scratch_database,
@@ -162,13 +163,7 @@ def main() -> None:
 
     os.environ["DJANGO_SECRET_KEY"] = SECRET
     if args.reuse:
-        parts = urlparse(os.environ["DATABASE_URL"])
-        url = urlunparse(parts._replace(path=parts.path + SUFFIX))
-        os.environ["DATABASE_URL"] = url
-        setup_django()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        url = kept_database(SUFFIX)
     else:
         url = scratch_database(SUFFIX)
         setup_django()

@@ -18,11 +18,11 @@ every summary again and reusing its sessions). Last line:
 import argparse
 import os
 import time
-from urllib.parse import urlparse, urlunparse
 
 from synthetic import (
     build_merchant,
     drive_get,
+    kept_database,
     percentile,
     production_server,
     scratch_database,
@@ -83,13 +83,7 @@ def main() -> None:
 
     os.environ["DJANGO_SECRET_KEY"] = SECRET
     if args.reuse:
-        parts = urlparse(os.environ["DATABASE_URL"])
-        url = urlunparse(parts._replace(path=parts.path + SUFFIX))
-        os.environ["DATABASE_URL"] = url
-        setup_django()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        url = kept_database(SUFFIX)
     else:
         url = scratch_database(SUFFIX)
         setup_django()

@@ -31,6 +31,19 @@ def scratch_database(suffix: str) -> str:
     return scratch
 
 
+def kept_database(suffix: str) -> str:
+    """Point Django at ``<name><suffix>``, a scratch database a bench kept (``--keep``),
+    set it up and migrate it, for ``--reuse``. Returns its URL."""
+    parts = urlparse(os.environ["DATABASE_URL"])
+    url = urlunparse(parts._replace(path=parts.path + suffix))
+    os.environ["DATABASE_URL"] = url
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url
+
+
 def setup_django(broker: str = "memory://") -> None:
     # Tier e-mails are queued, not sent: what is measured is the product's own work.
     # (A bench that starts real workers passes their broker.)
