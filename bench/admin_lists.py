@@ -30,6 +30,7 @@ from synthetic import (
     build_merchant,
     drive_get,
     kept_database,
+    login_backend,
     percentile,
     production_server,
     scratch_database,
@@ -93,7 +94,7 @@ def operator_session() -> str:
     device, _ = StaticDevice.objects.get_or_create(user=user, name="bench", confirmed=True)
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = login_backend(user.username, "bench-operator-password-1")
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session["otp_device_id"] = device.persistent_id
     session.create()

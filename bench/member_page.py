@@ -10,7 +10,7 @@ members a login and a session, serves the site with
 gunicorn and production settings, and drives 8 concurrent keep-alive clients at
 ``/me/`` of random members, then at ``/health/`` (one row by primary key). The scratch
 database stays; ``--reuse`` measures it again without building it (migrating it, writing
-every summary again and reusing its sessions). Last line:
+every summary again and logging its members in afresh). Last line:
 
     member_page: p50_ms=… p95_ms=P trivial_p95_ms=T summaries_seconds=S ratio=P/T
 """
@@ -23,6 +23,7 @@ from synthetic import (
     build_merchant,
     drive_get,
     kept_database,
+    login_backend,
     percentile,
     production_server,
     scratch_database,
@@ -47,24 +48,26 @@ def sessions_for(count: int) -> list[str]:
     users = User.objects.bulk_create([User(username=f"bench{pk}", password=password) for pk in ids])
     for user, pk in zip(users, ids, strict=True):
         Member.objects.filter(pk=pk).update(user=user)
+    backend = login_backend(users[0].username, "bench-password-1")
     keys = []
     for user in users:
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = backend
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         keys.append(session.session_key)
     return keys
 
 
-def kept_sessions(count: int) -> list[str]:
-    """The sessions an earlier run gave its members (``--reuse``)."""
+def forget_sessions() -> None:
+    """Drop an earlier run's logins (``--reuse``): each run logs its members in afresh,
+    so their sessions carry what a login records today."""
+    from django.contrib.auth.models import User
     from django.contrib.sessions.models import Session
 
-    return list(
-        Session.objects.order_by("session_key").values_list("session_key", flat=True)[:count]
-    )
+    Session.objects.all().delete()
+    User.objects.filter(username__startswith="bench").delete()
 
 
 def drive(port: int, path: str, sessions: list[str], per_client: int) -> list[float]:
@@ -97,7 +100,9 @@ def main() -> None:
     start = time.perf_counter()
     rebuild_member_summaries()
     summaries_seconds = time.perf_counter() - start
-    sessions = kept_sessions(400) if args.reuse else sessions_for(400)
+    if args.reuse:
+        forget_sessions()
+    sessions = sessions_for(400)
 
     with production_server(url) as port:
         drive(port, "/me/", sessions, 20)  # warm-up: workers connect, templates compile

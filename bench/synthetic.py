@@ -58,6 +58,18 @@ def setup_django(broker: str = "memory://") -> None:
     django.setup()
 
 
+def login_backend(username: str, password: str) -> str:
+    """The backend a real login with these credentials records in its session: the
+    benches' sessions carry it, as their visitors' would."""
+    from django.contrib.auth import authenticate
+    from django.test import RequestFactory
+
+    user = authenticate(RequestFactory().post("/login/"), username=username, password=password)
+    if user is None:
+        raise SystemExit(f"{username} could not log in")
+    return user.backend
+
+
 def build_merchant(members: int) -> int:
     """The demo programme, ``members`` members with ten orders each over two years,
     3% tagged 企業客戶, 1% 員工, 1% KOL. Returns the number of orders."""

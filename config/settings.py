@@ -387,6 +387,8 @@ if not DEBUG:
 # Operators with "delete access attempt" unlock early in the admin (Axes › Access attempts).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "config.auth.AccountBackend",
+    # Only for sessions made before AccountBackend (config/auth.py says why).
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)

@@ -6,7 +6,6 @@ Every page uses a fixed number of queries, however long the member's history.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,7 +25,7 @@ from membership.models import (
     Tier,
     TierHistory,
 )
-from membership.sqltime import from_db
+from membership.rawrows import instance_from_row
 
 from .display import display
 from .portal import panel_columns
@@ -241,28 +240,6 @@ _SUMMARY = ("member_id", "metric", "metric_window", "value", "review_value", "re
 _SUMMARY += ("recent_orders", "recent_history", "computed_at", "valid_until")
 
 
-@lru_cache(maxsize=64)
-def _kind(model, name: str) -> str:
-    return model._meta.get_field(
-        name.removesuffix("_id") if name.endswith("_id") else name
-    ).get_internal_type()
-
-
-def _column(model, name: str, value):
-    """A value as the model's field holds it (SQLite hands back text for times and JSON)."""
-    if value is None:
-        return None
-    kind = _kind(model, name)
-    if kind == "DateTimeField":
-        moment = from_db(value)
-        return moment if timezone.is_aware(moment) else moment.replace(tzinfo=dt.UTC)
-    if kind == "DateField" and isinstance(value, str):
-        return dt.date.fromisoformat(value)
-    if kind == "JSONField" and isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
 def order_url():
     """``pk -> the member's order page``, the route reversed once per process (and script
     prefix): the member pages' routes take no language prefix (config/urls.py)."""
@@ -302,29 +279,18 @@ def page_member(*, user_id: int, now: dt.datetime) -> Member | None:
     if row is None:
         return None
     values = iter(row)
-    member = _instance(alias, Member, {c: next(values) for c in _MEMBER})
+    member = instance_from_row(alias, Member, {c: next(values) for c in _MEMBER})
     holder = {c: next(values) for c in _HOLDER}
     summary = {c: next(values) for c in _SUMMARY}
     for name in columns:
         setattr(member, name, next(values))
     if member.tier_holder_id:
-        member.tier_holder = _instance(alias, Member, holder)
+        member.tier_holder = instance_from_row(alias, Member, holder)
     if summary["member_id"] is None:
         Member._meta.get_field("summary").set_cached_value(member, None)
     else:
-        member.summary = _instance(alias, MemberSummary, summary)
+        member.summary = instance_from_row(alias, MemberSummary, summary)
     return member
-
-
-def _instance(alias: str, model, row: dict):
-    # from_db takes the values in the model's field order; the others stay deferred.
-    names = _in_field_order(model, tuple(row))
-    return model.from_db(alias, names, [_column(model, n, row[n]) for n in names])
-
-
-@lru_cache(maxsize=16)
-def _in_field_order(model, columns: tuple[str, ...]) -> list[str]:
-    return [f.attname for f in model._meta.concrete_fields if f.attname in columns]
 
 
 def page_columns(now: dt.datetime) -> dict:
