@@ -6,7 +6,7 @@
 
 Builds a synthetic merchant (bench/synthetic.py) in a scratch database, places every
 member, writes every member's summary (timed: ``summaries_seconds``), gives 400 random
-members a login and a session, serves the site with
+members a login, a session and the CSRF cookie a login leaves, serves the site with
 gunicorn and production settings, and drives 8 concurrent keep-alive clients at
 ``/me/`` of random members, then at ``/health/`` (one row by primary key). The scratch
 database stays; ``--reuse`` measures it again without building it (migrating it, writing
@@ -36,10 +36,13 @@ SUFFIX = "_bench_member_page"
 
 
 def sessions_for(count: int) -> list[str]:
+    """``count`` random members logged in: the cookies each one's browser sends."""
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore
+    from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
+    from django.utils.crypto import get_random_string
 
     from membership.models import Member
 
@@ -49,15 +52,17 @@ def sessions_for(count: int) -> list[str]:
     for user, pk in zip(users, ids, strict=True):
         Member.objects.filter(pk=pk).update(user=user)
     backend = login_backend(users[0].username, "bench-password-1")
-    keys = []
+    cookies = []
     for user in users:
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
         session[BACKEND_SESSION_KEY] = backend
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
-        keys.append(session.session_key)
-    return keys
+        # The login form gave the browser its CSRF cookie, which it sends from then on.
+        csrf = get_random_string(CSRF_SECRET_LENGTH, allowed_chars=CSRF_ALLOWED_CHARS)
+        cookies.append(f"sessionid={session.session_key}; csrftoken={csrf}")
+    return cookies
 
 
 def forget_sessions() -> None:
@@ -72,7 +77,7 @@ def forget_sessions() -> None:
 
 def drive(port: int, path: str, sessions: list[str], per_client: int) -> list[float]:
     def request(rng):
-        return path, ({"Cookie": f"sessionid={rng.choice(sessions)}"} if sessions else {})
+        return path, ({"Cookie": rng.choice(sessions)} if sessions else {})
 
     return drive_get(port, request, clients=CLIENTS, per_client=per_client, timeout=30)
 
