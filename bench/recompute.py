@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthetic import build_merchant, scratch_database, setup_django, time_aggregate
+from synthetic import build_merchant, scratch_database, setup_django, time_aggregate, twin
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "bench_recompute_jobs"  # the bench's workers take only the job's chunks
@@ -111,22 +111,6 @@ LOGS = ("membership_tierhistory", "membership_giftissue")
 
 def prefixed(alias: str) -> str:
     return ", ".join(f"{alias}.{c.strip()}" for c in MEMBER_COLUMNS.split(","))
-
-
-def twin(cur, table: str, *, copy_rows: bool) -> None:
-    """``floor_<table>``: ``table``'s columns, indexes and foreign keys, empty or with its rows."""
-    cur.execute(f"DROP TABLE IF EXISTS floor_{table}")
-    cur.execute(f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
-    cur.execute(
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = %s::regclass AND contype = 'f'",
-        [table],
-    )
-    for (definition,) in cur.fetchall():
-        cur.execute(f"ALTER TABLE floor_{table} ADD {definition}")
-    if copy_rows:
-        cur.execute(f"INSERT INTO floor_{table} SELECT * FROM {table}")
-        cur.execute(f"VACUUM ANALYZE floor_{table}")
 
 
 def prepare_floor() -> None:

@@ -26,7 +26,7 @@ import os
 import statistics
 import time
 
-from synthetic import build_merchant, scratch_database, setup_django, time_aggregate
+from synthetic import build_merchant, scratch_database, setup_django, time_aggregate, twin
 
 # What the cold run writes: each member's segment row, and their system tags with the
 # tag-history row of each entry.
@@ -43,21 +43,13 @@ WRITTEN = [
 def write_floor() -> tuple[float, int]:
     """The cold run's rows written again, bare: copied into empty twins of their tables
     (the same columns, indexes and foreign keys) in one transaction, nothing computed.
-    No way of keeping these rows writes them faster, so ``floor_seconds / A`` bounds
-    the cold ratio from below. Returns (seconds, rows)."""
+    No run that keeps these rows in these tables writes them faster, so
+    ``floor_seconds / A`` bounds the cold ratio from below. Returns (seconds, rows)."""
     from django.db import connection, transaction
 
     with connection.cursor() as cur:
         for table, _where in WRITTEN:
-            cur.execute(f"DROP TABLE IF EXISTS floor_{table}")
-            cur.execute(f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
-            cur.execute(
-                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = %s::regclass AND contype = 'f'",
-                [table],
-            )
-            for (definition,) in cur.fetchall():
-                cur.execute(f"ALTER TABLE floor_{table} ADD {definition}")
+            twin(cur, table, copy_rows=False)
         rows = 0
         start = time.perf_counter()
         with transaction.atomic():

@@ -177,6 +177,23 @@ AGGREGATE = (
 )
 
 
+def twin(cur, table: str, *, copy_rows: bool) -> None:
+    """``floor_<table>``: ``table``'s columns, indexes and foreign keys, empty or with its
+    rows: where the benches write a job's rows again bare (their write floors)."""
+    cur.execute(f"DROP TABLE IF EXISTS floor_{table}")
+    cur.execute(f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
+    cur.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %s::regclass AND contype = 'f'",
+        [table],
+    )
+    for (definition,) in cur.fetchall():
+        cur.execute(f"ALTER TABLE floor_{table} ADD {definition}")
+    if copy_rows:
+        cur.execute(f"INSERT INTO floor_{table} SELECT * FROM {table}")
+        cur.execute(f"VACUUM ANALYZE floor_{table}")
+
+
 def time_aggregate() -> float:
     """The baseline of the set-based benches: a bare SUM … GROUP BY member_id of the orders."""
     from django.db import connection
