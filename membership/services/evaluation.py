@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Subquery, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from membership.models import (
@@ -347,18 +348,26 @@ def lock_member(member_id: int) -> Member:
     """Lock a member's row, after its tier holder's: holders are always locked first.
 
     One statement: PostgreSQL locks the rows in the statement's order (its LockRows runs
-    above the sort), so the holder, sorted first, is locked before the member.
+    above the sort), so the holder, sorted first, is locked before the member. Written
+    as SQL: every order locks its member with it, and the ORM took longer to build this
+    statement (an OR, a subquery, a CASE to sort by) than PostgreSQL took to run it.
     """
-    holder = Member.objects.filter(pk=member_id).values("tier_holder_id")
-    rows = (
-        Member.objects.select_for_update()
-        .filter(Q(pk=member_id) | Q(pk=Subquery(holder)))
-        .order_by(Case(When(pk=member_id, then=Value(1)), default=Value(0)))
-    )
+    rows = Member.objects.raw(_lock_sql(), [member_id, member_id, member_id])
     member = next((m for m in rows if m.pk == member_id), None)
     if member is None:
         raise Member.DoesNotExist("No member with this id.")
     return member
+
+
+@functools.cache
+def _lock_sql() -> str:
+    columns = ", ".join(f.column for f in Member._meta.concrete_fields)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    # The member sorts after its holder: false (0) before true (1) on both databases.
+    return (
+        f"SELECT {columns} FROM membership_member WHERE id = %s OR id = "
+        f"(SELECT tier_holder_id FROM membership_member WHERE id = %s) ORDER BY id = %s{lock}"
+    )
 
 
 def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
