@@ -9,6 +9,7 @@ stored value is SHA-256 of the secret, compared in constant time.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -84,7 +85,7 @@ def find_api_key(plaintext: str) -> ApiKey | None:
     prefix, sep, secret = plaintext[len(KEY_PREFIX) :].partition("_")
     if not sep or not secret:
         return None
-    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    api_key = next(iter(ApiKey.objects.raw(_active_key_sql(), [prefix])), None)
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(secret)):
         return None
     now = timezone.now()
@@ -92,3 +93,11 @@ def find_api_key(plaintext: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+@functools.cache
+def _active_key_sql() -> str:
+    """The active key with a prefix (unique), hand-written: every API request runs it, and
+    the ORM took longer to build this SELECT than the database takes to answer it."""
+    columns = ", ".join(f.column for f in ApiKey._meta.concrete_fields)
+    return f"SELECT {columns} FROM api_apikey WHERE prefix = %s AND revoked_at IS NULL"
