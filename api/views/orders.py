@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from membership import services as membership
 from membership.models import Member, Order
+from membership.selectors import member_id_by_external_id
 
 from .. import idempotency, serializers
 from ..models import Scope
@@ -78,11 +79,7 @@ class OrdersView(ApiView):
     @idempotent
     def post(self, request):
         data = valid(serializers.OrderIn, request.data)
-        member_id = (
-            Member.objects.filter(external_id=data["member_external_id"])
-            .values_list("pk", flat=True)
-            .first()
-        )
+        member_id = member_id_by_external_id(data["member_external_id"])
         if member_id is None:
             raise unknown_member()
         result = membership.record_order(
