@@ -480,13 +480,28 @@ def apply_evaluation(
         )
     if rose and ev.earned and ev.earned.gift:
         # Under the member lock; the unique constraint backs it against any other writer.
-        gift, created = GiftIssue.objects.get_or_create(
-            member=member,
-            tier_id=ev.earned.id,
-            defaults={"gift": ev.earned.gift, "issued_at": ev.now},
-        )
-        result.gift = gift if created else None
+        result.gift = _issue_gift(member, ev.earned, ev.now)
     return result
+
+
+def _issue_gift(member: Member, tier: TierRule, now: dt.datetime) -> GiftIssue | None:
+    """Give ``tier``'s gift unless the member already has it: the new issue, or None.
+
+    One statement (INSERT … ON CONFLICT DO NOTHING), where get_or_create took four with
+    its savepoint; every upgrade with a gift runs it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO membership_giftissue (member_id, tier_id, gift, issued_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (member_id, tier_id) DO NOTHING RETURNING id",
+            [member.pk, tier.id, tier.gift, to_db(now)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    gift = GiftIssue(pk=row[0], member=member, tier_id=tier.id, gift=tier.gift, issued_at=now)
+    gift._state.adding = False
+    return gift
 
 
 def _review_date(now: dt.datetime, months: int) -> dt.date:
