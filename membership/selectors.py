@@ -6,7 +6,6 @@ Every page uses a fixed number of queries, however long the member's history.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,7 +25,6 @@ from membership.models import (
     Tier,
     TierHistory,
 )
-from membership.sqltime import from_db
 
 from .display import display
 from .portal import panel_columns
@@ -34,6 +32,7 @@ from .services.evaluation import Evaluation, evaluate, member_metrics
 from .services.nudges import current_nudges, period_of
 from .services.rules import GroupRule, Metrics, Mode, TierRule, WindowBounds, load_programme
 from .services.summary import RecentOrder, recent_history, recent_orders
+from .sqlrows import column_value, field_kind
 
 
 @dataclass
@@ -241,26 +240,9 @@ _SUMMARY = ("member_id", "metric", "metric_window", "value", "review_value", "re
 _SUMMARY += ("recent_orders", "recent_history", "computed_at", "valid_until")
 
 
-@lru_cache(maxsize=64)
-def _kind(model, name: str) -> str:
-    return model._meta.get_field(
-        name.removesuffix("_id") if name.endswith("_id") else name
-    ).get_internal_type()
-
-
 def _column(model, name: str, value):
     """A value as the model's field holds it (SQLite hands back text for times and JSON)."""
-    if value is None:
-        return None
-    kind = _kind(model, name)
-    if kind == "DateTimeField":
-        moment = from_db(value)
-        return moment if timezone.is_aware(moment) else moment.replace(tzinfo=dt.UTC)
-    if kind == "DateField" and isinstance(value, str):
-        return dt.date.fromisoformat(value)
-    if kind == "JSONField" and isinstance(value, str):
-        return json.loads(value)
-    return value
+    return column_value(field_kind(model, name), value)
 
 
 def order_url():

@@ -20,6 +20,7 @@ from membership.models import (
     TierHistory,
     Window,
 )
+from membership.sqlrows import columns, instance
 from membership.sqltime import from_db, to_db
 
 from .history import record_shared_tier_changes, record_tier_change
@@ -352,8 +353,10 @@ def lock_member(member_id: int) -> Member:
     as SQL: every order locks its member with it, and the ORM took longer to build this
     statement (an OR, a subquery, a CASE to sort by) than PostgreSQL took to run it.
     """
-    rows = Member.objects.raw(_lock_sql(), [member_id, member_id, member_id])
-    member = next((m for m in rows if m.pk == member_id), None)
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(), [member_id, member_id, member_id])
+        rows = cursor.fetchall()
+    member = next((instance(Member, row) for row in rows if row[0] == member_id), None)
     if member is None:
         raise Member.DoesNotExist("No member with this id.")
     return member
@@ -361,11 +364,10 @@ def lock_member(member_id: int) -> Member:
 
 @functools.cache
 def _lock_sql() -> str:
-    columns = ", ".join(f.column for f in Member._meta.concrete_fields)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     # The member sorts after its holder: false (0) before true (1) on both databases.
     return (
-        f"SELECT {columns} FROM membership_member WHERE id = %s OR id = "
+        f"SELECT {columns(Member)} FROM membership_member WHERE id = %s OR id = "
         f"(SELECT tier_holder_id FROM membership_member WHERE id = %s) ORDER BY id = %s{lock}"
     )
 
