@@ -51,7 +51,9 @@ def enqueue(task_name: str, **kwargs) -> OutboxMessage:
     it is locked until this commit, so a worker about to start it waits and then sees
     this change. A row locked by another open transaction is skipped, never waited for.
     """
-    with transaction.atomic():
+    # No savepoint in the caller's transaction (two round trips on every change that owes
+    # a follow-up): nothing here is caught, and a failure rolls the caller back as it must.
+    with transaction.atomic(savepoint=False):
         message = (
             OutboxMessage.objects.select_for_update(skip_locked=True)
             .filter(
