@@ -55,8 +55,8 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
     share its tier. Written as SQL: the member's page runs it on every view, and the ORM
     took longer to build this aggregate than the database to answer it. The programme
     stamp comes with them; ``with_facts`` adds the member's own tags and the tiers of its
-    grants active at ``bounds.now`` (what ``evaluate`` needs besides), in the same
-    statement.
+    grants active at ``bounds.now`` and whether any member shares its tier (what
+    ``evaluate`` and ``evaluate_locked_member`` need besides), in the same statement.
     """
     columns, params = ["MAX(o.placed_at)"], []
     points_columns, points_params = [], []
@@ -93,9 +93,10 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
             "WHERE mt.member_id = %s)"
             f", (SELECT {ids.format('gr.tier_id')} FROM membership_tiergrant gr "
             "WHERE gr.member_id = %s AND gr.starts_at <= %s AND gr.ends_at > %s)"
+            ", EXISTS (SELECT 1 FROM membership_member s WHERE s.tier_holder_id = %s)"
         )
         now = to_db(bounds.now)
-        facts_params = [member_id, member_id, now, now]
+        facts_params = [member_id, member_id, now, now, member_id]
     sql = (
         f"SELECT *, {STAMP_SQL}{facts} FROM "
         f"(SELECT {', '.join(columns)} FROM membership_order o "
@@ -111,7 +112,7 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
         )
         row = cursor.fetchone()
     if with_facts:
-        *row, tags, grants = row
+        *row, tags, grants, has_sharers = row
     last, *totals, stamp = row
     last = from_db(last)
     values = {}
@@ -126,6 +127,7 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
         programme_stamp=stamp,
         tag_ids=_ids(tags) if with_facts else None,
         grant_tier_ids=_ids(grants) if with_facts else None,
+        has_sharers=bool(has_sharers) if with_facts else None,
     )
 
 
@@ -153,6 +155,8 @@ class Evaluation:
     inactive: bool
     thresholds: list[dict] = field(default_factory=list)
     shared_from: str | None = None
+    # Whether any member shares this one's tier, as read with its metrics (None: unknown).
+    has_sharers: bool | None = None
 
     @property
     def earned_rank(self) -> int:
@@ -273,6 +277,7 @@ def evaluate(
             }
             for t in (group.tiers if group else ())
         ],
+        has_sharers=metrics.has_sharers,
     )
 
 
@@ -337,7 +342,10 @@ def evaluate_locked_member(
         )
     ev = evaluate(member, mode=mode)
     result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
-    sync_sharers(member, cause=cause, actor=actor, now=ev.now)
+    if ev.has_sharers is not False:
+        # None share its tier: the metrics were read under the member's lock, and a member
+        # starts or stops sharing it only under that lock too (set_master_account).
+        sync_sharers(member, cause=cause, actor=actor, now=ev.now)
     # The member holds its own tier (and its sharers'): its review date, locked and just
     # written, is the only one their summaries count to.
     review = member.next_review_on
