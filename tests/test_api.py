@@ -52,6 +52,26 @@ def test_posting_an_order_records_it_and_answers_the_members_new_tier(member):
     assert Order.objects.get(external_id="SO-1").amount == 12_000
 
 
+def test_an_order_moves_the_members_last_order_time_to_when_it_was_placed(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+    placed = timezone.now() - dt.timedelta(hours=2)
+
+    client.post("/api/v1/orders/", order_body(placed_at=placed.isoformat()), format="json")
+
+    assert Member.objects.get(pk=member.pk).last_order_at == placed
+
+
+def test_an_order_placed_before_the_last_one_leaves_the_last_order_time(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+    last = timezone.now() - dt.timedelta(hours=1)
+    client.post("/api/v1/orders/", order_body(placed_at=last.isoformat()), format="json")
+
+    earlier = (last - dt.timedelta(days=3)).isoformat()
+    client.post("/api/v1/orders/", order_body(order_id="SO-2", placed_at=earlier), format="json")
+
+    assert Member.objects.get(pk=member.pk).last_order_at == last
+
+
 def test_an_order_of_a_member_nobody_shares_a_tier_with_looks_for_no_sub_accounts_to_move(member):
     client, _key = key_client(Scope.ORDERS_WRITE)
 
