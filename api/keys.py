@@ -15,11 +15,12 @@ import secrets
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from membership.services import record_audit
+from membership.sqlrows import columns, instance
 
 from .models import ApiKey, Scope
 
@@ -84,7 +85,10 @@ def find_api_key(plaintext: str) -> ApiKey | None:
     prefix, sep, secret = plaintext[len(KEY_PREFIX) :].partition("_")
     if not sep or not secret:
         return None
-    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_ACTIVE_KEY, [prefix])
+        row = cursor.fetchone()
+    api_key = instance(ApiKey, row) if row else None
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(secret)):
         return None
     now = timezone.now()
@@ -92,3 +96,8 @@ def find_api_key(plaintext: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+# The active key with a prefix (unique), hand-written: every API request runs it, and the
+# ORM took longer to build this SELECT than the database takes to answer it.
+_ACTIVE_KEY = f"SELECT {columns(ApiKey)} FROM api_apikey WHERE prefix = %s AND revoked_at IS NULL"

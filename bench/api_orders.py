@@ -10,7 +10,13 @@ serves the site with gunicorn and production settings, and sends orders to
 in five repeats an order already planned (possibly still in flight on another client),
 as a shop retrying after a timeout does; a 409 (still in flight) is retried after a
 pause. Then the same clients call ``/health/`` (one row by primary key). Afterwards the
-database must hold every planned order exactly once, with its amount. Last line:
+database must hold every planned order exactly once, with its amount.
+
+The run changes the merchant (orders, points, tiers, idempotency keys), so the built
+database is also kept as a copy; ``--reuse`` re-creates the scratch database from that
+copy instead of building it (minutes at 200,000 members): every planned order is new
+again (the copy holds none of them), against the same members in the same state as the
+first run. Last line:
 
     api_orders: requests=R per_s=X p95_ms=P trivial_p95_ms=T lost=0 doubled=0 ratio=P/T
 """
@@ -25,11 +31,19 @@ import random
 import statistics
 import time
 
-from synthetic import build_merchant, production_server, scratch_database, setup_django
+from synthetic import (
+    build_merchant,
+    keep_built_state,
+    production_server,
+    restore_built_state,
+    scratch_database,
+    setup_django,
+)
 
 SECRET = "bench-only-secret-" + "x" * 40
 CLIENTS = 8
 REPEAT_SHARE = 0.2
+SUFFIX = "_bench_api_orders"
 
 
 def plan(members: int, per_client: int, seed: int = 7) -> tuple[dict, list[list[str]]]:
@@ -151,17 +165,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=int, default=200_000, help="members")
     parser.add_argument("--requests", type=int, default=250, help="orders per client")
+    parser.add_argument(
+        "--reuse", action="store_true", help="start again from the merchant the last build kept"
+    )
     args = parser.parse_args()
 
     os.environ["DJANGO_SECRET_KEY"] = SECRET
-    url = scratch_database("_bench_api_orders")
-    setup_django()
+    if args.reuse:
+        url = restore_built_state(SUFFIX)
+        from membership.models import Member
+
+        # The members' external ids are B1…Bn: the plan must name members that exist.
+        args.scale = Member.objects.count()
+    else:
+        url = scratch_database(SUFFIX)
+        setup_django()
+        from membership.services import recompute_members
+
+        build_merchant(args.scale)
+        recompute_members()
+        keep_built_state(SUFFIX)
     from api.keys import create_api_key
     from api.models import Scope
-    from membership.services import recompute_members
 
-    build_merchant(args.scale)
-    recompute_members()
     key = create_api_key(name="bench shop", scopes=[Scope.ORDERS_WRITE], actor=None).plaintext
     orders, sequences = plan(args.scale, args.requests)
     warm_orders, warm_sequences = plan(args.scale, 10, seed=1)

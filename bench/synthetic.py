@@ -18,15 +18,11 @@ def scratch_database(suffix: str) -> str:
     """Drop and re-create ``<name><suffix>`` beside DATABASE_URL's database; point Django at it."""
     import psycopg
 
-    url = os.environ.get("DATABASE_URL", "")
-    parts = urlparse(url)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("bench needs PostgreSQL: set DATABASE_URL=postgres://…")
-    name = parts.path.lstrip("/") + suffix
+    url, name = _base_url_and_name(suffix)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    scratch = urlunparse(parts._replace(path="/" + name))
+    scratch = urlunparse(urlparse(url)._replace(path="/" + name))
     os.environ["DATABASE_URL"] = scratch
     return scratch
 
@@ -42,6 +38,48 @@ def kept_database(suffix: str) -> str:
 
     call_command("migrate", verbosity=0)
     return url
+
+
+def _base_url_and_name(suffix: str) -> tuple[str, str]:
+    """DATABASE_URL (as the bench was started with) and ``<its name><suffix>``."""
+    url = os.environ.get("DATABASE_URL", "")
+    parts = urlparse(url)
+    if not parts.scheme.startswith("postgres"):
+        sys.exit("bench needs PostgreSQL: set DATABASE_URL=postgres://…")
+    return url, parts.path.lstrip("/") + suffix
+
+
+def keep_built_state(suffix: str) -> None:
+    """Copy the scratch database ``<name><suffix>`` (just built, Django pointed at it) to
+    ``<name><suffix>_built``, for a bench whose run changes the data it measures: each
+    ``--reuse`` starts from this copy (``restore_built_state``), as the first run did."""
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()  # CREATE DATABASE … TEMPLATE needs the source unused
+    scratch = urlparse(os.environ["DATABASE_URL"])
+    name = scratch.path.lstrip("/")
+    base = urlunparse(scratch._replace(path="/" + name.removesuffix(suffix)))
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}_built" WITH (FORCE)')
+        # FILE_COPY: the files copied as they are, seconds for a gigabyte (WAL_LOG logs
+        # every page).
+        conn.execute(f'CREATE DATABASE "{name}_built" TEMPLATE "{name}" STRATEGY FILE_COPY')
+
+
+def restore_built_state(suffix: str) -> str:
+    """Re-create ``<name><suffix>`` from the copy ``keep_built_state`` made, point Django at
+    it and migrate it (``--reuse`` of a bench whose run changes its data). Returns its URL."""
+    import psycopg
+
+    base, name = _base_url_and_name(suffix)
+    with psycopg.connect(base, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name + "_built"])
+        if found.fetchone() is None:
+            sys.exit(f"no {name}_built: run the bench once without --reuse")
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_built" STRATEGY FILE_COPY')
+    return kept_database(suffix)
 
 
 def setup_django(broker: str = "memory://") -> None:

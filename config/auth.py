@@ -11,12 +11,14 @@ is no longer listed). Because both check the same passwords, a wrong password st
 (``PermissionDenied``) instead of being hashed a second time by ``ModelBackend``.
 """
 
+from functools import lru_cache
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.db import connections, router
 
-from membership.rawrows import instance_from_row
+from membership.sqlrows import columns, instance
 
 
 class AccountBackend(ModelBackend):
@@ -28,18 +30,17 @@ class AccountBackend(ModelBackend):
 
     def get_user(self, user_id):
         model = get_user_model()
-        columns = [f.column for f in model._meta.concrete_fields]
         alias = router.db_for_read(model)
-        quote = connections[alias].ops.quote_name
-        sql = (
-            f"SELECT {', '.join(map(quote, columns))} FROM {quote(model._meta.db_table)} "
-            f"WHERE {quote(model._meta.pk.column)} = %s"
-        )
         with connections[alias].cursor() as cursor:
-            cursor.execute(sql, [user_id])  # already the key's type (auth.get_user)
+            cursor.execute(_select(model), [user_id])  # already the key's type (auth.get_user)
             row = cursor.fetchone()
         if row is None:
             return None
-        names = [f.attname for f in model._meta.concrete_fields]
-        user = instance_from_row(alias, model, dict(zip(names, row, strict=True)))
+        user = instance(model, row, using=alias)
         return user if self.user_can_authenticate(user) else None
+
+
+@lru_cache(maxsize=2)
+def _select(model) -> str:
+    meta = model._meta
+    return f"SELECT {columns(model)} FROM {meta.db_table} WHERE {meta.pk.column} = %s"

@@ -3,6 +3,8 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from api.keys import KEY_PREFIX
@@ -48,6 +50,36 @@ def test_posting_an_order_records_it_and_answers_the_members_new_tier(member):
     assert response.status_code == 201
     assert response.json()["tier"]["name"] == Member.objects.get(pk=member.pk).tier.name
     assert Order.objects.get(external_id="SO-1").amount == 12_000
+
+
+def test_an_order_moves_the_members_last_order_time_to_when_it_was_placed(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+    placed = timezone.now() - dt.timedelta(hours=2)
+
+    client.post("/api/v1/orders/", order_body(placed_at=placed.isoformat()), format="json")
+
+    assert Member.objects.get(pk=member.pk).last_order_at == placed
+
+
+def test_an_order_placed_before_the_last_one_leaves_the_last_order_time(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+    last = timezone.now() - dt.timedelta(hours=1)
+    client.post("/api/v1/orders/", order_body(placed_at=last.isoformat()), format="json")
+
+    earlier = (last - dt.timedelta(days=3)).isoformat()
+    client.post("/api/v1/orders/", order_body(order_id="SO-2", placed_at=earlier), format="json")
+
+    assert Member.objects.get(pk=member.pk).last_order_at == last
+
+
+def test_an_order_of_a_member_nobody_shares_a_tier_with_looks_for_no_sub_accounts_to_move(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/v1/orders/", order_body(amount=40_000), format="json")
+
+    assert response.status_code == 201
+    assert not [q["sql"] for q in queries if q["sql"].startswith("SELECT id, group_id, tier_id")]
 
 
 def test_an_order_answers_with_the_group_and_tier_the_member_row_holds_after_it(member):

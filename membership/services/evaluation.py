@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Subquery, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from membership.models import (
@@ -19,6 +20,7 @@ from membership.models import (
     TierHistory,
     Window,
 )
+from membership.sqlrows import columns, instance
 from membership.sqltime import from_db, to_db
 
 from .history import record_shared_tier_changes, record_tier_change
@@ -53,8 +55,8 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
     share its tier. Written as SQL: the member's page runs it on every view, and the ORM
     took longer to build this aggregate than the database to answer it. The programme
     stamp comes with them; ``with_facts`` adds the member's own tags and the tiers of its
-    grants active at ``bounds.now`` (what ``evaluate`` needs besides), in the same
-    statement.
+    grants active at ``bounds.now`` and whether any member shares its tier (what
+    ``evaluate`` and ``evaluate_locked_member`` need besides), in the same statement.
     """
     columns, params = ["MAX(o.placed_at)"], []
     points_columns, points_params = [], []
@@ -91,9 +93,10 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
             "WHERE mt.member_id = %s)"
             f", (SELECT {ids.format('gr.tier_id')} FROM membership_tiergrant gr "
             "WHERE gr.member_id = %s AND gr.starts_at <= %s AND gr.ends_at > %s)"
+            ", EXISTS (SELECT 1 FROM membership_member s WHERE s.tier_holder_id = %s)"
         )
         now = to_db(bounds.now)
-        facts_params = [member_id, member_id, now, now]
+        facts_params = [member_id, member_id, now, now, member_id]
     sql = (
         f"SELECT *, {STAMP_SQL}{facts} FROM "
         f"(SELECT {', '.join(columns)} FROM membership_order o "
@@ -109,7 +112,7 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
         )
         row = cursor.fetchone()
     if with_facts:
-        *row, tags, grants = row
+        *row, tags, grants, has_sharers = row
     last, *totals, stamp = row
     last = from_db(last)
     values = {}
@@ -124,6 +127,7 @@ def member_metrics(member_id: int, bounds: WindowBounds, *, with_facts: bool = F
         programme_stamp=stamp,
         tag_ids=_ids(tags) if with_facts else None,
         grant_tier_ids=_ids(grants) if with_facts else None,
+        has_sharers=bool(has_sharers) if with_facts else None,
     )
 
 
@@ -151,6 +155,8 @@ class Evaluation:
     inactive: bool
     thresholds: list[dict] = field(default_factory=list)
     shared_from: str | None = None
+    # Whether any member shares this one's tier, as read with its metrics (None: unknown).
+    has_sharers: bool | None = None
 
     @property
     def earned_rank(self) -> int:
@@ -271,6 +277,7 @@ def evaluate(
             }
             for t in (group.tiers if group else ())
         ],
+        has_sharers=metrics.has_sharers,
     )
 
 
@@ -335,7 +342,10 @@ def evaluate_locked_member(
         )
     ev = evaluate(member, mode=mode)
     result = apply_evaluation(member, ev, cause=cause, actor=actor, order=order, reason=reason)
-    sync_sharers(member, cause=cause, actor=actor, now=ev.now)
+    if ev.has_sharers is not False:
+        # None share its tier: the metrics were read under the member's lock, and a member
+        # starts or stops sharing it only under that lock too (set_master_account).
+        sync_sharers(member, cause=cause, actor=actor, now=ev.now)
     # The member holds its own tier (and its sharers'): its review date, locked and just
     # written, is the only one their summaries count to.
     review = member.next_review_on
@@ -347,18 +357,27 @@ def lock_member(member_id: int) -> Member:
     """Lock a member's row, after its tier holder's: holders are always locked first.
 
     One statement: PostgreSQL locks the rows in the statement's order (its LockRows runs
-    above the sort), so the holder, sorted first, is locked before the member.
+    above the sort), so the holder, sorted first, is locked before the member. Written
+    as SQL: every order locks its member with it, and the ORM took longer to build this
+    statement (an OR, a subquery, a CASE to sort by) than PostgreSQL took to run it.
     """
-    holder = Member.objects.filter(pk=member_id).values("tier_holder_id")
-    rows = (
-        Member.objects.select_for_update()
-        .filter(Q(pk=member_id) | Q(pk=Subquery(holder)))
-        .order_by(Case(When(pk=member_id, then=Value(1)), default=Value(0)))
-    )
-    member = next((m for m in rows if m.pk == member_id), None)
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(), [member_id, member_id, member_id])
+        rows = cursor.fetchall()
+    member = next((instance(Member, row) for row in rows if row[0] == member_id), None)
     if member is None:
         raise Member.DoesNotExist("No member with this id.")
     return member
+
+
+@functools.cache
+def _lock_sql() -> str:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    # The member sorts after its holder: false (0) before true (1) on both databases.
+    return (
+        f"SELECT {columns(Member)} FROM membership_member WHERE id = %s OR id = "
+        f"(SELECT tier_holder_id FROM membership_member WHERE id = %s) ORDER BY id = %s{lock}"
+    )
 
 
 def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
@@ -374,12 +393,12 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
         "earned_tier_id": holder.earned_tier_id,
         "tier_id": holder.tier_id,
     }
-    moved = list(
-        holder.tier_sharers.exclude(**target)
-        .select_for_update()
-        .order_by("pk")
-        .values_list("pk", "group_id", "tier_id")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _moved_sharers_sql(),
+            [holder.pk, target["group_id"], target["earned_tier_id"], target["tier_id"]],
+        )
+        moved = [tuple(row) for row in cursor.fetchall()]
     for start in range(0, len(moved), SHARERS_PER_STATEMENT):
         ids = [pk for pk, _group, _tier in moved[start : start + SHARERS_PER_STATEMENT]]
         Member.objects.filter(pk__in=ids).update(
@@ -392,6 +411,21 @@ def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) 
         )
     record_shared_tier_changes(holder=holder, moved=moved, cause=cause, actor=actor, at=now)
     return len(moved)
+
+
+@functools.cache
+def _moved_sharers_sql() -> str:
+    """The sharers of a holder whose group or tiers differ from the holder's, locked in id
+    order. Hand-written: every order runs it (nearly always to find none), and the ORM
+    took longer to build it than the database takes to answer it through the
+    tier-holder index. Ids are above zero, so 0 stands for none on both sides."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        "SELECT id, group_id, tier_id FROM membership_member WHERE tier_holder_id = %s "
+        "AND NOT (COALESCE(group_id, 0) = COALESCE(%s, 0) "
+        "AND COALESCE(earned_tier_id, 0) = COALESCE(%s, 0) "
+        f"AND COALESCE(tier_id, 0) = COALESCE(%s, 0)) ORDER BY id{lock}"
+    )
 
 
 def apply_evaluation(
@@ -456,13 +490,28 @@ def apply_evaluation(
         )
     if rose and ev.earned and ev.earned.gift:
         # Under the member lock; the unique constraint backs it against any other writer.
-        gift, created = GiftIssue.objects.get_or_create(
-            member=member,
-            tier_id=ev.earned.id,
-            defaults={"gift": ev.earned.gift, "issued_at": ev.now},
-        )
-        result.gift = gift if created else None
+        result.gift = _issue_gift(member, ev.earned, ev.now)
     return result
+
+
+def _issue_gift(member: Member, tier: TierRule, now: dt.datetime) -> GiftIssue | None:
+    """Give ``tier``'s gift unless the member already has it: the new issue, or None.
+
+    One statement (INSERT … ON CONFLICT DO NOTHING), where get_or_create took four with
+    its savepoint; every upgrade with a gift runs it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO membership_giftissue (member_id, tier_id, gift, issued_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (member_id, tier_id) DO NOTHING RETURNING id",
+            [member.pk, tier.id, tier.gift, to_db(now)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    gift = GiftIssue(pk=row[0], member=member, tier_id=tier.id, gift=tier.gift, issued_at=now)
+    gift._state.adding = False
+    return gift
 
 
 def _review_date(now: dt.datetime, months: int) -> dt.date:

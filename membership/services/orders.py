@@ -58,7 +58,8 @@ def record_order(
             placed_at=placed_at,
             created_at=timezone.now(),
         )
-        order.pk = _insert_unless_recorded(order)
+        latest = member.last_order_at is None or placed_at > member.last_order_at
+        order.pk = _insert_unless_recorded(order, last_order_at=placed_at if latest else None)
         if order.pk is None:
             existing = Order.objects.get(source=source, external_id=external_id)
             if existing.member_id != member_id or existing.amount != amount:
@@ -70,9 +71,8 @@ def record_order(
         order._state.adding = False
         if actor is not None:
             record_audit(actor=actor, action="order.add", obj=order, after=snapshot(order))
-        if member.last_order_at is None or placed_at > member.last_order_at:
-            Member.objects.filter(pk=member.pk).update(last_order_at=placed_at)
-            member.last_order_at = placed_at
+        if latest:
+            member.last_order_at = placed_at  # written with the order
         # Points are earned at the tier held when the order was placed, before it lifts
         # them; and before the evaluation, which counts them in a growth-points group.
         order_recorded.send(sender=Order, order=order, member_id=member.pk, tier_id=member.tier_id)
@@ -94,24 +94,39 @@ ORDER_COLUMNS = (
 )
 
 
-def _insert_unless_recorded(order: Order) -> int | None:
+def _insert_unless_recorded(order: Order, *, last_order_at: dt.datetime | None) -> int | None:
     """INSERT the order unless its (source, external id) is recorded: its new id, or None.
 
     One statement, where a look for the order and then the INSERT took two. A concurrent
     INSERT of the same order waits for the other's commit and then inserts nothing.
+    ``last_order_at``: the member's new last order time, written only with a new order —
+    in the same statement on PostgreSQL (a data-modifying WITH), in a second on SQLite.
     """
     values = [
         to_db(v) if isinstance(v, dt.datetime) else v
         for v in (getattr(order, column) for column in ORDER_COLUMNS)
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO membership_order ({', '.join(ORDER_COLUMNS)}) "
-            f"VALUES ({', '.join(['%s'] * len(ORDER_COLUMNS))}) "
-            "ON CONFLICT (source, external_id) DO NOTHING RETURNING id",
-            values,
+    insert = (
+        f"INSERT INTO membership_order ({', '.join(ORDER_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(ORDER_COLUMNS))}) "
+        "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"
+    )
+    moves = last_order_at is not None
+    together = moves and connection.vendor == "postgresql"
+    if together:
+        insert = (
+            f"WITH ins AS ({insert}), moved AS (UPDATE membership_member SET last_order_at = %s "
+            "WHERE id = %s AND EXISTS (SELECT 1 FROM ins)) SELECT id FROM ins"
         )
+        values += [to_db(last_order_at), order.member_id]
+    with connection.cursor() as cursor:
+        cursor.execute(insert, values)
         row = cursor.fetchone()
+        if row and moves and not together:
+            cursor.execute(
+                "UPDATE membership_member SET last_order_at = %s WHERE id = %s",
+                [to_db(last_order_at), order.member_id],
+            )
     return row[0] if row else None
 
 

@@ -315,6 +315,8 @@ class Metrics:
     # The member's tags and its active grants' tiers, when read with them.
     tag_ids: frozenset[int] | None = None
     grant_tier_ids: frozenset[int] | None = None
+    # Whether any member shares this one's tier, when read with them.
+    has_sharers: bool | None = None
 
     def of(self, metric: str, window: str) -> int:
         return self.values.get((metric, window), 0)
