@@ -387,6 +387,7 @@ if not DEBUG:
 # Operators with "delete access attempt" unlock early in the admin (Axes › Access attempts).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    # Ends the search at a wrong password: a password backend added later goes before it.
     "config.auth.AccountBackend",
     # Only for sessions made before AccountBackend (config/auth.py says why).
     "django.contrib.auth.backends.ModelBackend",

@@ -140,7 +140,7 @@ def run(*, message_id: int) -> bool:
         return False
     message = OutboxMessage.objects.get(pk=message_id)
     try:
-        _tasks()[message.task_name](**message.kwargs)
+        _task(message.task_name)(**message.kwargs)
     except Exception as exc:
         logger.exception("Follow-up %s failed; the outbox sweeper sends it again", message)
         OutboxMessage.objects.filter(pk=message_id).update(
@@ -171,7 +171,7 @@ def _send(ids: Iterable[int]) -> int:
     ids = list(ids)
     for i, message_id in enumerate(ids):
         try:
-            _tasks()[RUNNER].apply_async(kwargs={"message_id": message_id})
+            _task(RUNNER).apply_async(kwargs={"message_id": message_id})
         except Exception as exc:
             # The change that owes this is committed: log, keep the row, never raise.
             logger.warning(
@@ -186,12 +186,13 @@ def _send(ids: Iterable[int]) -> int:
     return len(ids)
 
 
-def _tasks():
-    """Celery's task registry, with every app's tasks module loaded (the web process
-    imports none of them itself)."""
-    if RUNNER not in current_app.tasks:
+def _task(name: str):
+    """The task ``name`` from Celery's registry, loading every app's tasks module first
+    if it is not there yet: a worker loads them at start-up, the web process only as it
+    needs them (having one app's tasks loaded says nothing of another's)."""
+    if name not in current_app.tasks:
         current_app.loader.import_default_modules()
-    return current_app.tasks
+    return current_app.tasks[name]
 
 
 def _describe(exc: Exception) -> str:

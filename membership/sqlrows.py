@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from functools import lru_cache
 
 from django.utils import timezone
@@ -59,7 +60,7 @@ def field_kind(model, name: str) -> str:
 
 def column_value(kind: str, value):
     """A value as a field of ``kind`` holds it (SQLite hands back text for times and JSON,
-    and both give JSON as text)."""
+    and numbers for decimals; both give JSON as text)."""
     if value is None:
         return None
     if kind == "DateTimeField":
@@ -69,4 +70,6 @@ def column_value(kind: str, value):
         return dt.date.fromisoformat(value)
     if kind == "JSONField" and isinstance(value, str):
         return json.loads(value)
+    if kind == "DecimalField" and not isinstance(value, Decimal):
+        return Decimal(str(value))  # str() first: never a binary float's digits
     return value

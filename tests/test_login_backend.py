@@ -72,7 +72,10 @@ def test_the_session_user_has_every_field_the_orm_reads(amy):
     by_hand = AccountBackend().get_user(amy.pk)
 
     fields = [f.attname for f in get_user_model()._meta.concrete_fields]
-    assert [getattr(by_hand, f) for f in fields] == [getattr(by_orm, f) for f in fields]
+    # (value, type): SQLite hands back 1 for True, which == would not tell apart
+    assert [(getattr(by_hand, f), type(getattr(by_hand, f))) for f in fields] == [
+        (getattr(by_orm, f), type(getattr(by_orm, f))) for f in fields
+    ]
 
 
 def test_a_session_whose_user_was_deleted_has_no_user(amy):

@@ -2,6 +2,7 @@
 nothing, reports nothing, and a message sent twice runs once."""
 
 import datetime as dt
+import sys
 import threading
 import time
 
@@ -122,6 +123,37 @@ def test_a_follow_up_that_fails_keeps_its_error_and_is_not_done(db):
     assert message.done_at is None
     assert message.started_at is None
     assert "no_such_task" in message.last_error
+
+
+@pytest.fixture
+def api_tasks_not_loaded():
+    """As in a web process that has run a follow-up of membership's but not yet imported
+    api.tasks (it imports no tasks module of its own accord)."""
+    import api
+    import api.tasks
+
+    module = sys.modules.pop("api.tasks")
+    registered = {name: app.tasks.pop(name) for name in list(app.tasks) if name.startswith("api.")}
+    del api.tasks
+    yield
+    sys.modules["api.tasks"] = api.tasks = module
+    app.tasks.update(registered)
+
+
+def test_a_follow_up_of_an_app_whose_tasks_are_not_loaded_yet_runs_at_once(
+    db, api_tasks_not_loaded
+):
+    # given: a follow-up of the API app's, owed by a committed change
+    with transaction.atomic():
+        message = outbox.enqueue("api.tasks.purge_idempotency_keys")
+
+    # when: the web process sends it after the commit
+    outbox.dispatch(message_id=message.pk)
+
+    # then: it ran then, not when the sweeper came by
+    message.refresh_from_db()
+    assert message.last_error == ""
+    assert message.done_at is not None
 
 
 def test_a_follow_up_whose_worker_died_is_run_again_by_the_sweeper(programme):
