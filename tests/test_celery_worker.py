@@ -27,8 +27,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(tra
 
 def _use_broker(**conf) -> None:
     # Connection and producer pools are cached with the broker they were made for:
-    # drop them, or messages keep going to the old broker.
-    app.close()
+    # drop them, or messages keep going to the old broker. (Not app.close(): it also
+    # takes the app off Celery's list of live apps, and a tasks module imported later
+    # would then register its tasks on no app.)
+    app._pool = None
     app.amqp._producer_pool = None
     app.conf.update(conf)
 

@@ -23,6 +23,7 @@ from imports.models import ImportJob, Problem, StagedMember
 from membership.models import GiftIssue, Member, Order, TierHistory
 from tests.factories import MemberFactory, staff_with
 from tests.importing import check
+from tests.test_celery_worker import _use_broker
 
 MEMBERS = "external_id,name,phone,email,birthday,opening_spend\n"
 ORDERS = "order_id,member,amount,placed_at,channel\n"
@@ -459,16 +460,10 @@ class broker:
 
     def __enter__(self):
         self.saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
-        self._use(broker_url=self.url, task_always_eager=False)
+        _use_broker(broker_url=self.url, task_always_eager=False)
 
     def __exit__(self, *exc):
-        self._use(**self.saved)
-
-    @staticmethod
-    def _use(**conf):
-        app.close()
-        app.amqp._producer_pool = None
-        app.conf.update(conf)
+        _use_broker(**self.saved)
 
 
 def test_an_upload_with_the_broker_away_succeeds_and_the_job_waits_queued(db, client, operator):
