@@ -7,8 +7,10 @@ from . import rewards, services
 
 @receiver(order_recorded)
 def award_order_points(sender, order, member_id, tier_id, **kwargs):
-    services.earn_for_order(order=order, tier_id=tier_id)
-    rewards.reward_referral(order=order)
+    earning = services.order_earning(order=order, tier_id=tier_id)
+    services.earn_for_order(order=order, points=earning.points)
+    if earning.referred:
+        rewards.reward_referral(order=order)
 
 
 @receiver(refund_recorded)

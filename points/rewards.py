@@ -123,9 +123,10 @@ def reward_referral(*, order: Order) -> None:
 
 @functools.cache
 def _friend_referral_sql() -> str:
-    """The referral of a friend (one at most), locked. Hand-written: every order looks for
-    one, nearly always to find none, and the ORM took longer to build this SELECT than the
-    database takes to answer it."""
+    """The referral of a friend (one at most), locked. Hand-written: the ORM took longer to
+    build this SELECT than the database takes to answer it. (Every order asks whether
+    there is one in its earning's statement, ``services.order_earning``; only a referred
+    buyer's order comes here.)"""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     return f"SELECT {columns(Referral)} FROM points_referral WHERE friend_id = %s{lock}"
 

@@ -525,6 +525,37 @@ def test_a_referral_pays_500_each_after_the_first_order_then_2_percent_to_the_re
     assert balance(referrer) == 800
 
 
+@pytest.mark.postgres
+def test_a_buyers_first_order_reads_its_factors_and_posts_its_points_in_two_statements(demo):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    member = placed()
+    assert not Account.objects.filter(member=member).exists()
+
+    with CaptureQueriesContext(connection) as queries:
+        buy(member, 10_000, "FIRST-1")  # 一般: 1 point per NT$100
+
+    # The factors' statement opens the account; the ledger's one statement then posts.
+    # (Before: a failed posting, the account's INSERT, the posting again, and a separate
+    # look for a referral: five statements.)
+    earning = ("points_tiercoefficient", "INSERT INTO points_", "FROM points_referral")
+    assert len([q for q in queries if any(part in q["sql"] for part in earning)]) == 2
+    assert balance(member) == 100
+
+
+def test_an_order_that_earns_nothing_opens_no_points_account_on_a_tier_without_a_rate(demo):
+    from membership.models import Tier
+
+    member = placed()
+    member.refresh_from_db()
+    Tier.objects.filter(pk=member.tier_id).update(points_per_100=0)
+
+    buy(member, 10_000, "NO-RATE")
+
+    assert not Account.objects.filter(member=member).exists()
+
+
 def test_nobody_refers_themselves_or_gets_a_friend_twice(demo):
     from points.rewards import refer
 
