@@ -255,16 +255,6 @@ def _order_url(prefix: str, urlconf) -> str:
     return reverse("members:order", args=[int(_MARKER)], urlconf=urlconf)
 
 
-def member_id_by_external_id(external_id: str) -> int | None:
-    """The id of the member with this external id (unique), or None. Hand-written: the
-    shop's every order looks its member up, and the ORM took longer to build the SELECT
-    than the database takes to answer it. Read where writes go: the caller writes next."""
-    with connections[router.db_for_write(Member)].cursor() as cur:
-        cur.execute("SELECT id FROM membership_member WHERE external_id = %s", [external_id])
-        row = cur.fetchone()
-    return row[0] if row else None
-
-
 def page_member(*, user_id: int, now: dt.datetime) -> Member | None:
     """The member of ``user_id`` with their tier holder, summary row and the panels'
     columns, in one hand-written statement: building it with the ORM took longer than

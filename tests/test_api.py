@@ -82,6 +82,21 @@ def test_an_order_of_a_member_nobody_shares_a_tier_with_looks_for_no_sub_account
     assert not [q["sql"] for q in queries if q["sql"].startswith("SELECT id, group_id, tier_id")]
 
 
+@pytest.mark.postgres  # SQLite posts points through the ledger's general path, in a savepoint
+def test_an_order_reads_its_member_with_the_lock_and_in_the_requests_one_transaction(member):
+    client, _key = key_client(Scope.ORDERS_WRITE)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/v1/orders/", order_body(amount=40_000), format="json")
+
+    assert response.status_code == 201
+    sql = [q["sql"] for q in queries]
+    assert not [s for s in sql if s.startswith("SELECT id FROM membership_member")]
+    # One savepoint: the request's own transaction, nested in the test's. The order's
+    # recording opens none inside it (two round trips on every order).
+    assert len([s for s in sql if s.startswith("SAVEPOINT")]) == 1
+
+
 def test_an_order_answers_with_the_group_and_tier_the_member_row_holds_after_it(member):
     client, _key = key_client(Scope.ORDERS_WRITE)
 

@@ -79,6 +79,25 @@ def test_orders_of_a_holder_and_its_sub_accounts_at_once_all_count_without_a_dea
     }
 
 
+def test_shop_orders_by_external_id_lock_a_holder_without_one_first_and_never_deadlock():
+    build_design_programme()
+    holder = MemberFactory(external_id=None)  # a holder the shop does not know
+    subs = [MemberFactory(external_id=f"SUB-{i}", tier_holder=holder) for i in range(4)]
+    placed_at = timezone.now()
+
+    def send(sub, ref):
+        return lambda: services.record_order(
+            member_external_id=sub.external_id, external_id=ref, amount=4_000, placed_at=placed_at
+        )
+
+    errors = run_together(*[send(sub, f"EXT-{i}") for i, sub in enumerate(subs + subs)])
+
+    assert errors == []
+    assert Order.objects.filter(external_id__startswith="EXT-").count() == 8
+    holder.refresh_from_db()
+    assert holder.tier.name == "金卡"  # NT$32,000 across the sub-accounts
+
+
 def test_two_operators_tagging_the_same_member_at_once_keep_both_tags():
     programme = build_design_programme()
     member = MemberFactory()

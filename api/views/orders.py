@@ -12,7 +12,6 @@ from rest_framework.response import Response
 
 from membership import services as membership
 from membership.models import Member, Order
-from membership.selectors import member_id_by_external_id
 
 from .. import idempotency, serializers
 from ..models import Scope
@@ -85,17 +84,18 @@ class OrdersView(ApiView):
     @idempotent
     def post(self, request):
         data = valid_with(ORDER_IN, request.data)
-        member_id = member_id_by_external_id(data["member_external_id"])
-        if member_id is None:
-            raise unknown_member()
-        result = membership.record_order(
-            member_id=member_id,
-            external_id=data["order_id"],
-            amount=data["amount"],
-            placed_at=data["placed_at"],
-            source=SOURCE,
-            channel=data["channel"],
-        )
+        try:
+            # By the shop's member id, read with the member's lock: no look-up first.
+            result = membership.record_order(
+                member_external_id=data["member_external_id"],
+                external_id=data["order_id"],
+                amount=data["amount"],
+                placed_at=data["placed_at"],
+                source=SOURCE,
+                channel=data["channel"],
+            )
+        except Member.DoesNotExist:
+            raise unknown_member() from None
         return Response(
             _order_out(
                 result.order,

@@ -20,7 +20,7 @@ from membership.models import (
     TierHistory,
     Window,
 )
-from membership.sqlrows import columns, instance
+from membership.sqlrows import columns, instance, update_columns
 from membership.sqltime import from_db, to_db
 
 from .history import record_shared_tier_changes, record_tier_change
@@ -353,31 +353,43 @@ def evaluate_locked_member(
     return result
 
 
-def lock_member(member_id: int) -> Member:
+def lock_member(member_id: int | None, *, external_id: str | None = None) -> Member:
     """Lock a member's row, after its tier holder's: holders are always locked first.
+    The member by id, or by their external id (the shop's) when ``member_id`` is None.
 
     One statement: PostgreSQL locks the rows in the statement's order (its LockRows runs
     above the sort), so the holder, sorted first, is locked before the member. Written
     as SQL: every order locks its member with it, and the ORM took longer to build this
-    statement (an OR, a subquery, a CASE to sort by) than PostgreSQL took to run it.
+    statement (an OR, a subquery, a CASE to sort by) than PostgreSQL took to run it. By
+    external id, the shop's order needs no look-up of the id first.
     """
+    column = "id" if member_id is not None else "external_id"
+    key = member_id if member_id is not None else external_id
     with connection.cursor() as cursor:
-        cursor.execute(_lock_sql(), [member_id, member_id, member_id])
+        cursor.execute(_lock_sql(column), [key, key, key])
         rows = cursor.fetchall()
-    member = next((instance(Member, row) for row in rows if row[0] == member_id), None)
+    at = _column_position(column)
+    member = next((instance(Member, row) for row in rows if row[at] == key), None)
     if member is None:
-        raise Member.DoesNotExist("No member with this id.")
+        raise Member.DoesNotExist("No such member.")
     return member
 
 
 @functools.cache
-def _lock_sql() -> str:
+def _lock_sql(column: str) -> str:
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    # The member sorts after its holder: false (0) before true (1) on both databases.
+    # The member sorts after its holder (0 before 1 on both databases; a CASE, as a
+    # holder's external id may be NULL, and NULL sorts last).
     return (
-        f"SELECT {columns(Member)} FROM membership_member WHERE id = %s OR id = "
-        f"(SELECT tier_holder_id FROM membership_member WHERE id = %s) ORDER BY id = %s{lock}"
+        f"SELECT {columns(Member)} FROM membership_member WHERE {column} = %s OR id = "
+        f"(SELECT tier_holder_id FROM membership_member WHERE {column} = %s) "
+        f"ORDER BY CASE WHEN {column} = %s THEN 1 ELSE 0 END{lock}"
     )
+
+
+@functools.cache
+def _column_position(column: str) -> int:
+    return [f.column for f in Member._meta.concrete_fields].index(column)
 
 
 def sync_sharers(holder: Member, *, cause: Cause, actor=None, now: dt.datetime) -> int:
@@ -428,6 +440,17 @@ def _moved_sharers_sql() -> str:
     )
 
 
+# What an evaluation writes on the member: its standing.
+STANDING_FIELDS = (
+    "group",
+    "earned_tier",
+    "tier",
+    "tier_since",
+    "tier_earned_by_order",
+    "next_review_on",
+)
+
+
 def apply_evaluation(
     member: Member,
     ev: Evaluation,
@@ -464,16 +487,7 @@ def apply_evaluation(
         new_earned_id,
         new_tier_id,
     )
-    member.save(
-        update_fields=[
-            "group",
-            "earned_tier",
-            "tier",
-            "tier_since",
-            "tier_earned_by_order",
-            "next_review_on",
-        ]
-    )
+    update_columns(member, STANDING_FIELDS)
 
     result = EvaluationResult(evaluation=ev, changed=True)
     if (new_group_id, new_tier_id) != (old_group_id, old_tier_id):

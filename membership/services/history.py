@@ -13,6 +13,7 @@ from django.db import connection
 
 from api.webhooks import events as webhooks
 from membership.models import Cause, Member, TierHistory
+from membership.sqlrows import insert_row
 
 from .notifications import notify_after_commit
 from .summary import refresh_member_summaries
@@ -38,7 +39,7 @@ def record_tier_change(
     """
     if (member.group_id, member.tier_id) == (from_group_id, from_tier_id):
         return None
-    row = TierHistory.objects.create(
+    row = TierHistory(
         member=member,
         from_group_id=from_group_id,
         from_tier_id=from_tier_id,
@@ -50,6 +51,7 @@ def record_tier_change(
         explanation=explanation,
         created_at=at,
     )
+    insert_row(row)  # every order that moves a tier writes one: save() took longer
     notify_after_commit()
     webhooks.tier_change_recorded(history_id=row.pk)
     if refresh_summary:

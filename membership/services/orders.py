@@ -29,7 +29,8 @@ class OrderResult:
 
 def record_order(
     *,
-    member_id: int,
+    member_id: int | None = None,
+    member_external_id: str | None = None,
     external_id: str,
     amount: int,
     placed_at: dt.datetime,
@@ -40,15 +41,21 @@ def record_order(
     """Record a paid order and upgrade the member at once if it lifts them.
 
     Idempotent on (source, external_id): the same order again returns the first one;
-    the same id with different content is refused.
+    the same id with different content is refused. The member is named by ``member_id``
+    or by their ``member_external_id`` (the shop's, read with the lock): an unknown one
+    raises ``Member.DoesNotExist``, writing nothing.
+
+    No savepoint of its own inside a caller's transaction (two round trips on every
+    order): an error here leaves that transaction to be rolled back, as every caller
+    does. One that catches the error and goes on must open a savepoint around the call.
     """
     if not isinstance(amount, int) or amount < 0:
         raise ValidationError({"amount": _("The amount must be a whole number of NT$, 0 or more.")})
     if timezone.is_naive(placed_at):
         raise ValidationError({"placed_at": _("The order time must carry a time zone.")})
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         # The member row lock serialises every write about one member, duplicates included.
-        member = lock_member(member_id)
+        member = lock_member(member_id, external_id=member_external_id)
         order = Order(
             member=member,
             source=source,
@@ -62,7 +69,7 @@ def record_order(
         order.pk = _insert_unless_recorded(order, last_order_at=placed_at if latest else None)
         if order.pk is None:
             existing = Order.objects.get(source=source, external_id=external_id)
-            if existing.member_id != member_id or existing.amount != amount:
+            if existing.member_id != member.pk or existing.amount != amount:
                 raise ValidationError(
                     _("Order %(ref)s was already recorded with a different member or amount.")
                     % {"ref": f"{source}:{external_id}"}
