@@ -82,6 +82,27 @@ def test_an_order_of_12000_is_in_the_summary_at_once(member):
     assert_summary_equals_a_recomputation(member.pk)
 
 
+@pytest.mark.postgres
+def test_an_orders_summary_statement_is_short_enough_for_psycopg_to_keep_its_parse(member):
+    # psycopg parses a longer statement's placeholders again on every run: an order's
+    # refresh paid for that on every order.
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    sent = []
+
+    def keep(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    shop_order(member, "A1", 12_000)  # 銀卡: the member now has a review date to count to
+    with connection.execute_wrapper(keep):
+        shop_order(member, "A2", 1_000)
+
+    (statement,) = [sql for sql in sent if "INTO membership_membersummary" in sql]
+    assert "next_review_on" in statement
+    assert len(statement.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+
+
 def test_a_partial_refund_that_keeps_the_tier_lowers_the_summary_value(member):
     order = shop_order(member, "A1", 12_000)
     shop_order(member, "A2", 3_000, days_ago=5)

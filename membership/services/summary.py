@@ -21,6 +21,7 @@ the clock.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -73,13 +74,29 @@ def _json_sql() -> tuple[str, str]:
     return "json_object", "json_group_array({obj})"
 
 
+# PostgreSQL: each tier holder with ``ids``, its own id and those of the members sharing
+# its tier, as an array read once: the orders are then read by key (as a semi-join the
+# planner may still scan every order per member), and the three sums and the window's
+# edge over them no longer repeat the subquery (which kept the statement of an order's
+# refresh past psycopg's 4,096 characters for keeping its parse).
+_HOLDERS_PG = (
+    "(SELECT h.id, h.next_review_on, h.group_id, ARRAY(SELECT h.id UNION ALL "
+    "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id) AS ids "
+    "FROM membership_member h) h"
+)
+
+
 def _sum_sql(start_sql: str) -> str:
     """The holder's qualifying value from ``start_sql`` on, in the holder's group's metric.
 
-    Two sums, each read through the orders' (member, time) index: the holder's own
-    orders and those of the members sharing its tier. One subquery over "the holder or
-    a member sharing its tier" cannot use that index, and the planner then scanned
-    every order once per member (an import of 60,000 members took minutes).
+    On PostgreSQL one sum over the orders of ``h.ids`` (``_HOLDERS_PG``: the holder's
+    id and those of the members sharing its tier), read by key through the orders'
+    (member, time) index.
+    On SQLite two sums, each through that index: the holder's own orders and the
+    sharers'. One subquery there over "the holder or a member sharing its tier" cannot
+    use the index, and the planner scanned every order once per member (an import of
+    60,000 members took minutes). (PostgreSQL had the two sums too; as one, an order's
+    summary statement fits psycopg's 4,096 characters for keeping its parse.)
 
     Growth points are not kept here (they come from the points ledger, which posts
     without touching this row): 0, and the page computes such members afresh.
@@ -88,17 +105,20 @@ def _sum_sql(start_sql: str) -> str:
         "CASE WHEN g.metric = %(spend)s THEN o.amount - o.refunded_amount "
         "WHEN g.metric = %(order_count)s AND o.amount > o.refunded_amount THEN 1 ELSE 0 END"
     )
+    sharing = "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id"
+    if connection.vendor == "postgresql":
+        return (
+            f"COALESCE((SELECT SUM({counted}) FROM membership_order o "
+            f"WHERE o.member_id = ANY(h.ids) AND o.status = 'paid' "
+            f"AND o.placed_at >= {start_sql}), 0)"
+        )
     own = (
         f"COALESCE((SELECT SUM({counted}) FROM membership_order o "
         f"WHERE o.member_id = h.id AND o.status = 'paid' AND o.placed_at >= {start_sql}), 0)"
     )
-    sharing = "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id"
-    # PostgreSQL: the sharers' ids as an array first, so their orders are read by key
-    # (as a semi-join the planner may still scan every order per member).
-    sharing = f"= ANY(ARRAY({sharing}))" if connection.vendor == "postgresql" else f"IN ({sharing})"
     sharers = (
-        f"COALESCE((SELECT SUM({counted}) FROM membership_order o WHERE o.member_id {sharing} "
-        f"AND o.status = 'paid' AND o.placed_at >= {start_sql}), 0)"
+        f"COALESCE((SELECT SUM({counted}) FROM membership_order o WHERE o.member_id IN "
+        f"({sharing}) AND o.status = 'paid' AND o.placed_at >= {start_sql}), 0)"
     )
     return f"({own} + {sharers})"
 
@@ -121,8 +141,7 @@ def _window_edge_sql() -> str:
     Any order still to leave is newer than the oldest, so the row holds until then.
     """
     holder_and_sharers = (
-        "= ANY(ARRAY(SELECT h.id UNION ALL "
-        "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id))"
+        "= ANY(h.ids)"
         if connection.vendor == "postgresql"
         else "IN (SELECT h.id UNION ALL "
         "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id)"
@@ -181,7 +200,6 @@ def _select_sql(
     """The fresh summary rows of the members ``where`` selects (over ``m``), at ``now``.
 
     ``review_dates``: their tier holders' review dates, when the caller knows them."""
-    obj, agg = _json_sql()
     bounds = WindowBounds(now)
     params = {
         **where_params,
@@ -197,22 +215,30 @@ def _select_sql(
         "recheck": local_midnight(bounds.today + dt.timedelta(days=RECHECK_DAYS)),
         **_zone_params(now),
     }
-    value = _sum_sql(_window_start_sql("%(rolling_start)s", "%(calendar_start)s"))
     # What still counts on the review day: the window as it stands on that day (noon),
     # the rule of ``selectors.value_at_review``, one bound per review date in the set.
     dates = review_dates
     if dates is None:
         dates = _review_dates(where, {k: _db(v) for k, v in {**where_params, "now": now}.items()})
+    for i, day in enumerate(dates):
+        at_review = WindowBounds(local_midnight(day) + dt.timedelta(hours=12))
+        params[f"d{i}"] = day
+        params[f"r{i}"] = at_review.start(Window.ROLLING_12_MONTHS)
+        params[f"c{i}"] = at_review.start(Window.CALENDAR_YEAR)
+    sql = _select_text(where, len(dates), connection.vendor)
+    return sql, {k: _db(v) for k, v in params.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _select_text(where: str, review_dates: int, vendor: str) -> str:
+    """``_select_sql``'s statement for ``review_dates`` review dates: built once per shape
+    (an order's refresh is one of a few), as building it took a tenth of a millisecond."""
+    obj, agg = _json_sql()
+    value = _sum_sql(_window_start_sql("%(rolling_start)s", "%(calendar_start)s"))
     review_value = "0"
-    if dates:
-        rolling, calendar = [], []
-        for i, day in enumerate(dates):
-            at_review = WindowBounds(local_midnight(day) + dt.timedelta(hours=12))
-            params[f"d{i}"] = day
-            params[f"r{i}"] = at_review.start(Window.ROLLING_12_MONTHS)
-            params[f"c{i}"] = at_review.start(Window.CALENDAR_YEAR)
-            rolling.append(f"WHEN %(d{i})s THEN %(r{i})s")
-            calendar.append(f"WHEN %(d{i})s THEN %(c{i})s")
+    if review_dates:
+        rolling = [f"WHEN %(d{i})s THEN %(r{i})s" for i in range(review_dates)]
+        calendar = [f"WHEN %(d{i})s THEN %(c{i})s" for i in range(review_dates)]
         review_value = (
             "CASE WHEN h.next_review_on IS NULL THEN 0 ELSE "
             + _sum_sql(
@@ -248,7 +274,7 @@ def _select_sql(
     until = _earliest(grant_edge, window_edge)
     # The members selected, read once (``where`` may be an anti-join on these very rows,
     # which the INSERT fills as it goes), each with its tier holder.
-    pg = connection.vendor == "postgresql"
+    pg = vendor == "postgresql"
     targets = (
         f"targets {'AS MATERIALIZED' if pg else 'AS'} (SELECT m.id, "
         f"COALESCE(m.tier_holder_id, m.id) AS holder_id FROM membership_member m WHERE {where})"
@@ -262,7 +288,8 @@ def _select_sql(
         f"CASE WHEN g.id IS NULL THEN 0 ELSE {value} END AS value, "
         f"CASE WHEN g.id IS NULL THEN 0 ELSE {review_value} END AS review_value, "
         f"{until} AS valid_until "
-        "FROM membership_member h LEFT JOIN membership_vipgroup g ON g.id = h.group_id "
+        f"FROM {_HOLDERS_PG if pg else 'membership_member h'} "
+        "LEFT JOIN membership_vipgroup g ON g.id = h.group_id "
         f"WHERE h.id IN (SELECT t.holder_id FROM targets t){' OFFSET 0' if pg else ''}"
     )
     sql = (
@@ -276,7 +303,7 @@ def _select_sql(
         f"JOIN ({holders}) hv ON hv.id = t.holder_id "
         "WHERE 1 = 1"  # SQLite: an upsert's SELECT needs a WHERE to parse
     )
-    return sql, {k: _db(v) for k, v in params.items()}
+    return sql
 
 
 ORDER_FIELDS = (
