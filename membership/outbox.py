@@ -72,7 +72,11 @@ def enqueue(task_name: str, **kwargs) -> OutboxMessage:
                 message = OutboxMessage.objects.create(
                     task_name=task_name, kwargs=kwargs, created_at=timezone.now()
                 )
-        transaction.on_commit(partial(dispatch, message_id=message.pk))
+        if message.dispatched_at is None and not message.last_error:
+            transaction.on_commit(partial(dispatch, message_id=message.pk))
+        # Else a reused row already went to the broker (its message still waits, or the
+        # sweeper sends it again) or its send failed (the sweeper's): ``dispatch`` would
+        # claim nothing, and its UPDATE cost a transaction of its own after every commit.
     return message
 
 
@@ -80,13 +84,14 @@ def enqueue(task_name: str, **kwargs) -> OutboxMessage:
 # (PostgreSQL): every order that moves a tier owes its e-mail, and the ORM took longer to
 # build the two than the database took to run them.
 _REUSE_OR_CREATE = (
-    "WITH found AS (SELECT id, created_at FROM membership_outboxmessage "
-    "WHERE task_name = %(task)s AND kwargs = %(kwargs)s "
+    "WITH found AS (SELECT id, created_at, dispatched_at, last_error "
+    "FROM membership_outboxmessage WHERE task_name = %(task)s AND kwargs = %(kwargs)s "
     "AND started_at IS NULL AND done_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED), "
     "made AS (INSERT INTO membership_outboxmessage (task_name, kwargs, created_at, attempts, "
     "last_error) SELECT %(task)s, %(kwargs)s, %(now)s, 0, '' "
     "WHERE NOT EXISTS (SELECT 1 FROM found) RETURNING id, created_at) "
-    "SELECT id, created_at FROM found UNION ALL SELECT id, created_at FROM made"
+    "SELECT id, created_at, dispatched_at, last_error FROM found "
+    "UNION ALL SELECT id, created_at, NULL, '' FROM made"
 )
 
 
@@ -96,8 +101,15 @@ def _reuse_or_create(task_name: str, kwargs: dict) -> OutboxMessage:
         cursor.execute(
             _REUSE_OR_CREATE, {"task": task_name, "kwargs": stored, "now": timezone.now()}
         )
-        pk, created_at = cursor.fetchone()
-    message = OutboxMessage(pk=pk, task_name=task_name, kwargs=kwargs, created_at=created_at)
+        pk, created_at, dispatched_at, last_error = cursor.fetchone()
+    message = OutboxMessage(
+        pk=pk,
+        task_name=task_name,
+        kwargs=kwargs,
+        created_at=created_at,
+        dispatched_at=dispatched_at,
+        last_error=last_error,
+    )
     message._state.adding = False
     return message
 

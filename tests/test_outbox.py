@@ -83,6 +83,35 @@ def test_the_same_follow_up_owed_twice_before_it_runs_is_one_row(db):
     assert OutboxMessage.objects.filter(task_name=RECOMPUTE).count() == 1
 
 
+def test_a_change_joining_a_follow_up_already_sent_sends_nothing_more_after_its_commit(
+    db, django_capture_on_commit_callbacks
+):
+    # given: a recompute on its way to a worker (sent, not started)
+    sent = OutboxMessage.objects.create(
+        task_name=RECOMPUTE, created_at=timezone.now(), dispatched_at=timezone.now()
+    )
+
+    # when: a change owes it again
+    with django_capture_on_commit_callbacks() as after_commit:
+        joined = outbox.enqueue(RECOMPUTE)
+
+    # then: the message on its way covers this change too
+    assert joined.pk == sent.pk
+    assert after_commit == []
+
+
+def test_a_change_joining_a_follow_up_not_yet_sent_sends_it_after_its_commit(
+    db, django_capture_on_commit_callbacks
+):
+    unsent = OutboxMessage.objects.create(task_name=RECOMPUTE, created_at=timezone.now())
+
+    with django_capture_on_commit_callbacks() as after_commit:
+        joined = outbox.enqueue(RECOMPUTE)
+
+    assert joined.pk == unsent.pk
+    assert len(after_commit) == 1
+
+
 def test_a_follow_up_already_started_is_not_joined_by_a_later_change(db):
     # given: a recompute a worker has started (it may not see the next change)
     started = OutboxMessage.objects.create(
