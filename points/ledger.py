@@ -115,8 +115,13 @@ def earn(
     available_at=None,
     reason="",
     kind: str = Entry.Kind.EARN,
+    new_account: bool = False,
 ) -> Entry:
-    """Add an earning lot. Idempotent on ``key``. A recorded shortfall is settled first."""
+    """Add an earning lot. Idempotent on ``key``. A recorded shortfall is settled first.
+
+    ``new_account``: the caller has just read that the member has no points account
+    (an order's earning): it is opened before the one-statement earning, which then
+    runs once instead of failing first."""
     if points <= 0:
         raise ValidationError(_("Earned points must be above zero."))
     now = timezone.now()
@@ -132,6 +137,8 @@ def earn(
         kind=kind,
         now=now,
     )
+    if new_account:
+        _opened_account(member_id)
     fast = fast_earn()
     if fast is None and _opened_account(member_id):
         fast = fast_earn()  # a member's first earning: the account is new, owing nothing

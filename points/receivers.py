@@ -8,7 +8,7 @@ from . import rewards, services
 @receiver(order_recorded)
 def award_order_points(sender, order, member_id, tier_id, **kwargs):
     earning = services.order_earning(order=order, tier_id=tier_id)
-    services.earn_for_order(order=order, points=earning.points)
+    services.earn_for_order(order=order, earning=earning)
     if earning.referred:
         rewards.reward_referral(order=order)
 

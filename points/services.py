@@ -109,30 +109,24 @@ ORDER_FACTORS = (
 )
 # An order's earning asks two more things in the same statement, each of which took a
 # round trip of its own (of about 15 an order): whether the buyer was referred (nearly
-# never), and, on PostgreSQL, opens the buyer's points account if the tier earns and
-# there is none yet: the ledger's one-statement earning then finds it, where before it
-# failed, opened the account and ran again (three statements for every first earning).
-# The account stays empty when the order earns nothing after rounding, as any account
-# does before its first earning.
-_OPEN_ACCOUNT = (
-    "WITH opened AS (INSERT INTO points_account (member_id, balance, shortfall) "
-    "SELECT %(member)s, 0, 0 WHERE NOT EXISTS "
-    "(SELECT 1 FROM points_account a WHERE a.member_id = %(member)s) AND EXISTS "
-    "(SELECT 1 FROM membership_tier e WHERE e.id = %(tier)s AND e.points_per_100 > 0) "
-    "ON CONFLICT (member_id) DO NOTHING) "
-)
-_REFERRED = (
-    ", EXISTS (SELECT 1 FROM points_referral r WHERE r.friend_id = %(member)s) "
+# never), and whether they have a points account yet. Without one, the ledger opens it
+# before its one-statement earning instead of failing that first and running it again
+# (``earn(new_account=True)``); it is opened only for an order that earns, as before.
+_REFERRED_AND_ACCOUNT = (
+    ", EXISTS (SELECT 1 FROM points_referral r WHERE r.friend_id = %(member)s), "
+    "EXISTS (SELECT 1 FROM points_account a WHERE a.member_id = %(member)s) "
     "FROM (SELECT 1 AS one) one LEFT JOIN membership_tier t ON t.id = %(tier)s"
 )
 
 
 @dataclass(frozen=True)
 class OrderEarning:
-    """What an order earns its buyer, and whether a referral names the buyer as the friend."""
+    """What an order earns its buyer, whether a referral names the buyer as the friend,
+    and whether the buyer had a points account when it was read."""
 
     points: int
     referred: bool
+    has_account: bool
 
 
 def order_points(*, amount: int, tier_id: int | None, placed_at: dt.datetime) -> int:
@@ -149,17 +143,16 @@ def order_points(*, amount: int, tier_id: int | None, placed_at: dt.datetime) ->
 
 
 def order_earning(*, order: Order, tier_id: int | None) -> OrderEarning:
-    """``order_points`` for ``order`` at ``tier_id``, with the referral test, in one
-    statement; on PostgreSQL the buyer's account is opened too when the tier earns."""
-    opening = _OPEN_ACCOUNT if connection.vendor == "postgresql" else ""
+    """``order_points`` for ``order`` at ``tier_id``, with the referral and account
+    tests, in one statement."""
     with connection.cursor() as cursor:
         cursor.execute(
-            opening + ORDER_FACTORS + _REFERRED,
+            ORDER_FACTORS + _REFERRED_AND_ACCOUNT,
             {"at": to_db(order.placed_at), "tier": tier_id, "member": order.member_id},
         )
         row = cursor.fetchone()
     points = _stacked(order.amount, row[:3]) if tier_id is not None else 0
-    return OrderEarning(points=points, referred=bool(row[3]))
+    return OrderEarning(points=points, referred=bool(row[3]), has_account=bool(row[4]))
 
 
 def _stacked(amount: int, factors) -> int:
@@ -175,17 +168,18 @@ def _decimal(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def earn_for_order(*, order: Order, points: int) -> Entry | None:
-    """Post ``points`` (``order_earning``'s) for ``order``; nothing when there are none."""
-    if points <= 0:
+def earn_for_order(*, order: Order, earning: OrderEarning) -> Entry | None:
+    """Post ``order_earning``'s points for ``order``; nothing when there are none."""
+    if earning.points <= 0:
         return None
     return earn(
         member_id=order.member_id,
-        points=points,
+        points=earning.points,
         source="order",
         source_ref=str(order),
         key=f"order:{order.source}:{order.external_id}",
         available_at=order.placed_at + dt.timedelta(days=settings.POINTS_PENDING_DAYS),
+        new_account=not earning.has_account,
     )
 
 

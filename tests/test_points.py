@@ -526,7 +526,9 @@ def test_a_referral_pays_500_each_after_the_first_order_then_2_percent_to_the_re
 
 
 @pytest.mark.postgres
-def test_a_buyers_first_order_reads_its_factors_and_posts_its_points_in_two_statements(demo):
+def test_a_buyers_first_order_reads_its_factors_opens_the_account_and_posts_in_three_statements(
+    demo,
+):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -536,12 +538,20 @@ def test_a_buyers_first_order_reads_its_factors_and_posts_its_points_in_two_stat
     with CaptureQueriesContext(connection) as queries:
         buy(member, 10_000, "FIRST-1")  # 一般: 1 point per NT$100
 
-    # The factors' statement opens the account; the ledger's one statement then posts.
-    # (Before: a failed posting, the account's INSERT, the posting again, and a separate
-    # look for a referral: five statements.)
+    # The factors' statement says there is no account; it is opened, then the ledger's
+    # one statement posts. (Before: the factors, a failed posting, the account, the
+    # posting again, and a separate look for a referral: five statements.)
     earning = ("points_tiercoefficient", "INSERT INTO points_", "FROM points_referral")
-    assert len([q for q in queries if any(part in q["sql"] for part in earning)]) == 2
+    assert len([q for q in queries if any(part in q["sql"] for part in earning)]) == 3
     assert balance(member) == 100
+
+
+def test_an_order_too_small_to_earn_opens_no_points_account(demo):
+    member = placed()
+
+    buy(member, 50, "UNDER-100")  # under NT$100: no points
+
+    assert not Account.objects.filter(member=member).exists()
 
 
 def test_an_order_that_earns_nothing_opens_no_points_account_on_a_tier_without_a_rate(demo):
