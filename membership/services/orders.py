@@ -49,6 +49,8 @@ def record_order(
     order): an error here leaves that transaction to be rolled back, as every caller
     does. One that catches the error and goes on must open a savepoint around the call.
     """
+    if (member_id is None) == (member_external_id is None):
+        raise TypeError("Name the member by exactly one of member_id and member_external_id.")
     if not isinstance(amount, int) or amount < 0:
         raise ValidationError({"amount": _("The amount must be a whole number of NT$, 0 or more.")})
     if timezone.is_naive(placed_at):

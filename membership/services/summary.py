@@ -75,10 +75,11 @@ def _json_sql() -> tuple[str, str]:
 
 
 # PostgreSQL: each tier holder with ``ids``, its own id and those of the members sharing
-# its tier, as an array read once: the orders are then read by key (as a semi-join the
-# planner may still scan every order per member), and the three sums and the window's
-# edge over them no longer repeat the subquery (which kept the statement of an order's
-# refresh past psycopg's 4,096 characters for keeping its parse).
+# its tier, as an array: the orders are then read by key (as a semi-join the planner may
+# still scan every order per member). Named once here, where the three sums and the
+# window's edge each spelled the subquery out, which kept the statement of an order's
+# refresh past psycopg's 4,096 characters for keeping its parse. (PostgreSQL pulls this
+# subquery up and still runs the array's index look-up once per use, as before.)
 _HOLDERS_PG = (
     "(SELECT h.id, h.next_review_on, h.group_id, ARRAY(SELECT h.id UNION ALL "
     "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id) AS ids "
