@@ -444,3 +444,16 @@ def member_audit(member):
     return list(
         AuditEntry.objects.filter(object_type="membership.member", object_id=str(member.pk))
     )
+
+
+def test_a_group_checks_facts_in_an_explanation_are_every_field_as_asdict_gives_them():
+    from dataclasses import asdict
+
+    from membership.services.rules import GroupCheck
+
+    check = GroupCheck(
+        group="企業會員", matched=False, tags_required=["企業"], tags_held=[], entry_amount=30_000
+    )
+
+    assert check.as_dict() == asdict(check)
+    assert check.as_dict()["tags_required"] is not check.tags_required

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -167,7 +167,7 @@ class Evaluation:
         return {
             "mode": str(self.mode),
             "evaluated_at": self.now.isoformat(),
-            "checks": [asdict(c) for c in self.checks],
+            "checks": [c.as_dict() for c in self.checks],
             "locked_until": self.locked_until.isoformat() if self.locked_until else None,
             "group": g.name if g else None,
             "group_changed": self.group_changed,

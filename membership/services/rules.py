@@ -338,6 +338,15 @@ class GroupCheck:
     spend: int = 0
     requires: str = EntryRequires.EITHER
 
+    def as_dict(self) -> dict:
+        """``dataclasses.asdict`` without its recursive deep copy, which cost a tenth of a
+        millisecond for the checks of every explanation an order's tier move writes."""
+        return {
+            **self.__dict__,
+            "tags_required": list(self.tags_required),
+            "tags_held": list(self.tags_held),
+        }
+
 
 def entry_matches(group: GroupRule, tag_ids: frozenset[int], metrics: Metrics) -> GroupCheck:
     """Whether a member meets a group's entry condition, with the facts that decided it."""
