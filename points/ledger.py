@@ -137,10 +137,9 @@ def earn(
         kind=kind,
         now=now,
     )
-    if new_account:
-        _opened_account(member_id)
+    opened = new_account and _opened_account(member_id)
     fast = fast_earn()
-    if fast is None and _opened_account(member_id):
+    if fast is None and not opened and _opened_account(member_id):
         fast = fast_earn()  # a member's first earning: the account is new, owing nothing
     if fast is not None:
         return fast

@@ -106,13 +106,13 @@ def _sum_sql(start_sql: str) -> str:
         "CASE WHEN g.metric = %(spend)s THEN o.amount - o.refunded_amount "
         "WHEN g.metric = %(order_count)s AND o.amount > o.refunded_amount THEN 1 ELSE 0 END"
     )
-    sharing = "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id"
     if connection.vendor == "postgresql":
         return (
             f"COALESCE((SELECT SUM({counted}) FROM membership_order o "
             f"WHERE o.member_id = ANY(h.ids) AND o.status = 'paid' "
             f"AND o.placed_at >= {start_sql}), 0)"
         )
+    sharing = "SELECT s.id FROM membership_member s WHERE s.tier_holder_id = h.id"
     own = (
         f"COALESCE((SELECT SUM({counted}) FROM membership_order o "
         f"WHERE o.member_id = h.id AND o.status = 'paid' AND o.placed_at >= {start_sql}), 0)"
