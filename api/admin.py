@@ -1,7 +1,14 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -18,6 +25,11 @@ from .webhooks.endpoints import create_endpoint, update_endpoint, validate_url
 from .webhooks.sending import redeliver
 
 
+class ApiAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["api/admin.css"]}
+
+
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple
@@ -28,16 +40,32 @@ class ApiKeyForm(forms.ModelForm):
         fields = ["name", "scopes"]
 
 
+class ApiKeyStatusFilter(admin.SimpleListFilter):
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", _("in use")), ("revoked", _("revoked"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked_at__isnull=self.value() == "active")
+        return queryset
+
+
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "scope_list", "created_by", "created_at", "last_used_at"]
-    list_display += ["revoked_at"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+class ApiKeyAdmin(ApiAdmin):
+    """A key is made once and never edited: its page only shows it, with a button to
+    revoke it (the change permission is the right to revoke). It is never deleted either:
+    its use is on record (idempotency keys, the audit log)."""
+
+    list_display = ["name", "prefix", "scope_list", "last_used_at", "status"]
+    list_filter = [ApiKeyStatusFilter]
     search_fields = ["name", "prefix"]
-    list_select_related = ["created_by"]
     actions = ["revoke"]
     readonly_fields = ["name", "prefix", "scope_list", "created_by", "created_at"]
     readonly_fields += ["last_used_at", "revoked_at"]
+    change_form_template = "admin/api/apikey/change_form.html"
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -50,13 +78,35 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
 
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        revoke = path(
+            "<int:object_id>/revoke/",
+            self.admin_site.admin_view(self.revoke_view),
+            name="api_apikey_revoke",
+        )
+        return [revoke, *super().get_urls()]
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["can_revoke"] = super().has_change_permission(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
     @admin.display(description=_("scopes"))
-    def scope_list(self, obj: ApiKey) -> str:
-        return ", ".join(obj.scopes)
+    def scope_list(self, obj: ApiKey):
+        return format_html_join(mark_safe("<br>"), "{}", ((_label(Scope, s),) for s in obj.scopes))
+
+    @admin.display(description=_("status"))
+    def status(self, obj: ApiKey) -> str:
+        if obj.revoked_at is None:
+            return _("in use")
+        return _("revoked %(date)s") % {"date": date_format(localtime(obj.revoked_at), "Y-m-d")}
 
     def save_model(self, request, obj, form, change):
-        if change:
-            return  # a key is never edited: revoke it and make another
         new = create_api_key(name=obj.name, scopes=obj.scopes, actor=request.user)
         for field in ApiKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(new.api_key, field.attname))
@@ -79,16 +129,52 @@ class ApiKeyAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
+    def revoke_view(self, request, object_id):
+        """The key's own page's 撤銷 button: a confirmation, then the revocation."""
+        if not super().has_change_permission(request):
+            raise PermissionDenied
+        api_key = get_object_or_404(ApiKey, pk=object_id)
+        page = reverse("admin:api_apikey_change", args=[api_key.pk])
+        if request.method == "POST" and api_key.revoked_at is None:
+            revoke_api_key(api_key_id=api_key.pk, actor=request.user)
+            self.message_user(request, _("%(key)s revoked.") % {"key": api_key})
+            return HttpResponseRedirect(page)
+        if api_key.revoked_at is not None:
+            return HttpResponseRedirect(page)
+        return TemplateResponse(
+            request,
+            "admin/api/apikey/revoke.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": api_key,
+                "title": _("Revoke %(key)s?") % {"key": api_key},
+            },
+        )
+
     @admin.action(description=_("Revoke the selected API keys"), permissions=["change"])
     def revoke(self, request, queryset):
         revoked = 0
         for pk in queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True):
             revoke_api_key(api_key_id=pk, actor=request.user)
             revoked += 1
+        if not revoked:
+            self.message_user(
+                request, _("The selected API keys were already revoked."), messages.WARNING
+            )
+            return
         self.message_user(
             request,
             ngettext("%(n)d API key revoked.", "%(n)d API keys revoked.", revoked) % {"n": revoked},
         )
+
+
+def _label(choices, value: str) -> str:
+    """A stored choice's label (a value no longer among the choices shows as it is)."""
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return value
 
 
 @admin.register(IdempotencyRecord)
@@ -113,6 +199,9 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    # A URL typed without a scheme is taken as https (Django's default, http, is refused
+    # in production: the operator would be told "https only" for what they never typed).
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
     events = forms.MultipleChoiceField(
         label=_("events"), choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
     )
@@ -131,9 +220,9 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(ApiAdmin):
     form = WebhookEndpointForm
-    list_display = ["url", "description", "event_list", "active", "failing_since", "disabled_at"]
+    list_display = ["url", "description", "event_list", "active", "failing_since"]
     list_filter = ["active"]
     search_fields = ["url", "description"]
     readonly_fields = ["created_by", "created_at", "failing_since", "disabled_at"]
@@ -144,8 +233,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return fields if obj is None else fields + self.readonly_fields
 
     @admin.display(description=_("events"))
-    def event_list(self, obj: WebhookEndpoint) -> str:
-        return ", ".join(obj.events)
+    def event_list(self, obj: WebhookEndpoint):
+        return format_html_join(
+            mark_safe("<br>"), "{}", ((_label(WebhookEvent, e),) for e in obj.events)
+        )
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -188,11 +279,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ApiAdmin):
     """The delivery log: what was owed to which endpoint, and how each attempt went."""
 
-    list_display = ["event", "endpoint", "status", "attempts", "response_code", "created_at"]
-    list_display += ["next_attempt_at"]
+    list_display = ["event", "endpoint", "status", "attempts", "response_code", "next_attempt_at"]
     list_filter = ["status", "event", "endpoint"]
     search_fields = ["event_id"]
     list_select_related = ["endpoint"]

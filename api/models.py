@@ -191,4 +191,4 @@ class WebhookDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event} → {self.endpoint_id} ({self.event_id})"
+        return f"{self.get_event_display()} → {self.endpoint}"

@@ -99,3 +99,87 @@ def test_an_operator_sees_a_shops_retries_and_their_answers_read_only(client):
     rows = [(r.key, r.status) for r in response.context["cl"].result_list]
     assert rows == [("retry-1", 201)]
     assert client.get("/admin/api/idempotencyrecord/add/").status_code == 403
+
+
+def test_a_keys_own_page_shows_it_without_a_save_button(client, operator):
+    _api, new = key_client(Scope.MEMBERS_READ, name="POS")
+
+    page = client.get(f"/admin/api/apikey/{new.api_key.pk}/change/").content.decode()
+    posted = client.post(f"/admin/api/apikey/{new.api_key.pk}/change/", {"name": "renamed"})
+
+    assert 'name="_save"' not in page
+    assert "撤銷這把金鑰" in page
+    assert posted.status_code == 403
+    assert ApiKey.objects.get(pk=new.api_key.pk).name == "POS"
+
+
+def test_revoking_a_key_from_its_page_asks_first_then_stops_it(client, operator):
+    api, new = key_client(Scope.MEMBERS_READ, name="POS")
+    revoke = f"/admin/api/apikey/{new.api_key.pk}/revoke/"
+
+    asked = client.get(revoke)
+    untouched = ApiKey.objects.get(pk=new.api_key.pk).revoked_at
+    done = client.post(revoke, follow=True)
+
+    assert "下一個請求起就會收到 401" in asked.content.decode()
+    assert untouched is None
+    assert "已撤銷 POS" in done.content.decode()
+    assert ApiKey.objects.get(pk=new.api_key.pk).revoked_at is not None
+    assert api.get("/api/v1/members/").status_code == 401
+    assert AuditEntry.objects.filter(action="api_key.revoke", actor=operator).exists()
+
+
+def test_a_staff_member_who_may_only_view_keys_cannot_revoke_one(client):
+    client.force_login(staff_with("view_apikey"))
+    _api, new = key_client(Scope.MEMBERS_READ)
+
+    page = client.get(f"/admin/api/apikey/{new.api_key.pk}/change/").content.decode()
+    response = client.post(f"/admin/api/apikey/{new.api_key.pk}/revoke/")
+
+    assert "撤銷這把金鑰" not in page
+    assert response.status_code == 403
+    assert ApiKey.objects.get(pk=new.api_key.pk).revoked_at is None
+
+
+def test_a_key_is_never_deleted_only_revoked(client):
+    client.force_login(staff_with("view_apikey", "change_apikey", "delete_apikey"))
+    _api, new = key_client(Scope.MEMBERS_READ)
+
+    response = client.get(f"/admin/api/apikey/{new.api_key.pk}/delete/")
+
+    assert response.status_code == 403
+    assert ApiKey.objects.filter(pk=new.api_key.pk).exists()
+
+
+def test_the_key_list_names_scopes_and_status_in_words(client, operator):
+    key_client(Scope.ORDERS_WRITE, Scope.MEMBERS_READ, name="Cyberbiz")
+
+    page = client.get("/admin/api/apikey/").content.decode()
+
+    assert "傳送訂單、退款與取消" in page
+    assert "orders:write" not in page
+    assert "使用中" in page
+
+
+def test_the_status_filter_lists_only_revoked_keys(client, operator):
+    key_client(Scope.MEMBERS_READ, name="POS")
+    _api, old = key_client(Scope.MEMBERS_READ, name="Old shop")
+    client.post(f"/admin/api/apikey/{old.api_key.pk}/revoke/")
+
+    response = client.get("/admin/api/apikey/?status=revoked")
+
+    assert [k.name for k in response.context["cl"].result_list] == ["Old shop"]
+
+
+def test_revoking_keys_already_revoked_says_nothing_changed(client, operator):
+    _api, new = key_client(Scope.MEMBERS_READ)
+    client.post(f"/admin/api/apikey/{new.api_key.pk}/revoke/")
+
+    response = client.post(
+        "/admin/api/apikey/",
+        {"action": "revoke", "_selected_action": [new.api_key.pk]},
+        follow=True,
+    )
+
+    assert "所選的 API 金鑰都已撤銷，沒有變更" in response.content.decode()
+    assert AuditEntry.objects.filter(action="api_key.revoke").count() == 1

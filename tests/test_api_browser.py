@@ -58,3 +58,32 @@ def test_an_operator_makes_a_key_in_the_admin_with_no_csp_violation(live_server,
     page.goto(f"{live_server.url}/admin/api/apikey/")
     shot(page, "api-key-list.png")
     assert problems == []
+
+
+def test_an_operator_revokes_a_key_from_its_page_after_confirming(live_server, chromium):  # noqa: F811
+    from api.keys import create_api_key
+    from api.models import ApiKey, Scope
+
+    get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    key = create_api_key(name="門市 POS", scopes=[Scope.POINTS_WRITE], actor=None).api_key
+    page = chromium.new_page(locale="zh-TW", viewport={"width": 1280, "height": 900})
+    problems = watch(page)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.locator("#id_username").fill("boss")
+    page.locator("#id_password").fill(PASSWORD)
+    page.locator("#login-form [type=submit]").click()
+    page.wait_for_load_state("networkidle")
+
+    page.goto(f"{live_server.url}/admin/api/apikey/{key.pk}/change/")
+    shot(page, "api-key-page.png")
+    assert page.locator("[name=_save]").count() == 0
+    page.get_by_text("撤銷這把金鑰").click()
+    page.wait_for_load_state("networkidle")
+    shot(page, "api-key-revoke-confirm.png")
+    page.get_by_role("button", name="確定撤銷").click()
+    page.wait_for_load_state("networkidle")
+    shot(page, "api-key-revoked.png")
+
+    assert page.get_by_text("已撤銷 門市 POS").is_visible()
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    assert problems == []

@@ -199,6 +199,30 @@ def test_a_receiver_answering_500_gets_it_again_after_a_minute_then_never_again(
     assert (delivery.attempts, delivery.response_code) == (2, 200)
 
 
+def test_a_failed_try_is_told_in_words_with_the_receivers_answer_below(programme, receiver, clock):
+    endpoint_for(receiver, WebhookEvent.POINTS_POSTED)
+    earn(member_id=MemberFactory().pk, points=50, source="action", source_ref="x", key="k-1")
+    receiver.answer_with(503)
+
+    send_due()
+
+    words, detail = WebhookDelivery.objects.get().last_error.split("\n")
+    assert words == "對方端點回應 HTTP 503。"
+    assert detail == "技術細節：ok"
+
+
+def test_a_receiver_that_cannot_be_reached_is_named_in_the_log(programme, receiver, clock):
+    endpoint = endpoint_for(receiver, WebhookEvent.POINTS_POSTED).endpoint
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url="http://127.0.0.1:9/hooks")
+    earn(member_id=MemberFactory().pk, points=50, source="action", source_ref="x", key="k-1")
+
+    send_due()
+
+    words, detail = WebhookDelivery.objects.get().last_error.split("\n")
+    assert words == "無法連線到 127.0.0.1。"
+    assert detail.startswith("技術細節：ConnectionError")
+
+
 def test_the_waits_between_tries_double(programme, receiver, clock):
     endpoint_for(receiver, WebhookEvent.POINTS_POSTED)
     earn(member_id=MemberFactory().pk, points=50, source="action", source_ref="x", key="k-1")
@@ -301,7 +325,7 @@ def test_the_delivery_log_lists_status_attempts_and_response_code(
 
     page = client.get("/admin/api/webhookdelivery/").content.decode()
 
-    assert "points.posted" in page
+    assert "點數入帳" in page
     assert "500" in page
     assert "待送出" in page
 
@@ -349,6 +373,48 @@ def test_turning_an_endpoint_on_again_in_the_admin_forgets_why_it_was_off(client
     endpoint.refresh_from_db()
     assert (endpoint.active, endpoint.failing_since, endpoint.disabled_reason) == (True, None, "")
     assert AuditEntry.objects.filter(action="webhook_endpoint.change").exists()
+
+
+def test_turning_an_endpoint_off_in_the_admin_records_when_and_by_whom(client, clock):
+    operator = staff_with("view_webhookendpoint", "change_webhookendpoint")
+    client.force_login(operator)
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://shop.example.com/hooks", events=[WebhookEvent.TIER_CHANGED], secret="s"
+    )
+
+    client.post(
+        f"/admin/api/webhookendpoint/{endpoint.pk}/change/",
+        {"url": endpoint.url, "events": ["tier.changed"]},
+    )
+
+    endpoint.refresh_from_db()
+    assert (endpoint.active, endpoint.disabled_at) == (False, NOW)
+    assert endpoint.disabled_reason == f"由 {operator.username} 手動停用。"
+
+
+def test_a_url_typed_without_a_scheme_is_taken_as_https(client, settings):
+    settings.WEBHOOKS_ALLOW_PRIVATE = False
+    client.force_login(staff_with("add_webhookendpoint", "change_webhookendpoint"))
+
+    client.post(
+        "/admin/api/webhookendpoint/add/",
+        {"url": "shop.example.com/hooks/vip", "events": [WebhookEvent.TIER_CHANGED]},
+    )
+
+    assert WebhookEndpoint.objects.get().url == "https://shop.example.com/hooks/vip"
+
+
+def test_a_deliverys_page_is_titled_by_its_event_and_endpoint_in_words(
+    programme, receiver, clock, client
+):
+    endpoint = endpoint_for(receiver, WebhookEvent.POINTS_POSTED).endpoint
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(description="官網購物車")
+    earn(member_id=MemberFactory().pk, points=50, source="action", source_ref="x", key="k-1")
+    client.force_login(staff_with("view_webhookdelivery"))
+
+    page = client.get(f"/admin/api/webhookdelivery/{WebhookDelivery.objects.get().pk}/change/")
+
+    assert "點數入帳 → 官網購物車" in page.content.decode()
 
 
 # --- where webhooks may go ---------------------------------------------------------------

@@ -126,7 +126,8 @@ def update_endpoint(
     *, endpoint_id: int, url: str, events: list[str], description: str, active: bool, actor
 ) -> WebhookEndpoint:
     """Change an endpoint's URL, events, description or active flag. Turning it on again
-    forgets its failures. Audited; saving it unchanged writes nothing."""
+    forgets its failures; turning it off records when and by whom. Audited; saving it
+    unchanged writes nothing."""
     validate_url(url)
     events = _clean_events(events)
     with transaction.atomic():
@@ -142,6 +143,10 @@ def update_endpoint(
         if active and not before["active"]:
             endpoint.failing_since = endpoint.disabled_at = None
             endpoint.disabled_reason = ""
+        elif before["active"] and not active:
+            # Turned off by hand: when and by whom, as an automatic turn-off records why.
+            endpoint.disabled_at = timezone.now()
+            endpoint.disabled_reason = _("Turned off by %(user)s.") % {"user": actor or "—"}
         endpoint.full_clean()
         endpoint.save()
         changed = [f for f in fields if before[f] != after[f]]

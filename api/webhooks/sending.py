@@ -18,11 +18,14 @@ import hashlib
 import hmac
 import json
 import logging
+from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from membership.outbox import enqueue
 from membership.services import record_audit
@@ -128,13 +131,38 @@ def attempt(delivery: WebhookDelivery, *, now: dt.datetime) -> dt.datetime | Non
         )
         code = response.status_code
         if not 200 <= code < 300:
-            error = f"HTTP {code}: {response.text[:500]}"
+            error = failure_text(code=code, answer=response.text)
     except (requests.RequestException, UnsafeDestination) as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = failure_text(exc=exc, url=delivery.endpoint.url)
     if not error:
         _record_success(delivery, code, now)
         return None
     return _record_failure(delivery, code, error, now)
+
+
+def failure_text(
+    *, exc: Exception | None = None, url: str = "", code: int | None = None, answer: str = ""
+) -> str:
+    """A failed attempt as the delivery log and the operators' e-mail show it: what went
+    wrong in words (in the site's language: a worker has no visitor), then the detail
+    for the receiver's developer on a line of its own."""
+    with translation.override(settings.LANGUAGE_CODE):
+        if exc is None:
+            what = _("The endpoint answered HTTP %(code)s.") % {"code": code}
+            detail = answer.strip()[:500]
+        else:
+            if isinstance(exc, UnsafeDestination):
+                what = _("Not sent: this address may not receive webhooks.")
+            elif isinstance(exc, requests.Timeout):
+                what = _("The endpoint did not answer in time.")
+            elif isinstance(exc, requests.ConnectionError):
+                what = _("Could not connect to %(host)s.") % {"host": urlsplit(url).hostname}
+            else:
+                what = _("The request could not be sent.")
+            detail = f"{type(exc).__name__}: {exc}"
+        if not detail:
+            return what
+        return f"{what}\n{_('Detail: %(detail)s') % {'detail': detail}}"[:2000]
 
 
 def _record_success(delivery: WebhookDelivery, code: int, now: dt.datetime) -> None:
