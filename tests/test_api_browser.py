@@ -20,6 +20,19 @@ def watch(page) -> list[str]:
     return problems
 
 
+def admin_page(browser, base: str):
+    """A page logged in to the admin as a new superuser, watched for CSP violations."""
+    get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    page = browser.new_page(locale="zh-TW", viewport={"width": 1280, "height": 900})
+    problems = watch(page)
+    page.goto(f"{base}/admin/login/")
+    page.locator("#id_username").fill("boss")
+    page.locator("#id_password").fill(PASSWORD)
+    page.locator("#login-form [type=submit]").click()
+    page.wait_for_load_state("networkidle")
+    return page, problems
+
+
 def test_swagger_ui_renders_the_schema_with_no_csp_violation(live_server, chromium):  # noqa: F811
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
     problems = watch(page)
@@ -35,14 +48,7 @@ def test_swagger_ui_renders_the_schema_with_no_csp_violation(live_server, chromi
 
 
 def test_an_operator_makes_a_key_in_the_admin_with_no_csp_violation(live_server, chromium):  # noqa: F811
-    get_user_model().objects.create_superuser("boss", password=PASSWORD)
-    page = chromium.new_page(locale="zh-TW", viewport={"width": 1280, "height": 900})
-    problems = watch(page)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.locator("#id_username").fill("boss")
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("#login-form [type=submit]").click()
-    page.wait_for_load_state("networkidle")
+    page, problems = admin_page(chromium, live_server.url)
 
     page.goto(f"{live_server.url}/admin/api/apikey/add/")
     page.locator("#id_name").fill("Cyberbiz")
@@ -64,15 +70,8 @@ def test_an_operator_revokes_a_key_from_its_page_after_confirming(live_server, c
     from api.keys import create_api_key
     from api.models import ApiKey, Scope
 
-    get_user_model().objects.create_superuser("boss", password=PASSWORD)
     key = create_api_key(name="門市 POS", scopes=[Scope.POINTS_WRITE], actor=None).api_key
-    page = chromium.new_page(locale="zh-TW", viewport={"width": 1280, "height": 900})
-    problems = watch(page)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.locator("#id_username").fill("boss")
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("#login-form [type=submit]").click()
-    page.wait_for_load_state("networkidle")
+    page, problems = admin_page(chromium, live_server.url)
 
     page.goto(f"{live_server.url}/admin/api/apikey/{key.pk}/change/")
     shot(page, "api-key-page.png")

@@ -2,13 +2,12 @@
 the delivery log with a redelivery, under the site's CSP."""
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from api.models import WebhookDelivery
 from api.webhooks.sending import send_due
 from points.ledger import earn
 from tests.factories import MemberFactory
-from tests.test_api_browser import PASSWORD, watch
+from tests.test_api_browser import admin_page
 from tests.test_browser import browser as chromium  # noqa: F401  (a fixture)
 from tests.test_browser import shot
 from tests.webhook_receiver import start_receiver
@@ -20,14 +19,7 @@ def test_an_operator_registers_an_endpoint_and_redelivers_from_the_log(live_serv
     # given: a receiver that fails once, an administrator logged in
     server, receiver = start_receiver()
     receiver.answer_with(500)
-    get_user_model().objects.create_superuser("boss", password=PASSWORD)
-    page = chromium.new_page(locale="zh-TW", viewport={"width": 1280, "height": 900})
-    problems = watch(page)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.locator("#id_username").fill("boss")
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("#login-form [type=submit]").click()
-    page.wait_for_load_state("networkidle")
+    page, problems = admin_page(chromium, live_server.url)
 
     # when: the endpoint is registered for points.posted
     page.goto(f"{live_server.url}/admin/api/webhookendpoint/add/")
