@@ -131,38 +131,40 @@ def attempt(delivery: WebhookDelivery, *, now: dt.datetime) -> dt.datetime | Non
         )
         code = response.status_code
         if not 200 <= code < 300:
-            error = failure_text(code=code, answer=response.text)
+            error = http_failure(code, response.text)
     except (requests.RequestException, UnsafeDestination) as exc:
-        error = failure_text(exc=exc, url=delivery.endpoint.url)
+        error = request_failure(exc, delivery.endpoint.url)
     if not error:
         _record_success(delivery, code, now)
         return None
     return _record_failure(delivery, code, error, now)
 
 
-def failure_text(
-    *, exc: Exception | None = None, url: str = "", code: int | None = None, answer: str = ""
-) -> str:
-    """A failed attempt as the delivery log and the operators' e-mail show it: what went
-    wrong in words (in the site's language: a worker has no visitor), then the detail
-    for the receiver's developer on a line of its own."""
+def http_failure(code: int, answer: str) -> str:
+    """A non-2xx answer as the delivery log and the operators' e-mail show it."""
     with translation.override(settings.LANGUAGE_CODE):
-        if exc is None:
-            what = _("The endpoint answered HTTP %(code)s.") % {"code": code}
-            detail = answer.strip()[:500]
+        return _in_words(_("The endpoint answered HTTP %(code)s.") % {"code": code}, answer)
+
+
+def request_failure(exc: Exception, url: str) -> str:
+    """A try that got no answer (refused, timed out, not allowed), likewise."""
+    with translation.override(settings.LANGUAGE_CODE):
+        if isinstance(exc, UnsafeDestination):
+            what = _("Not sent: this address may not receive webhooks.")
+        elif isinstance(exc, requests.Timeout):
+            what = _("The endpoint did not answer in time.")
+        elif isinstance(exc, requests.ConnectionError):
+            what = _("Could not connect to %(host)s.") % {"host": urlsplit(url).hostname}
         else:
-            if isinstance(exc, UnsafeDestination):
-                what = _("Not sent: this address may not receive webhooks.")
-            elif isinstance(exc, requests.Timeout):
-                what = _("The endpoint did not answer in time.")
-            elif isinstance(exc, requests.ConnectionError):
-                what = _("Could not connect to %(host)s.") % {"host": urlsplit(url).hostname}
-            else:
-                what = _("The request could not be sent.")
-            detail = f"{type(exc).__name__}: {exc}"
-        if not detail:
-            return what
-        return f"{what}\n{_('Detail: %(detail)s') % {'detail': detail}}"[:2000]
+            what = _("The request could not be sent.")
+        return _in_words(what, f"{type(exc).__name__}: {exc}")
+
+
+def _in_words(what: str, detail: str) -> str:
+    """What went wrong in words, in the site's language (a worker has no visitor), then
+    the detail for the receiver's developer on a line of its own."""
+    detail = detail.strip()[:500]
+    return f"{what}\n{_('Detail: %(detail)s') % {'detail': detail}}" if detail else what
 
 
 def _record_success(delivery: WebhookDelivery, code: int, now: dt.datetime) -> None:
