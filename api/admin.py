@@ -1,10 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.formats import date_format
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
@@ -12,6 +10,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .admin_views import may_revoke, revoke_key_view
 from .keys import create_api_key, revoke_api_key
 from .models import (
     ApiKey,
@@ -86,14 +85,14 @@ class ApiKeyAdmin(ApiAdmin):
 
     def get_urls(self):
         revoke = path(
-            "<int:object_id>/revoke/",
-            self.admin_site.admin_view(self.revoke_view),
+            "<int:key_id>/revoke/",
+            self.admin_site.admin_view(revoke_key_view),
             name="api_apikey_revoke",
         )
         return [revoke, *super().get_urls()]
 
     def render_change_form(self, request, context, *args, **kwargs):
-        context["can_revoke"] = super().has_change_permission(request)
+        context["can_revoke"] = may_revoke(request.user)
         return super().render_change_form(request, context, *args, **kwargs)
 
     @admin.display(description=_("scopes"))
@@ -128,29 +127,6 @@ class ApiKeyAdmin(ApiAdmin):
         # The key is on this page once: no cache keeps it.
         response["Cache-Control"] = "no-store"
         return response
-
-    def revoke_view(self, request, object_id):
-        """The key's own page's 撤銷 button: a confirmation, then the revocation."""
-        if not super().has_change_permission(request):
-            raise PermissionDenied
-        api_key = get_object_or_404(ApiKey, pk=object_id)
-        page = reverse("admin:api_apikey_change", args=[api_key.pk])
-        if request.method == "POST" and api_key.revoked_at is None:
-            revoke_api_key(api_key_id=api_key.pk, actor=request.user)
-            self.message_user(request, _("%(key)s revoked.") % {"key": api_key})
-            return HttpResponseRedirect(page)
-        if api_key.revoked_at is not None:
-            return HttpResponseRedirect(page)
-        return TemplateResponse(
-            request,
-            "admin/api/apikey/revoke.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "original": api_key,
-                "title": _("Revoke %(key)s?") % {"key": api_key},
-            },
-        )
 
     @admin.action(description=_("Revoke the selected API keys"), permissions=["change"])
     def revoke(self, request, queryset):

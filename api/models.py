@@ -191,4 +191,4 @@ class WebhookDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_event_display()} → {self.endpoint}"
+        return f"{self.get_event_display()} → {self.endpoint} ({self.event_id})"

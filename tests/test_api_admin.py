@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from api.keys import KEY_PREFIX, find_api_key
+from api.keys import KEY_PREFIX, find_api_key, revoke_api_key
 from api.models import ApiKey, Scope
 from membership.models import AuditEntry
 from tests.api_helpers import key_client
@@ -101,42 +101,75 @@ def test_an_operator_sees_a_shops_retries_and_their_answers_read_only(client):
     assert client.get("/admin/api/idempotencyrecord/add/").status_code == 403
 
 
-def test_a_keys_own_page_shows_it_without_a_save_button(client, operator):
+def test_a_keys_own_page_shows_it_with_a_revoke_button_and_no_save(client, operator):
     _api, new = key_client(Scope.MEMBERS_READ, name="POS")
 
-    page = client.get(f"/admin/api/apikey/{new.api_key.pk}/change/").content.decode()
-    posted = client.post(f"/admin/api/apikey/{new.api_key.pk}/change/", {"name": "renamed"})
+    response = client.get(f"/admin/api/apikey/{new.api_key.pk}/change/")
 
-    assert 'name="_save"' not in page
-    assert "撤銷這把金鑰" in page
-    assert posted.status_code == 403
+    assert response.status_code == 200
+    assert 'name="_save"' not in response.content.decode()
+    assert "撤銷這把金鑰" in response.content.decode()
+
+
+def test_posting_a_keys_page_is_refused_and_changes_nothing(client, operator):
+    _api, new = key_client(Scope.MEMBERS_READ, name="POS")
+
+    response = client.post(f"/admin/api/apikey/{new.api_key.pk}/change/", {"name": "renamed"})
+
+    assert response.status_code == 403
     assert ApiKey.objects.get(pk=new.api_key.pk).name == "POS"
 
 
-def test_revoking_a_key_from_its_page_asks_first_then_stops_it(client, operator):
+def test_the_revoke_button_asks_first_and_changes_nothing_yet(client, operator):
     api, new = key_client(Scope.MEMBERS_READ, name="POS")
-    revoke = f"/admin/api/apikey/{new.api_key.pk}/revoke/"
 
-    asked = client.get(revoke)
-    untouched = ApiKey.objects.get(pk=new.api_key.pk).revoked_at
-    done = client.post(revoke, follow=True)
+    response = client.get(f"/admin/api/apikey/{new.api_key.pk}/revoke/")
 
-    assert "下一個請求起就會收到 401" in asked.content.decode()
-    assert untouched is None
-    assert "已撤銷 POS" in done.content.decode()
-    assert ApiKey.objects.get(pk=new.api_key.pk).revoked_at is not None
+    assert "都會收到 401" in response.content.decode()
+    assert ApiKey.objects.get(pk=new.api_key.pk).revoked_at is None
+    assert api.get("/api/v1/members/").status_code == 200
+
+
+def test_confirming_the_revocation_stops_the_key_at_once(client, operator):
+    api, new = key_client(Scope.MEMBERS_READ, name="POS")
+
+    response = client.post(f"/admin/api/apikey/{new.api_key.pk}/revoke/", follow=True)
+
+    assert "已撤銷 POS" in response.content.decode()
     assert api.get("/api/v1/members/").status_code == 401
     assert AuditEntry.objects.filter(action="api_key.revoke", actor=operator).exists()
+
+
+def test_confirming_again_after_a_revocation_says_so_and_records_nothing(client, operator):
+    _api, new = key_client(Scope.MEMBERS_READ, name="POS")
+    revoke_api_key(api_key_id=new.api_key.pk, actor=operator)
+
+    response = client.post(f"/admin/api/apikey/{new.api_key.pk}/revoke/", follow=True)
+
+    assert "先前已撤銷" in response.content.decode()
+    assert AuditEntry.objects.filter(action="api_key.revoke").count() == 1
+
+
+def test_revoking_a_key_that_does_not_exist_is_not_found(client, operator):
+    assert client.post("/admin/api/apikey/999999/revoke/").status_code == 404
+
+
+def test_a_staff_member_who_may_only_view_keys_sees_no_revoke_button(client):
+    client.force_login(staff_with("view_apikey"))
+    _api, new = key_client(Scope.MEMBERS_READ)
+
+    response = client.get(f"/admin/api/apikey/{new.api_key.pk}/change/")
+
+    assert response.status_code == 200
+    assert "撤銷這把金鑰" not in response.content.decode()
 
 
 def test_a_staff_member_who_may_only_view_keys_cannot_revoke_one(client):
     client.force_login(staff_with("view_apikey"))
     _api, new = key_client(Scope.MEMBERS_READ)
 
-    page = client.get(f"/admin/api/apikey/{new.api_key.pk}/change/").content.decode()
     response = client.post(f"/admin/api/apikey/{new.api_key.pk}/revoke/")
 
-    assert "撤銷這把金鑰" not in page
     assert response.status_code == 403
     assert ApiKey.objects.get(pk=new.api_key.pk).revoked_at is None
 
@@ -161,19 +194,20 @@ def test_the_key_list_names_scopes_and_status_in_words(client, operator):
     assert "使用中" in page
 
 
-def test_the_status_filter_lists_only_revoked_keys(client, operator):
+@pytest.mark.parametrize(("status", "listed"), [("active", ["POS"]), ("revoked", ["Old shop"])])
+def test_the_status_filter_lists_keys_in_use_or_revoked(client, operator, status, listed):
     key_client(Scope.MEMBERS_READ, name="POS")
     _api, old = key_client(Scope.MEMBERS_READ, name="Old shop")
-    client.post(f"/admin/api/apikey/{old.api_key.pk}/revoke/")
+    revoke_api_key(api_key_id=old.api_key.pk, actor=operator)
 
-    response = client.get("/admin/api/apikey/?status=revoked")
+    response = client.get(f"/admin/api/apikey/?status={status}")
 
-    assert [k.name for k in response.context["cl"].result_list] == ["Old shop"]
+    assert [k.name for k in response.context["cl"].result_list] == listed
 
 
 def test_revoking_keys_already_revoked_says_nothing_changed(client, operator):
     _api, new = key_client(Scope.MEMBERS_READ)
-    client.post(f"/admin/api/apikey/{new.api_key.pk}/revoke/")
+    revoke_api_key(api_key_id=new.api_key.pk, actor=operator)
 
     response = client.post(
         "/admin/api/apikey/",

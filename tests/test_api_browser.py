@@ -3,6 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from api.keys import create_api_key
+from api.models import ApiKey, Scope
 from tests.test_browser import browser as chromium  # noqa: F401  (a fixture)
 from tests.test_browser import shot
 
@@ -67,9 +69,6 @@ def test_an_operator_makes_a_key_in_the_admin_with_no_csp_violation(live_server,
 
 
 def test_an_operator_revokes_a_key_from_its_page_after_confirming(live_server, chromium):  # noqa: F811
-    from api.keys import create_api_key
-    from api.models import ApiKey, Scope
-
     key = create_api_key(name="門市 POS", scopes=[Scope.POINTS_WRITE], actor=None).api_key
     page, problems = admin_page(chromium, live_server.url)
 

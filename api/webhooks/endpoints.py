@@ -146,7 +146,8 @@ def update_endpoint(
         elif before["active"] and not active:
             # Turned off by hand: when and by whom, as an automatic turn-off records why.
             endpoint.disabled_at = timezone.now()
-            endpoint.disabled_reason = _("Turned off by %(user)s.") % {"user": actor or "—"}
+            with translation.override(settings.LANGUAGE_CODE):  # stored, read by anyone
+                endpoint.disabled_reason = _("Turned off by %(user)s.") % {"user": actor or "—"}
         endpoint.full_clean()
         endpoint.save()
         changed = [f for f in fields if before[f] != after[f]]

@@ -131,22 +131,22 @@ def attempt(delivery: WebhookDelivery, *, now: dt.datetime) -> dt.datetime | Non
         )
         code = response.status_code
         if not 200 <= code < 300:
-            error = http_failure(code, response.text)
+            error = _http_failure(code, response.text)
     except (requests.RequestException, UnsafeDestination) as exc:
-        error = request_failure(exc, delivery.endpoint.url)
+        error = _request_failure(exc, delivery.endpoint.url)
     if not error:
         _record_success(delivery, code, now)
         return None
     return _record_failure(delivery, code, error, now)
 
 
-def http_failure(code: int, answer: str) -> str:
+def _http_failure(code: int, answer: str) -> str:
     """A non-2xx answer as the delivery log and the operators' e-mail show it."""
     with translation.override(settings.LANGUAGE_CODE):
         return _in_words(_("The endpoint answered HTTP %(code)s.") % {"code": code}, answer)
 
 
-def request_failure(exc: Exception, url: str) -> str:
+def _request_failure(exc: Exception, url: str) -> str:
     """A try that got no answer (refused, timed out, not allowed), likewise."""
     with translation.override(settings.LANGUAGE_CODE):
         if isinstance(exc, UnsafeDestination):
